@@ -1,0 +1,258 @@
+"""Evaluate a formula tree on a numpy array of inputs, in a floating-point format.
+
+Semantics (DESIGN.md):
+- native: every operation's result is rounded to the working format, round to
+  nearest even; constants are rounded to the working format.
+  + - * / and sqrt in fp16/bf16 are computed in binary64 and rounded once
+  (binary64 has p = 53 >= 2p'+2, so the double rounding is innocuous and the
+  result is the correctly rounded one); elementary functions (exp, expm1, log,
+  log1p, tanh, pow) in fp16/bf16 are computed by numpy in binary32 and rounded
+  once, as numpy and ml_dtypes do. binary32/binary64 use numpy's own kernels.
+- compute dtype C: inputs are storage-format values, every operation is rounded
+  to C, the result is rounded once to the storage format.
+- ftz: subnormal inputs and results are flushed to zero of the same sign.
+- fma rounds once: a*b is exact in binary64 for formats up to binary32, the sum
+  is formed exactly (TwoSum) and rounded to odd, then rounded to the format
+  (round-to-odd then RN is correct when 53 >= p + 2); binary64 uses exact
+  rational arithmetic.
+- `(! :precision F e)` evaluates e in F; its operands are rounded into F.
+
+Values travel as float64 arrays holding exact values of their format. Every
+operation node can be recorded with its operands, its result and the mask of
+inputs for which it lies on the taken branch (`live`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import mpmath
+import numpy as np
+
+from . import fpcore as fc
+from .errors import UserError
+from .formats import FP16, FP32, FP64, BF16, Format, flush_subnormals, get_format, round_fraction, round_to
+from .registry import Formula
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How to evaluate: storage format, compute format (None = storage), flush to zero."""
+
+    storage: Format
+    compute: Format | None = None
+    ftz: bool = False
+
+    @property
+    def work(self) -> Format:
+        return self.compute or self.storage
+
+    def describe(self) -> str:
+        s = self.storage.name
+        if self.compute and self.compute != self.storage:
+            s += f" (computed in {self.compute.name})"
+        return s + (" ftz" if self.ftz else "")
+
+
+@dataclass
+class Record:
+    """One evaluated operation node."""
+
+    node: fc.Expr
+    label: str  # the let name bound to it, else its FPCore text
+    op: str
+    fmt: Format
+    operands: list  # float64 arrays (or bool arrays for boolean operands)
+    values: np.ndarray  # the rounded result (float64, or bool for conditions)
+    live: np.ndarray  # bool: inputs for which this node is on the taken path
+
+
+@dataclass
+class Evaluation:
+    y: np.ndarray  # the final result, storage-format values as float64
+    records: list = field(default_factory=list)
+
+
+_NUMPY_UNARY = {"exp": np.exp, "expm1": np.expm1, "log": np.log, "log1p": np.log1p, "tanh": np.tanh}
+
+
+def _const_value(name: str) -> Fraction | float:
+    if name == "INFINITY":
+        return np.inf
+    if name == "NAN":
+        return np.nan
+    with mpmath.workprec(300):
+        v = {"E": mpmath.e, "PI": mpmath.pi, "LN2": mpmath.ln2}[name]
+        v = mpmath.mpf(v)
+    man, exp = v.man_exp
+    return Fraction(man) * Fraction(2) ** exp
+
+
+def _round_exact(v, fmt: Format) -> float:
+    return v if isinstance(v, float) else round_fraction(v, fmt)
+
+
+def _fma_rto(a: np.ndarray, b: np.ndarray, c: np.ndarray, fmt: Format) -> np.ndarray:
+    """RN_fmt(a*b + c) for operands of a format with p <= 24, via binary64 round-to-odd."""
+    p = a * b  # exact: at most 48 significant bits, no overflow for p <= 24 formats
+    s = p + c
+    bb = s - p  # TwoSum: s + t == p + c exactly
+    t = (p - (s - bb)) + (c - bb)
+    fin = np.isfinite(s)
+    inexact = fin & (t != 0)
+    even = (s.view(np.uint64) & np.uint64(1)) == 0
+    bump = inexact & even
+    s = s.copy()
+    s[bump] = np.nextafter(s[bump], np.where(t[bump] > 0, np.inf, -np.inf))
+    out = round_to(s, fmt)
+    # an exact zero sum takes the sign of round-to-nearest: +0 unless both addends are -0
+    zero = (p + c) == 0
+    out[zero] = p[zero] + c[zero]
+    return out
+
+
+def _fma_exact(a: np.ndarray, b: np.ndarray, c: np.ndarray, fmt: Format) -> np.ndarray:
+    """RN_fmt(a*b + c) by exact rational arithmetic, element by element (binary64)."""
+    out = np.empty(a.shape)
+    for i, (x, y, z) in enumerate(zip(a.tolist(), b.tolist(), c.tolist())):
+        if not (np.isfinite(x) and np.isfinite(y) and np.isfinite(z)):
+            out[i] = x * y + z
+            continue
+        v = Fraction(x) * Fraction(y) + Fraction(z)
+        out[i] = round_fraction(v, fmt) if v != 0 else (x * y + z)
+    return out
+
+
+class Evaluator:
+    """Evaluates one formula under one policy; `record=True` keeps every operation node."""
+
+    def __init__(self, formula: Formula, policy: Policy, record: bool = False):
+        self.formula = formula
+        self.policy = policy
+        self.record = record
+        self.records: list[Record] = []
+        self.consts = formula.constant_values(policy.storage)
+
+    # -- rounding helpers
+    def _fix(self, v: np.ndarray, fmt: Format) -> np.ndarray:
+        return flush_subnormals(v, fmt) if self.policy.ftz else v
+
+    def _round(self, v: np.ndarray, fmt: Format) -> np.ndarray:
+        return self._fix(round_to(v, fmt), fmt)
+
+    def _in_fmt(self, v: np.ndarray, src: Format, dst: Format) -> np.ndarray:
+        """Convert values of `src` into `dst` (rounding when dst is narrower)."""
+        if src == dst or not isinstance(v, np.ndarray) or v.dtype == bool:
+            return v
+        return self._round(v, dst)
+
+    def _apply(self, op: str, args: list, fmt: Format) -> np.ndarray:
+        if op in ("<", ">", "<=", ">=", "==", "!="):
+            f = {"<": np.less, ">": np.greater, "<=": np.less_equal, ">=": np.greater_equal, "==": np.equal, "!=": np.not_equal}[op]
+            out = np.ones(args[0].shape, dtype=bool)
+            if op == "!=":  # FPCore: all pairwise distinct
+                for i in range(len(args)):
+                    for j in range(i + 1, len(args)):
+                        out &= f(args[i], args[j])
+                return out
+            for a, b in zip(args, args[1:]):
+                out &= f(a, b)
+            return out
+        if op == "and":
+            return np.logical_and.reduce(args)
+        if op == "or":
+            return np.logical_or.reduce(args)
+        if op == "not":
+            return ~args[0]
+        if op == "-" and len(args) == 1:
+            return -args[0]
+        if op == "fabs":
+            return np.abs(args[0])
+        if op == "copysign":
+            return np.copysign(args[0], args[1])
+        if op == "fmax":
+            return np.fmax(args[0], args[1])
+        if op == "fmin":
+            return np.fmin(args[0], args[1])
+        if op == "fma":
+            a, b, c = args
+            if fmt.p <= 24:
+                return self._fix(_fma_rto(a, b, c, fmt), fmt)
+            return self._fix(_fma_exact(a, b, c, fmt), fmt)
+        if op in ("+", "-", "*", "/", "sqrt"):
+            f = {"+": np.add, "-": np.subtract, "*": np.multiply, "/": np.divide, "sqrt": np.sqrt}[op]
+            if fmt == FP32:  # binary32 arithmetic is correctly rounded in numpy
+                return self._fix(f(*[a.astype(np.float32) for a in args]).astype(np.float64), fmt)
+            return self._round(f(*args), fmt)  # binary64 (exact for fp64) then one rounding
+        if op in _NUMPY_UNARY or op == "pow":
+            f = np.power if op == "pow" else _NUMPY_UNARY[op]
+            if fmt == FP64:
+                return self._fix(f(*args), fmt)
+            r = f(*[a.astype(np.float32) for a in args]).astype(np.float64)
+            return r if fmt == FP32 and not self.policy.ftz else self._round(r, fmt)
+        raise UserError(f"operator {op!r} is not supported by the evaluator")
+
+    # -- the tree walk; returns (values, format of the values)
+    def eval(self, e: fc.Expr, env: dict, fmt: Format, live: np.ndarray, label: str | None = None):
+        n = live.shape[0]
+        if isinstance(e, fc.Num):
+            return np.full(n, _round_exact(e.value, fmt)), fmt
+        if isinstance(e, fc.Const):
+            if e.name in ("TRUE", "FALSE"):
+                return np.full(n, e.name == "TRUE"), fmt
+            return np.full(n, _round_exact(_const_value(e.name), fmt)), fmt
+        if isinstance(e, fc.Var):
+            if e.name in env:
+                v, vf = env[e.name]
+                return self._in_fmt(v, vf, fmt), fmt
+            return np.full(n, round_fraction(self.consts[e.name], fmt)), fmt
+        if isinstance(e, fc.Let):
+            inner = dict(env)
+            for name, sub in e.bindings:
+                v, vf = self.eval(sub, inner if e.sequential else env, fmt, live, label=name)
+                inner[name] = (v, vf)
+            return self.eval(e.body, inner, fmt, live, label)
+        if isinstance(e, fc.If):
+            c, _ = self.eval(e.cond, env, fmt, live)
+            t, tf = self.eval(e.then, env, fmt, live & c, label)
+            o, of = self.eval(e.other, env, fmt, live & ~c, label)
+            v = np.where(c, self._in_fmt(t, tf, fmt), self._in_fmt(o, of, fmt))
+            self._keep(e, label, "if", fmt, [c, t, o], v, live)
+            return v, fmt
+        if isinstance(e, fc.Annot):
+            prec = dict(e.props).get(":precision")
+            sub_fmt = fmt if prec is None else get_format(getattr(prec, "name", str(prec)))
+            v, vf = self.eval(e.body, env, sub_fmt, live, label)
+            return self._in_fmt(v, vf, fmt), fmt
+        if isinstance(e, fc.Op):
+            args = [self._in_fmt(*self.eval(a, env, fmt, live), fmt) for a in e.args]
+            v = self._apply(e.op, args, fmt)
+            self._keep(e, label, e.op, fmt, args, v, live)
+            return v, fmt
+        raise TypeError(e)
+
+    def _keep(self, node, label, op, fmt, operands, values, live):
+        if self.record:
+            self.records.append(Record(node, label or fc.to_text(node), op, fmt, operands, values, live))
+
+    def run(self, x: np.ndarray) -> Evaluation:
+        x = np.asarray(x, dtype=np.float64)
+        pol = self.policy
+        work = pol.work
+        xin = self._fix(x, pol.storage)
+        xin = self._in_fmt(xin, pol.storage, work)
+        live = np.ones(x.shape[0], dtype=bool)
+        with np.errstate(all="ignore"):
+            v, vf = self.eval(self.formula.body, {self.formula.arg: (xin, work)}, work, live)
+            v = self._in_fmt(v, vf, work)
+            y = self._round(v, pol.storage) if work != pol.storage else v
+        return Evaluation(y, self.records)
+
+
+def evaluate(formula: Formula, x: np.ndarray, policy: Policy, record: bool = False) -> Evaluation:
+    """Evaluate `formula` on storage-format inputs `x` (float64) under `policy`."""
+    return Evaluator(formula, policy, record).run(x)
+
+
+__all__ = ["Policy", "Record", "Evaluation", "evaluate", "FP16", "BF16", "FP32", "FP64"]

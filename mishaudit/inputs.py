@@ -1,0 +1,172 @@
+"""Input sets: every finite value of a 16-bit format, or a seeded stratified sample.
+
+Positions in a format are ordinals (formats.ordinal). Binade k of either sign
+holds the ordinals |o| in [k*2^(p-1), (k+1)*2^(p-1)): k = 0 is zero and the
+subnormals, k >= 1 the normal binade 2^(emin+k-1). A sample of N inputs takes
+N / (number of strata) uniformly random ordinals in every binade of both signs
+(restricted to the domain), then adds the 16 neighbours on each side of every
+point where a formula changes behaviour: the constants its comparisons, fmin
+and fmax test x against, and the edges of exp (overflow, subnormal, underflow
+to zero, for exp(x) and exp(2x)). A domain holding no more than N values is
+enumerated instead ("exhaustive").
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import fpcore as fc
+from .errors import UserError
+from .formats import Format, all_finite, from_ordinal, ordinal, round_to
+
+NEIGHBOURS = 16
+
+
+@dataclass(frozen=True)
+class Domain:
+    lo: float = -math.inf
+    hi: float = math.inf
+
+    def __str__(self) -> str:
+        return f"[{self.lo!r}, {self.hi!r}]"
+
+
+def parse_domain(text: str | None) -> Domain:
+    """'LO:HI' -> Domain; UserError for malformed, NaN, or inverted bounds."""
+    if text is None:
+        return Domain()
+    parts = text.split(":")
+    if len(parts) != 2:
+        raise UserError(f"--domain {text!r}: write it as LO:HI, e.g. --domain -20:20")
+    try:
+        lo = float(parts[0]) if parts[0].strip() else -math.inf
+        hi = float(parts[1]) if parts[1].strip() else math.inf
+    except ValueError:
+        raise UserError(f"--domain {text!r}: bounds must be numbers, e.g. --domain -20:20") from None
+    if math.isnan(lo) or math.isnan(hi):
+        raise UserError(f"--domain {text!r}: a bound is NaN; give numbers (inf and -inf are allowed)")
+    if lo > hi:
+        raise UserError(f"--domain {text!r}: LO is greater than HI; write the smaller bound first")
+    return Domain(lo, hi)
+
+
+@dataclass
+class InputSet:
+    x: np.ndarray  # finite format values as float64, sorted, unique
+    strategy: str  # "exhaustive" or "sampled"
+    fmt: Format
+
+
+def _inward(domain: Domain, fmt: Format) -> tuple[int, int]:
+    """Ordinals of the smallest format value >= lo and the largest <= hi (finite)."""
+    lo = max(domain.lo, -fmt.max)
+    hi = min(domain.hi, fmt.max)
+    olo = int(ordinal(round_to([lo], fmt), fmt)[0])
+    if from_ordinal([olo], fmt)[0] < lo:
+        olo += 1
+    ohi = int(ordinal(round_to([hi], fmt), fmt)[0])
+    if from_ordinal([ohi], fmt)[0] > hi:
+        ohi -= 1
+    return olo, ohi
+
+
+def _empty(domain: Domain, fmt: Format) -> UserError:
+    return UserError(f"--domain {domain.lo!r}:{domain.hi!r} holds no finite {fmt.name} value: widen it")
+
+
+def enumerate_all(fmt: Format, domain: Domain = Domain()) -> InputSet:
+    x = all_finite(fmt)
+    x = x[(x >= domain.lo) & (x <= domain.hi)]
+    if not len(x):
+        raise _empty(domain, fmt)
+    x = np.unique(x)  # sorted; -0 and +0 compare equal: keep both
+    zeros = [v for v in (-0.0, 0.0) if domain.lo <= v <= domain.hi]
+    x = np.concatenate([x[x != 0], np.array(zeros)]) if zeros else x
+    return InputSet(np.sort(x, kind="stable"), "exhaustive", fmt)
+
+
+def edge_points(fmt: Format, thresholds=()) -> np.ndarray:
+    """Points where behaviour changes: given thresholds and the edges of exp(x), exp(2x) in `fmt`."""
+    ln = math.log
+    exp_edges = [ln(fmt.max), ln(fmt.tiny), ln(fmt.min_subnormal), ln(fmt.min_subnormal / 2)]
+    pts = list(thresholds) + exp_edges + [v / 2 for v in exp_edges]
+    pts += [-v for v in pts]
+    return np.array(sorted(set(pts)), dtype=np.float64)
+
+
+def sample(fmt: Format, n: int, seed: int, domain: Domain = Domain(), thresholds=()) -> InputSet:
+    """A deterministic stratified sample of about `n` finite values (see the module docstring)."""
+    if n < 1:
+        raise UserError(f"--samples {n}: give a positive number of samples")
+    olo, ohi = _inward(domain, fmt)
+    if olo > ohi:
+        raise _empty(domain, fmt)
+    if ohi - olo + 1 <= n:
+        x = from_ordinal(np.arange(olo, ohi + 1, dtype=np.int64), fmt)
+        return InputSet(_with_neg_zero(x, domain), "exhaustive", fmt)
+    width = 1 << (fmt.p - 1)
+    # strata: binades of |ordinal|, both signs, clipped to [olo, ohi]
+    strata = []
+    kmax = (int(ordinal(np.array([fmt.max]), fmt)[0]) // width) + 1
+    for k in range(kmax):
+        for a, b in ((k * width, (k + 1) * width - 1), (-(k + 1) * width + 1, -k * width)):
+            a, b = max(a, olo), min(b, ohi)
+            if a <= b and (a, b) not in strata:
+                strata.append((a, b))
+    rng = np.random.default_rng(seed)
+    per = max(1, n // len(strata))
+    ords = [rng.integers(a, b + 1, size=min(per, b - a + 1), dtype=np.int64) for a, b in strata]
+    x = from_ordinal(np.concatenate(ords), fmt)
+    edges = round_to(edge_points(fmt, thresholds), fmt)
+    edges = edges[np.isfinite(edges)]
+    eo = ordinal(edges, fmt)
+    near = (eo[:, None] + np.arange(-NEIGHBOURS, NEIGHBOURS + 1)[None, :]).ravel()
+    near = near[(near >= olo) & (near <= ohi)]
+    x = np.concatenate([x, from_ordinal(near, fmt)])
+    return InputSet(_with_neg_zero(np.unique(x), domain), "sampled", fmt)
+
+
+def _with_neg_zero(x: np.ndarray, domain: Domain) -> np.ndarray:
+    x = x[x != 0]
+    zeros = [v for v in (-0.0, 0.0) if domain.lo <= v <= domain.hi]
+    return np.sort(np.concatenate([x, np.array(zeros)]), kind="stable")
+
+
+def formula_thresholds(formula, fmt: Format) -> list[float]:
+    """Constants that the formula compares x-derived values with (if, fmin, fmax), evaluated in `fmt`."""
+    from .evaluate import Policy, evaluate
+
+    probe = np.array([0.5, 3.0, -7.0])
+    ev = evaluate(formula, probe, Policy(fmt), record=True)
+    out = []
+    for r in ev.records:
+        if r.op in fc.COMPARISONS or r.op in ("fmin", "fmax"):
+            for v in r.operands:
+                if v.dtype != bool and np.all(v == v[0]) and np.isfinite(v[0]):
+                    out.append(float(v[0]))
+    return out
+
+
+def input_set(fmt: Format, domain: Domain, samples: int, seed: int, formulas=()) -> InputSet:
+    """The default set for a format: every value for 16-bit formats, else a sample."""
+    if fmt.bits == 16:
+        return enumerate_all(fmt, domain)
+    th = sorted({t for f in formulas for t in formula_thresholds(f, fmt)})
+    return sample(fmt, samples, seed, domain, th)
+
+
+SPECIALS = (0.0, -0.0, math.inf, -math.inf, math.nan)
+
+
+def expected_special(x: float) -> float:
+    """mish at the special inputs: mish(NaN) = NaN, mish(+inf) = +inf, mish(-inf) = -0, mish(+-0) = +-0."""
+    if math.isnan(x):
+        return math.nan
+    if x == math.inf:
+        return math.inf
+    if x == -math.inf:
+        return -0.0
+    return x

@@ -1,0 +1,182 @@
+"""The registry: one FPCore file per formulation.
+
+The shipped files live in the package `mishaudit.formulas` (the top-level
+`formulas/` folder of the repository); `--formulas DIR` adds a user's own.
+A formula's id is its FPCore identifier, else its file name without
+`.fpcore`. Per-format constants come from `:mishaudit-constants`:
+
+    :mishaudit-constants ((B (binary16 4.75) (binary32 9.9) (default 9.9)))
+
+binds the name B to 4.75 when the *storage* format is binary16, and so on;
+`default` serves formats the source gives no value for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+from importlib import resources
+from pathlib import Path
+
+from . import fpcore
+from .errors import UserError
+from .formats import Format
+
+
+@dataclass(frozen=True)
+class Formula:
+    id: str
+    core: fpcore.FPCore
+    path: str  # where it was read from
+    text: str  # the file's text (hashed into cache keys and checkpoints)
+    constants: tuple  # ((name, ((fpcore-format-name | "default", Fraction), ...)), ...)
+
+    @property
+    def body(self) -> fpcore.Expr:
+        return self.core.body
+
+    @property
+    def arg(self) -> str:
+        return self.core.args[0]
+
+    @property
+    def name(self) -> str:
+        return str(self.core.prop(":name", self.id))
+
+    @property
+    def description(self) -> str:
+        return str(self.core.prop(":description", ""))
+
+    @property
+    def source(self) -> str:
+        return str(self.core.prop(":mishaudit-source", ""))
+
+    @property
+    def used_by(self) -> str:
+        return str(self.core.prop(":mishaudit-used-by", ""))
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(self.text.encode()).hexdigest()[:16]
+
+    def constant(self, name: str, storage: Format) -> Fraction:
+        """The exact value of per-format constant `name` for storage format `storage`."""
+        for n, table in self.constants:
+            if n == name:
+                values = dict(table)
+                for key in (storage.fpcore, "default"):
+                    if key in values:
+                        return values[key]
+                raise UserError(
+                    f"formula {self.id} ({self.path}) gives constant {name} no value for {storage.name}: "
+                    f"add ({storage.fpcore} VALUE) or (default VALUE) to its :mishaudit-constants"
+                )
+        raise KeyError(name)
+
+    def constant_values(self, storage: Format) -> dict[str, Fraction]:
+        return {n: self.constant(n, storage) for n, _ in self.constants}
+
+
+def _read_constants(core: fpcore.FPCore, src: str) -> tuple:
+    raw = core.prop(":mishaudit-constants", ())
+    bad = UserError(
+        f"{src}: :mishaudit-constants must look like ((NAME (binary16 VALUE) (binary32 VALUE) ...) ...): fix the property"
+    )
+    if not isinstance(raw, tuple):
+        raise bad
+    out = []
+    for entry in raw:
+        if not isinstance(entry, tuple) or len(entry) < 2 or not isinstance(entry[0], fpcore.Symbol):
+            raise bad
+        table = []
+        for pair in entry[1:]:
+            if (not isinstance(pair, tuple) or len(pair) != 2 or not isinstance(pair[0], fpcore.Symbol)
+                    or not isinstance(pair[1], Fraction)):
+                raise bad
+            if pair[0].name not in ("binary16", "bfloat16", "binary32", "binary64", "default"):
+                raise UserError(f"{src}: unknown format {pair[0].name!r} in :mishaudit-constants: use binary16, bfloat16, binary32, binary64 or default")
+            table.append((pair[0].name, pair[1]))
+        out.append((entry[0].name, tuple(table)))
+    return tuple(out)
+
+
+def load_text(text: str, src: str, stem: str) -> Formula:
+    """Parse and validate one formula file's text."""
+    core = fpcore.parse(text, src)
+    if len(core.args) != 1:
+        raise UserError(f"{src}: a Mish formulation takes exactly one argument, e.g. (FPCore my-mish (x) ...)")
+    ident = core.ident or stem
+    constants = _read_constants(core, src)
+    known = set(core.args) | {n for n, _ in constants}
+    unknown = fpcore.free_names(core.body) - known
+    if unknown:
+        name = sorted(unknown)[0]
+        line, col = _first_use(core.body, name)
+        raise UserError(f"{src}:{line}:{col}: unknown variable {name!r}: bind it with let or declare it in :mishaudit-constants")
+    return Formula(ident, core, src, text, constants)
+
+
+def _first_use(e, name):
+    if isinstance(e, fpcore.Var) and e.name == name:
+        return e.pos
+    for c in fpcore.children(e):
+        p = _first_use(c, name)
+        if p:
+            return p
+    return None
+
+
+def _read_file(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read formula file {path}: {exc.strerror if isinstance(exc, OSError) else exc}; check the path and its permissions") from None
+
+
+def builtin_files() -> list[tuple[str, str, str]]:
+    """(text, path, stem) of every shipped formula file."""
+    out = []
+    for entry in sorted(resources.files("mishaudit.formulas").iterdir(), key=lambda p: p.name):
+        if entry.name.endswith(".fpcore"):
+            out.append((entry.read_text(encoding="utf-8"), f"formulas/{entry.name}", entry.name[: -len(".fpcore")]))
+    return out
+
+
+def load_registry(extra_dirs: tuple = (), builtin: bool = True) -> dict[str, Formula]:
+    """All formulas by id: the shipped ones, then each of `extra_dirs`; an id clash is an error."""
+    files = builtin_files() if builtin else []
+    for d in extra_dirs:
+        p = Path(d)
+        if p.is_file() and p.suffix == ".fpcore":
+            paths = [p]
+        elif p.is_dir():
+            paths = sorted(p.glob("*.fpcore"))
+            if not paths:
+                raise UserError(f"--formulas {d}: no .fpcore files in that folder: point it at a folder of FPCore files")
+        else:
+            raise UserError(f"--formulas {d}: no such folder or .fpcore file: check the path")
+        files += [(_read_file(q), str(q), q.stem) for q in paths]
+    reg: dict[str, Formula] = {}
+    for text, src, stem in files:
+        f = load_text(text, src, stem)
+        if f.id in reg:
+            raise UserError(f"formula id {f.id!r} is defined twice ({reg[f.id].path} and {src}): rename one (the FPCore identifier)")
+        reg[f.id] = f
+    return reg
+
+
+def select(reg: dict[str, Formula], ids: tuple) -> list[Formula]:
+    """The formulas named in `ids` (all, in id order, when empty); UserError for unknown ids."""
+    if not ids:
+        return [reg[k] for k in sorted(reg)]
+    out = []
+    for i in ids:
+        if i not in reg:
+            close = [k for k in sorted(reg) if re.sub("[^a-z0-9]", "", i.lower()) in re.sub("[^a-z0-9]", "", k)]
+            hint = f" (did you mean {', '.join(close[:3])}?)" if close else ""
+            raise UserError(f"unknown formula {i!r}{hint}: run `mishaudit list` for the registered ids")
+        if reg[i] not in out:
+            out.append(reg[i])
+    return out

@@ -1,0 +1,153 @@
+"""Render audit rows: rich table, Markdown, CSV, JSON (pure functions returning text, and one printer)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+
+from .errors import UserError
+from .metrics import BUCKETS
+
+JSON_KEYS = (
+    "formula", "dtype", "compute_dtype", "ftz", "strategy", "inputs", "max_ulp", "mean_ulp", "median_ulp",
+    "p99_ulp", "worst_x", "worst_y", "worst_ref", "cr_frac", "faithful_frac", "max_abs_err", "max_rel_err",
+    "mean_bits", "max_bits", "nonfinite", "signed_zero_mismatch", "max_formula_rel_err",
+)
+EXTRA_KEYS = BUCKETS + ("formula_err_worst_x", "formula_err_undecided", "specials_wrong")
+ALL_KEYS = JSON_KEYS + EXTRA_KEYS
+ASCENDING_IS_WORSE = {"cr_frac", "faithful_frac"}  # for these a smaller value is worse
+
+LEGEND = (
+    "ulp error |y - r|/ulp(r), ulp(r) = 2^(max(floor(log2|r|), emin) - p + 1), r = mish(x) exact (mpmath, Ziv); "
+    "statistics over finite outputs; cr = y == RN(r); faithful = y brackets r; "
+    "formula err = |F(x) - mish(x)|/|mish(x)| with F evaluated exactly (thresholds, clamps, blends); "
+    "dULP = |ord(y) - ord(RN(r))|."
+)
+
+
+def sort_rows(rows: list[dict], column: str | None) -> list[dict]:
+    """Worst first within each dtype: by `column`, or by (nonfinite > 0, max_ulp) by default."""
+    if column is not None and column not in ALL_KEYS:
+        raise UserError(f"--sort {column!r}: unknown column; use one of {', '.join(ALL_KEYS)}")
+
+    def key(r):
+        if column is None:
+            return (r["nonfinite"] > 0, _f(r["max_ulp"]))
+        v = r[column]
+        if isinstance(v, str):
+            return v
+        v = _f(v)
+        return -v if column in ASCENDING_IS_WORSE else v
+
+    order = {d: i for i, d in enumerate(dict.fromkeys(r["dtype"] for r in rows))}
+    by_dtype = sorted(rows, key=lambda r: order[r["dtype"]])
+    out = []
+    for d in order:
+        grp = [r for r in by_dtype if r["dtype"] == d]
+        rev = not (column is not None and isinstance(grp[0].get(column), str))
+        out += sorted(grp, key=key, reverse=rev)
+    return out
+
+
+def _f(v) -> float:
+    return -math.inf if v is None else float(v)
+
+
+def _g(v, digits: int = 3) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if v == 0:
+            return "0"
+        return f"{v:.{digits}g}"
+    return str(v)
+
+
+def _pct(v) -> str:
+    return "—" if v is None else f"{100 * v:.2f}%"
+
+
+TABLE_COLUMNS = (
+    ("formula", "formula", str), ("dtype", "dtype", str), ("max ulp", "max_ulp", _g), ("mean ulp", "mean_ulp", _g),
+    ("p99 ulp", "p99_ulp", _g), ("worst x", "worst_x", repr), ("cr", "cr_frac", _pct), ("faithful", "faithful_frac", _pct),
+    ("max bits", "max_bits", _g), ("nonfinite", "nonfinite", str), ("±0", "signed_zero_mismatch", str),
+    ("formula err", "max_formula_rel_err", _g), ("dULP 0/1/2/3/>3", None, None),
+)
+
+
+def _cells(r: dict) -> list[str]:
+    out = []
+    for _, key, fmt in TABLE_COLUMNS:
+        if key is None:
+            out.append("/".join(str(r[b]) for b in BUCKETS))
+        else:
+            out.append("—" if r.get(key) is None else fmt(r[key]))
+    return out
+
+
+def to_markdown(rows: list[dict], specials: list[dict]) -> str:
+    head = [c for c, _, _ in TABLE_COLUMNS]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    for r in rows:
+        lines.append("| " + " | ".join(_cells(r)) + " |")
+    lines += ["", LEGEND]
+    bad = [s for s in specials if not s["ok"]]
+    if bad:
+        lines += ["", "Special inputs with a wrong result:", "", "| formula | dtype | x | expected | got |", "|---|---|---|---|---|"]
+        lines += [f"| {s['formula']} | {s['dtype']} | {s['x']!r} | {s['expected']!r} | {s['got']!r} |" for s in bad]
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(ALL_KEYS), lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: ("" if r.get(k) is None else (repr(r[k]) if isinstance(r[k], float) else r[k])) for k in ALL_KEYS})
+    return buf.getvalue()
+
+
+def _json_safe(v):
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def to_json(rows: list[dict]) -> str:
+    return json.dumps([{k: _json_safe(r.get(k)) for k in ALL_KEYS} for r in rows], indent=2) + "\n"
+
+
+def print_table(rows: list[dict], specials: list[dict], meta: dict, console) -> None:
+    from rich.table import Table
+
+    t = Table(title="mishaudit compare: error of each formulation against mish(x) (worst first)", title_justify="left")
+    for name, key, _ in TABLE_COLUMNS:
+        t.add_column(name, justify="left" if key in ("formula", "dtype") else "right", no_wrap=True)
+    for r in rows:
+        cells = _cells(r)
+        style = "red" if r["nonfinite"] else None
+        if r["nonfinite"]:
+            cells[TABLE_COLUMNS.index(("nonfinite", "nonfinite", str))] = f"[bold red]{r['nonfinite']}[/]"
+        t.add_row(*cells, style=style)
+    console.print(t)
+    strat = sorted({f"{r['dtype']}: {r['inputs']} inputs, {r['strategy']}" for r in rows})
+    console.print("[dim]" + "; ".join(strat) + "[/]")
+    console.print("[dim]" + LEGEND + "[/]")
+    console.print(f"[dim]numpy {meta['numpy']}, ml_dtypes {meta['ml_dtypes']}, mpmath {meta['mpmath']}; "
+                  f"{meta['elementary_functions']}.[/]")
+    bad = [s for s in specials if not s["ok"]]
+    if bad:
+        s = Table(title="special inputs: expected vs got (wrong ones only)", title_justify="left")
+        for c in ("formula", "dtype", "x", "expected", "got"):
+            s.add_column(c)
+        for b in bad:
+            s.add_row(b["formula"], b["dtype"], repr(b["x"]), repr(b["expected"]), f"[red]{b['got']!r}[/]")
+        console.print(s)
+    else:
+        console.print("[dim]special inputs ±0, ±inf, NaN: every formulation gives mish's value.[/]")
