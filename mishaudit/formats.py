@@ -102,7 +102,8 @@ def round_to(v, fmt: Format) -> np.ndarray:
     a = v[mask]
     _, e = np.frexp(a)  # |a| = m * 2^e, m in [0.5, 1): floor(log2|a|) = e - 1
     q = np.maximum(e - 1, fmt.emin) - fmt.p + 1
-    r = np.ldexp(np.rint(np.ldexp(a, -q)), q)
+    with np.errstate(over="ignore"):  # overflow gives inf, which is RN's answer
+        r = np.ldexp(np.rint(np.ldexp(a, -q)), q)
     over = np.abs(r) > fmt.max
     r[over] = np.copysign(np.inf, r[over])
     v[mask] = r
@@ -148,7 +149,8 @@ def all_finite(fmt: Format) -> np.ndarray:
     """Every finite value of a 16-bit format, in bit-pattern order, as float64."""
     if fmt.bits != 16:
         raise ValueError(f"{fmt.name} is too large to enumerate in memory")
-    v = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(fmt.dtype).astype(np.float64)
+    with np.errstate(invalid="ignore"):  # NaN patterns
+        v = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(fmt.dtype).astype(np.float64)
     return v[np.isfinite(v)]
 
 

@@ -34,7 +34,7 @@ import numpy as np
 from .formats import Format, exponent_of, round_mpf
 from .iofiles import atomic_write_bytes
 
-REF_VERSION = 2
+REF_VERSION = 3
 START_EXTRA_BITS = 48  # P = p + 48 at first: d exact to ~2^-40 ulp
 
 
@@ -84,6 +84,10 @@ def reference_point(x: float, fmt: Format) -> RefPoint:
         if ok and E >= fmt.emin:
             ok = lo_ok and (hi_ok or (x_pow2 and E == ex - 2))
         if ok:
+            if d == 0 and rn == x:
+                # r carried no bits below RN(r) = x; mish(x) < x for x > 0 (> x for x < 0),
+                # so r lies on the side of 0: keep that sign with a negligible magnitude
+                d = math.copysign(2.0**-1000, -x)
             return RefPoint(rn, d, Eu, float(r), prec)
         prec *= 2
     raise RuntimeError(f"Ziv loop did not settle RN(mish({x!r})) in {fmt.name}")

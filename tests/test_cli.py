@@ -1,0 +1,93 @@
+"""The command line: JSON contract, bad input (one line, exit 2, nothing written), list."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from mishaudit.cli import main
+from mishaudit.render import JSON_KEYS
+
+
+def run(*args):
+    """Run the real console entry in a subprocess (exit codes and stderr as a user sees them)."""
+    p = subprocess.run([sys.executable, "-m", "mishaudit.cli", *args], capture_output=True, text=True,
+                       env=os.environ.copy(), timeout=600)
+    return p.returncode, p.stdout, p.stderr
+
+
+def test_compare_json_contract_and_known_facts(tmp_path):
+    out = tmp_path / "r.json"
+    code, _, err = run("compare", "--dtype", "fp16", "--formula", "exp-rational", "--formula", "softplus-tanh",
+                       "--formula", "exp-rational-clamped", "--format", "json", "--output", str(out))
+    assert code == 0, err
+    rows = json.loads(out.read_text())
+    assert {r["formula"] for r in rows} == {"exp-rational", "softplus-tanh", "exp-rational-clamped"}
+    for r in rows:
+        assert set(JSON_KEYS) <= set(r)
+        assert r["inputs"] == 63488 and r["strategy"] == "exhaustive" and r["dtype"] == "fp16"
+        assert r["max_ulp"] >= r["p99_ulp"] >= r["median_ulp"] >= 0
+        assert sum(r[k] for k in ("dulp_0", "dulp_1", "dulp_2", "dulp_3", "dulp_gt3")) == r["inputs"] - r["nonfinite"]
+    by = {r["formula"]: r for r in rows}
+    assert by["exp-rational"]["max_formula_rel_err"] == 0.0  # an exact rewrite
+    assert by["exp-rational-clamped"]["max_formula_rel_err"] > 1  # the clamp at -100 changes the value
+
+
+def test_specials_table_reports_nan_from_the_clamp():
+    r = CliRunner().invoke(main, ["compare", "--formula", "exp-rational-clamped", "--format", "markdown"])
+    assert r.exit_code == 0
+    # fmax(NaN, -100) = -100 (C fmax ignores NaN), so mish(NaN) comes out as a number
+    assert "| exp-rational-clamped | fp16 | nan | nan |" in r.output
+
+
+@pytest.mark.parametrize("args, words", [
+    (["compare", "--formula", "nope"], "unknown formula 'nope'"),
+    (["compare", "--dtype", "fp8"], "unknown dtype 'fp8'"),
+    (["compare", "--domain", "5:1"], "LO is greater than HI"),
+    (["compare", "--domain", "nan:1"], "NaN"),
+    (["compare", "--domain", "1:2:3"], "LO:HI"),
+    (["compare", "--domain", "0.1:0.10003", "--dtype", "fp16"], "holds no finite fp16 value"),
+    (["compare", "--output", "/nonexistent-dir/x.json"], "does not exist"),
+    (["compare", "--sort", "bogus"], "unknown column"),
+    (["compare", "--compute-dtype", "fp128"], "unknown dtype"),
+])
+def test_bad_input_is_one_line_exit_2(args, words):
+    code, out, err = run(*args)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0], err
+    assert "Traceback" not in err
+
+
+def test_malformed_fpcore_names_file_line_column(tmp_path):
+    (tmp_path / "bad.fpcore").write_text("(FPCore bad (x)\n  :name \"b\"\n  (* x (tanh (log1p (exp x)))")
+    code, _, err = run("compare", "--formulas", str(tmp_path), "--formula", "bad")
+    assert code == 2 and "bad.fpcore:3:3:" in err and len(err.strip().splitlines()) == 1
+
+
+def test_unwritable_output_leaves_nothing(tmp_path):
+    d = tmp_path / "ro"
+    d.mkdir()
+    d.chmod(0o500)
+    try:
+        if os.access(d, os.W_OK):  # running as root: permissions do not apply; use a file as parent
+            target = tmp_path / "file" / "out.json"
+            (tmp_path / "file").write_text("x")
+        else:
+            target = d / "out.json"
+        code, _, err = run("compare", "--formula", "softplus-tanh", "--format", "json", "--output", str(target))
+        assert code == 2 and "cannot write --output" in err
+        assert not target.exists()
+    finally:
+        d.chmod(0o700)
+
+
+def test_list_shows_every_formula_and_user_files(tmp_path):
+    (tmp_path / "mine.fpcore").write_text('(FPCore my-mish (x) :description "mine" (* x (tanh (log1p (exp x)))))')
+    r = CliRunner().invoke(main, ["list", "--formulas", str(tmp_path)])
+    assert r.exit_code == 0
+    for fid in ("softplus-tanh", "njuffa", "coreml-2359-workaround", "my-mish"):
+        assert fid in r.output

@@ -1,0 +1,108 @@
+"""The evaluator against independent facts: exp overflow, fma double rounding, compute dtype, ftz."""
+
+import math
+from fractions import Fraction
+
+import mpmath
+import numpy as np
+import pytest
+
+from mishaudit.evaluate import Policy, evaluate
+from mishaudit.formats import BF16, FP16, FP32, FP64, all_finite
+from mishaudit.registry import load_registry, load_text
+
+
+def formula(body: str):
+    return load_text(f"(FPCore t (x) {body})", "t.fpcore", "t")
+
+
+def test_first_fp16_input_where_exp_overflows():
+    # independent: exp(x) rounds to fp16 inf once exp(x) >= 65504 + 16 (max + half an ulp)
+    edge = mpmath.log(65520)
+    xs = np.sort(all_finite(FP16))
+    first = xs[np.argmax(xs >= float(edge))]
+    assert first == 11.09375  # the figure CONTEXT.md quotes
+    y = evaluate(formula("(exp x)"), xs, Policy(FP16)).y
+    assert np.isinf(y[xs >= first]).all()
+    assert np.isfinite(y[xs < first]).all()
+
+
+def _rn(v: Fraction, prec: int) -> float:
+    with mpmath.workprec(prec):
+        return float(mpmath.mpf(v.numerator) / v.denominator)
+
+
+@pytest.mark.parametrize("fmt, p", [(FP32, 24), (BF16, 8), (FP64, 53)], ids=["fp32", "bf16", "fp64"])
+def test_fma_rounds_once_on_a_double_rounding_case(fmt, p):
+    # a*b = 1.5 + 2^-(p-1) + 2^-p is a midpoint of the format; c = -2^-120 puts the exact sum
+    # just below it, so RN is 1.5 + 2^-(p-1). Rounding a*b + c first to binary64 lands on the
+    # midpoint and ties-to-even then gives 1.5 + 2^-(p-2): the double-rounding error.
+    b = 1 + 2.0 ** -(p - 1)
+    f = formula(f"(fma 1.5 x -0x1p-120)")
+    exact = Fraction(3, 2) * Fraction(b) - Fraction(1, 2**120)
+    want = _rn(exact, p)
+    assert want == 1.5 + 2.0 ** -(p - 1)
+    got = evaluate(f, np.array([b]), Policy(fmt)).y[0]
+    assert got == want
+    if fmt is not FP64:
+        naive = float(np.float64(1.5) * b + -(2.0**-120))
+        assert _rn(Fraction(naive), p) != want  # the naive way really is wrong here
+
+
+def test_fma_random_fp32_against_exact_rationals():
+    rng = np.random.default_rng(1)
+    a, b, c = (rng.standard_normal(2000).astype(np.float32).astype(np.float64) for _ in range(3))
+    c *= 2.0 ** rng.integers(-40, 5, 2000)
+    c = c.astype(np.float32).astype(np.float64)
+    f = load_text("(FPCore t (x) (fma x (! :precision binary32 0.0) 0))", "t", "t")  # parse check only
+    assert f.id == "t"
+    from mishaudit.evaluate import _fma_rto
+
+    got = _fma_rto(a, b, c, FP32)
+    for i in range(2000):
+        want = _rn(Fraction(a[i]) * Fraction(b[i]) + Fraction(c[i]), 24)
+        assert got[i] == want
+
+
+def test_compute_dtype_rounds_each_op_in_compute_then_once_to_storage():
+    reg = load_registry()
+    f = reg["softplus-tanh"]
+    x = np.sort(all_finite(FP16))
+    x = x[np.abs(x) < 60]
+    got = evaluate(f, x, Policy(FP16, FP32)).y
+    x32 = x.astype(np.float32)
+    want = (x32 * np.tanh(np.log1p(np.exp(x32)))).astype(np.float16).astype(np.float64)
+    assert np.array_equal(got, want, equal_nan=True)
+
+
+def test_native_fp16_rounds_every_operation():
+    x = np.array([0.1], dtype=np.float16).astype(np.float64)
+    f = formula("(+ (* x x) 1)")
+    got = evaluate(f, x, Policy(FP16)).y[0]
+    xx = np.float16(np.float16(x[0]) * np.float16(x[0]))  # numpy float16 arithmetic rounds each op
+    assert got == float(np.float16(xx + np.float16(1)))
+
+
+def test_ftz_flushes_subnormal_results():
+    tiny = 2.0**-20  # fp16 subnormal range is below 2^-14
+    f = formula("(* x 0.5)")
+    assert evaluate(f, np.array([tiny]), Policy(FP16)).y[0] == tiny / 2
+    r = evaluate(f, np.array([tiny]), Policy(FP16, ftz=True)).y[0]
+    assert r == 0 and not math.copysign(1, r) < 0
+    r = evaluate(f, np.array([-(2.0**-14)]), Policy(FP16, ftz=True)).y[0]
+    assert r == 0 and math.copysign(1, r) < 0  # -2^-15 is subnormal: flushed to -0
+    r = evaluate(f, np.array([-(2.0**-13)]), Policy(FP16, ftz=True)).y[0]
+    assert r == -(2.0**-14)  # the smallest normal stays
+
+
+def test_records_carry_let_names_and_live_masks():
+    f = load_registry()["softplus-threshold"]
+    from mishaudit.evaluate import Evaluator
+
+    ev = Evaluator(f, Policy(FP32), record=True)
+    out = ev.run(np.array([-1.0, 25.0]))
+    labels = {r.label for r in ev.records}
+    assert "sp" in labels
+    log1p = next(r for r in ev.records if r.op == "log1p")
+    assert log1p.live.tolist() == [True, False]  # not on the taken path for x = 25 > 20
+    assert out.y[1] == np.float32(25.0) * np.tanh(np.float32(25.0))
