@@ -434,7 +434,7 @@ def formula_error(formula, x: np.ndarray, storage: Format, r64: np.ndarray) -> F
     dev = np.full(len(x), np.nan)
     # step 1: deviation from binary64 intervals where F and mish are both tightly known
     with np.errstate(all="ignore"):
-        mid = (lo + hi) / 2
+        mid = lo / 2 + hi / 2  # no overflow near the top of binary64
         width_ok = np.abs(hi - lo) <= TIGHT * np.abs(mid)
         m_ok = np.isfinite(r64) & (np.abs(r64) >= 2.0**-1000)
         ok1 = ~bad & width_ok & m_ok
@@ -496,7 +496,7 @@ def formula_error(formula, x: np.ndarray, storage: Format, r64: np.ndarray) -> F
 
 # ---------------------------------------------------------------- cache and parallel driver
 
-FE_VERSION = 4
+FE_VERSION = 5
 
 
 def _fe_key(formula, x: np.ndarray, storage: Format) -> str:

@@ -91,7 +91,7 @@ def enumerate_all(fmt: Format, domain: Domain = Domain()) -> InputSet:
 def edge_points(fmt: Format, thresholds=()) -> np.ndarray:
     """Points where behaviour changes: given thresholds and the edges of exp(x), exp(2x) in `fmt`."""
     ln = math.log
-    exp_edges = [ln(fmt.max), ln(fmt.tiny), ln(fmt.min_subnormal), ln(fmt.min_subnormal / 2)]
+    exp_edges = [ln(fmt.max), ln(fmt.tiny), ln(fmt.min_subnormal), ln(fmt.min_subnormal) - ln(2)]
     pts = list(thresholds) + exp_edges + [v / 2 for v in exp_edges]
     pts += [-v for v in pts]
     return np.array(sorted(set(pts)), dtype=np.float64)
