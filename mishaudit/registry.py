@@ -138,7 +138,11 @@ def _read_file(path: Path) -> str:
 def builtin_files() -> list[tuple[str, str, str]]:
     """(text, path, stem) of every shipped formula file."""
     out = []
-    for entry in sorted(resources.files("mishaudit.formulas").iterdir(), key=lambda p: p.name):
+    try:
+        folder = resources.files("mishaudit.formulas")
+    except ModuleNotFoundError:  # running from a source checkout: formulas/ beside the package
+        folder = Path(__file__).resolve().parent.parent / "formulas"
+    for entry in sorted(folder.iterdir(), key=lambda p: p.name):
         if entry.name.endswith(".fpcore"):
             out.append((entry.read_text(encoding="utf-8"), f"formulas/{entry.name}", entry.name[: -len(".fpcore")]))
     return out
