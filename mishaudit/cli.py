@@ -121,7 +121,10 @@ def compare(dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, sampl
             render.print_table(rows, audit.specials, audit.meta, console)
             write_output(output, console.export_text())
         else:
-            render.print_table(rows, audit.specials, audit.meta, Console())
+            console = Console()
+            if not console.is_terminal:  # a pipe or a file: do not squeeze the table into 80 columns
+                console = Console(width=160)
+            render.print_table(rows, audit.specials, audit.meta, console)
         return
     text = {"markdown": lambda: render.to_markdown(rows, audit.specials), "csv": lambda: render.to_csv(rows),
             "json": lambda: render.to_json(rows)}[out_format]()

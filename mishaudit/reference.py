@@ -208,9 +208,31 @@ def reference(x: np.ndarray, fmt: Format, use_cache: bool = True, show_progress:
     return Reference(x, cached["rn"][pos_c], cached["d"][pos_c], cached["E"][pos_c], cached["r64"][pos_c])
 
 
+def _chunk_job(args):
+    xs, fmt = args
+    return compute_points(xs, fmt)
+
+
+def _compute_parallel(xs: np.ndarray, fmt: Format, advance=None) -> dict:
+    """compute_points over all cores in chunks (the mpmath loop is CPU-bound, one input at a time)."""
+    workers = os.cpu_count() or 1
+    if workers == 1 or len(xs) < 8192:
+        return compute_points(xs, fmt, progress=advance)
+    from concurrent.futures import ProcessPoolExecutor
+
+    chunks = np.array_split(xs, max(workers * 8, len(xs) // 4096))
+    parts = []
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        for c, part in zip(chunks, pool.map(_chunk_job, [(c, fmt) for c in chunks])):
+            parts.append(part)
+            if advance is not None:
+                advance(len(c))
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
 def _compute_with_progress(xs: np.ndarray, fmt: Format, show: bool) -> dict:
     if not show or len(xs) < 2048:
-        return compute_points(xs, fmt)
+        return _compute_parallel(xs, fmt)
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -218,4 +240,4 @@ def _compute_with_progress(xs: np.ndarray, fmt: Format, show: bool) -> dict:
     with Progress(TextColumn(f"mpmath reference {fmt.name}"), BarColumn(), MofNCompleteColumn(),
                   TimeRemainingColumn(), console=console, transient=True) as prog:
         task = prog.add_task("ref", total=len(xs))
-        return compute_points(xs, fmt, progress=lambda k: prog.advance(task, k))
+        return _compute_parallel(xs, fmt, advance=lambda k: prog.advance(task, k))

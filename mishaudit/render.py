@@ -70,14 +70,28 @@ def _g(v, digits: int = 3) -> str:
 
 
 def _pct(v) -> str:
-    return "—" if v is None else f"{100 * v:.2f}%"
+    return "—" if v is None else f"{100 * v:.1f}%"
+
+
+def _short(v) -> str:
+    """3 significant digits without an exponent between 0.001 and 1e5."""
+    if v is None:
+        return "—"
+    v = float(v)
+    if v == 0:
+        return "0"
+    a = abs(v)
+    if 1e-3 <= a < 1e5:
+        digits = max(0, 2 - math.floor(math.log10(a)))
+        return f"{v:.{digits}f}"
+    return f"{v:.2e}"
 
 
 TABLE_COLUMNS = (
-    ("formula", "formula", str), ("dtype", "dtype", str), ("max ulp", "max_ulp", _g), ("mean ulp", "mean_ulp", _g),
-    ("p99 ulp", "p99_ulp", _g), ("worst x", "worst_x", repr), ("cr", "cr_frac", _pct), ("faithful", "faithful_frac", _pct),
-    ("max bits", "max_bits", _g), ("nonfinite", "nonfinite", str), ("±0", "signed_zero_mismatch", str),
-    ("formula err", "max_formula_rel_err", _g), ("dULP 0/1/2/3/>3", None, None),
+    ("formula", "formula", str), ("max ulp", "max_ulp", _short), ("mean ulp", "mean_ulp", _short),
+    ("p99 ulp", "p99_ulp", _short), ("worst x", "worst_x", repr), ("CR", "cr_frac", _pct), ("faithful", "faithful_frac", _pct),
+    ("nonfinite", "nonfinite", str), ("±0", "signed_zero_mismatch", str),
+    ("formula err", "max_formula_rel_err", _short), ("dULP 0/1/2/3/>3", None, None),
 )
 
 
@@ -92,10 +106,10 @@ def _cells(r: dict) -> list[str]:
 
 
 def to_markdown(rows: list[dict], specials: list[dict]) -> str:
-    head = [c for c, _, _ in TABLE_COLUMNS]
+    head = ["dtype"] + [c for c, _, _ in TABLE_COLUMNS]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for r in rows:
-        lines.append("| " + " | ".join(_cells(r)) + " |")
+        lines.append("| " + " | ".join([r["dtype"]] + _cells(r)) + " |")
     lines += ["", LEGEND]
     bad = [s for s in specials if not s["ok"]]
     if bad:
@@ -124,20 +138,25 @@ def to_json(rows: list[dict]) -> str:
 
 
 def print_table(rows: list[dict], specials: list[dict], meta: dict, console) -> None:
+    """One rich table per format, worst first; nonfinite outputs in red; then the specials table."""
     from rich.table import Table
 
-    t = Table(title="mishaudit compare: error of each formulation against mish(x) (worst first)", title_justify="left")
-    for name, key, _ in TABLE_COLUMNS:
-        t.add_column(name, justify="left" if key in ("formula", "dtype") else "right", no_wrap=True)
-    for r in rows:
-        cells = _cells(r)
-        style = "red" if r["nonfinite"] else None
-        if r["nonfinite"]:
-            cells[TABLE_COLUMNS.index(("nonfinite", "nonfinite", str))] = f"[bold red]{r['nonfinite']}[/]"
-        t.add_row(*cells, style=style)
-    console.print(t)
-    strat = sorted({f"{r['dtype']}: {r['inputs']} inputs, {r['strategy']}" for r in rows})
-    console.print("[dim]" + "; ".join(strat) + "[/]")
+    for dtype in dict.fromkeys(r["dtype"] for r in rows):
+        grp = [r for r in rows if r["dtype"] == dtype]
+        r0 = grp[0]
+        mode = f"computed in {r0['compute_dtype']}" if r0["compute_dtype"] != dtype else "native"
+        title = (f"{dtype} ({mode}{', ftz' if r0['ftz'] else ''}): {r0['inputs']:,} inputs, {r0['strategy']} "
+                 "- error against mish(x), worst first")
+        t = Table(title=title, title_justify="left")
+        for name, key, _ in TABLE_COLUMNS:
+            t.add_column(name, justify="left" if key == "formula" else "right", no_wrap=key != "formula")
+        nf_col = [k for _, k, _ in TABLE_COLUMNS].index("nonfinite")
+        for r in grp:
+            cells = _cells(r)
+            if r["nonfinite"]:
+                cells[nf_col] = f"[bold red]{r['nonfinite']}[/]"
+            t.add_row(*cells, style="red" if r["nonfinite"] else None)
+        console.print(t)
     console.print("[dim]" + LEGEND + "[/]")
     console.print(f"[dim]numpy {meta['numpy']}, ml_dtypes {meta['ml_dtypes']}, mpmath {meta['mpmath']}; "
                   f"{meta['elementary_functions']}.[/]")
