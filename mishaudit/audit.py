@@ -60,23 +60,24 @@ def environment() -> dict:
 
 
 def run_audit(formulas: list, fmts: list[Format], compute: Format | None, ftz: bool, domain: Domain,
-              samples: int, seed: int, use_cache: bool = True, progress: bool = True) -> Audit:
+              samples: int, seed: int, use_cache: bool = True, progress: bool = True,
+              with_formula_error: bool = True) -> Audit:
     """Evaluate every formula on every format's input set against the reference."""
     out = Audit(meta=environment())
     for fmt in fmts:
         inp = input_set(fmt, domain, samples, seed, formulas)
         ref = reference(inp.x, fmt, use_cache=use_cache, show_progress=progress)
         policy = Policy(fmt, compute if compute and compute != fmt else None, ftz)
-        ferr = formula_errors(formulas, inp.x, fmt, ref.r64, use_cache=use_cache)
+        ferr = formula_errors(formulas, inp.x, fmt, ref.r64, use_cache=use_cache) if with_formula_error else {}
         for f in formulas:
             ev = evaluate(f, inp.x, policy)
             row = {"formula": f.id, "dtype": fmt.name, "compute_dtype": (policy.compute or fmt).name,
                    "ftz": ftz, "strategy": inp.strategy}
             row.update(summarize(errors(ev.y, ref, fmt), ref))
-            fe = ferr[f.id]
-            row["max_formula_rel_err"] = fe.max_rel if math.isfinite(fe.max_rel) else None
-            row["formula_err_worst_x"] = fe.worst_x
-            row["formula_err_undecided"] = fe.undecided
+            fe = ferr.get(f.id)
+            row["max_formula_rel_err"] = fe.max_rel if fe and math.isfinite(fe.max_rel) else None
+            row["formula_err_worst_x"] = fe.worst_x if fe else None
+            row["formula_err_undecided"] = fe.undecided if fe else None
             sp = check_specials(f, policy)
             row["specials_wrong"] = sum(not s["ok"] for s in sp)
             out.specials += sp

@@ -134,5 +134,131 @@ def compare(dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, sampl
         click.echo(text, nl=False)
 
 
+@main.command()
+@click.option("--thresholds", "thresholds_path", default="reports/thresholds.toml", show_default=True, metavar="FILE",
+              help="The thresholds file (TOML) to check.")
+@_formulas_opt
+@click.option("--junit", metavar="FILE", type=click.Path(dir_okay=False), help="Also write JUnit XML, one test case per limit.")
+@click.option("--format", "out_format", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--no-cache", is_flag=True, help="Recompute the mpmath reference; do not read or write the cache.")
+def check(thresholds_path, formula_dirs, junit, out_format, no_cache):
+    """Fail (exit 1) when a formulation's error breaks a limit of the thresholds file.
+
+    Runs exactly the audits the file names, prints every limit with its measured
+    value and verdict, and lists the limits that could be tightened. Exit codes:
+    0 all limits hold, 1 a limit is broken, 2 bad input.
+
+    \b
+    Example:
+      mishaudit check --thresholds reports/thresholds.toml --junit check.xml
+    """
+    import json
+    import time
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from .audit import run_audit
+    from .formats import get_format
+    from .gate import judge, junit_xml
+    from .inputs import Domain
+    from .iofiles import atomic_write_bytes, check_writable
+    from .registry import load_registry
+    from .thresholds import read_thresholds
+
+    t0 = time.perf_counter()
+    reg = load_registry(formula_dirs)
+    th = read_thresholds(thresholds_path, set(reg))
+    if junit:
+        check_writable(junit)
+    verdicts = []
+    modes = list(dict.fromkeys(e.mode for e in th.entries))
+    for mode in modes:
+        entries = [e for e in th.entries if e.mode == mode]
+        dtype, compute, ftz, dom, samples, seed = mode
+        fids = list(dict.fromkeys(e.formula for e in entries))
+        audit = run_audit([reg[f] for f in fids], [get_format(dtype)], get_format(compute), ftz,
+                          Domain(*dom) if dom else Domain(), samples, seed, use_cache=not no_cache,
+                          progress=sys.stderr.isatty(), with_formula_error=False)
+        rows = {r["formula"]: r for r in audit.rows}
+        for e in entries:
+            verdicts += judge(e, rows[e.formula])
+    failed = [v for v in verdicts if not v.ok]
+    if junit:
+        try:
+            atomic_write_bytes(junit, junit_xml(verdicts, time.perf_counter() - t0))
+        except OSError as exc:
+            raise UserError(f"cannot write --junit {junit}: {exc.strerror}; choose a writable location") from None
+    if out_format == "json":
+        click.echo(json.dumps([{"formula": v.entry.formula, "dtype": v.entry.dtype, "compute_dtype": v.entry.compute_dtype,
+                                "ftz": v.entry.ftz, "domain": list(v.entry.domain) if v.entry.domain else None,
+                                "measure": v.measure, "measured": v.measured, "limit": v.limit, "ok": v.ok,
+                                "can_tighten": v.slack} for v in verdicts], indent=2))
+    else:
+        console = Console()
+        t = Table(title=f"mishaudit check: {thresholds_path}", title_justify="left")
+        for c in ("audit", "measure", "measured", "limit", "verdict"):
+            t.add_column(c, justify="right" if c in ("measured", "limit") else "left")
+        from .gate import _fmt
+        from .thresholds import AT_LEAST
+
+        for v in verdicts:
+            rel = ">=" if v.measure in AT_LEAST else "<="
+            t.add_row(v.entry.label(), v.measure, _fmt(v.measured), f"{rel} {_fmt(v.limit)}",
+                      "[green]ok[/]" if v.ok else "[bold red]FAILED[/]")
+        console.print(t)
+        slack = [v for v in verdicts if v.slack]
+        if slack:
+            console.print(f"{len(slack)} limit(s) could be tightened (measured more than 10% better), e.g.:")
+            for v in slack[:10]:
+                console.print("  " + v.line())
+        console.print(f"{len(verdicts) - len(failed)} passed, {len(failed)} failed")
+    for v in failed:
+        click.echo("mishaudit: check failed: " + v.line(), err=True)
+    sys.exit(1 if failed else 0)
+
+
+@main.command()
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), metavar="FILE",
+              help="Where to write the thresholds file.")
+@click.option("--dtype", "dtypes", multiple=True, default=("fp16",), show_default=True, metavar="FMT")
+@click.option("--formula", "formula_ids", multiple=True, metavar="ID", help="Formulation id (repeatable; default all).")
+@_formulas_opt
+@click.option("--compute-dtype", metavar="FMT")
+@click.option("--ftz", is_flag=True)
+@click.option("--domain", metavar="LO:HI")
+@click.option("--samples", default=1 << 16, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--margin", default=0.05, show_default=True, help="Relative slack added to each measured value.")
+@click.option("--no-cache", is_flag=True)
+def baseline(out_path, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, samples, seed, margin, no_cache):
+    """Write a thresholds file from a current run, so a project adopts the gate in one command.
+
+    \b
+    Example:
+      mishaudit baseline --dtype fp16 --dtype bf16 --formulas ./mine --formula my-mish --out thresholds.toml
+    """
+    from .audit import run_audit
+    from .formats import get_format
+    from .inputs import parse_domain
+    from .iofiles import check_writable, write_output
+    from .registry import load_registry, select
+    from .thresholds import baseline_text
+
+    if not (0 <= margin < 1):
+        raise UserError(f"--margin {margin}: give a fraction in [0, 1), e.g. 0.05")
+    fmts = list(dict.fromkeys(get_format(d) for d in dtypes))
+    comp = get_format(compute_dtype) if compute_dtype else None
+    dom = parse_domain(domain)
+    check_writable(out_path)
+    formulas = select(load_registry(formula_dirs), formula_ids)
+    audit = run_audit(formulas, fmts, comp, ftz, dom, samples, seed, use_cache=not no_cache,
+                      progress=sys.stderr.isatty(), with_formula_error=False)
+    command = "mishaudit baseline " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "mishaudit baseline"
+    text = baseline_text(audit.rows, margin, command, samples, seed, dom)
+    write_output(out_path, text)
+    click.echo(f"wrote {len(audit.rows)} limits to {out_path}", err=True)
+
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,214 @@
+"""The thresholds file (TOML) of the CI gate: read, validate, write.
+
+    version = 1
+
+    [[limit]]
+    formula = "softplus-tanh"      # registry id
+    dtype = "fp16"                 # storage format
+    compute_dtype = "fp32"         # optional (default: dtype)
+    ftz = false                    # optional
+    domain = [-20.0, 20.0]         # optional input interval [lo, hi]
+    samples = 65536                # optional, fp32/fp64 sample size
+    seed = 0                       # optional
+    max_ulp = 8.6                  # measured value must be <= the limit
+    mean_ulp = 0.29                # <=
+    p99_ulp = 1.9                  # <=
+    nonfinite = 0                  # <=
+    cr_frac = 0.79                 # >= (at least)
+    dulp_0 = 50000                 # >= (at least)
+    dulp_1 = 12000                 # <= ; likewise dulp_2, dulp_3, dulp_gt3
+
+Every error names the file and line.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass, field
+
+from .errors import UserError
+from .formats import get_format
+
+AT_MOST = ("max_ulp", "mean_ulp", "p99_ulp", "nonfinite", "dulp_1", "dulp_2", "dulp_3", "dulp_gt3")
+AT_LEAST = ("cr_frac", "dulp_0")
+LIMIT_KEYS = AT_MOST + AT_LEAST
+SELECT_KEYS = ("formula", "dtype", "compute_dtype", "ftz", "domain", "samples", "seed")
+
+
+@dataclass(frozen=True)
+class Limit:
+    formula: str
+    dtype: str
+    compute_dtype: str
+    ftz: bool
+    domain: tuple | None
+    samples: int
+    seed: int
+    limits: tuple  # ((measure, value), ...)
+    line: int  # line of the [[limit]] header
+
+    @property
+    def mode(self) -> tuple:
+        """What one audit run is keyed by (formulas sharing it run together)."""
+        return (self.dtype, self.compute_dtype, self.ftz, self.domain, self.samples, self.seed)
+
+    def label(self) -> str:
+        s = f"{self.formula} {self.dtype}"
+        if self.compute_dtype != self.dtype:
+            s += f" (compute {self.compute_dtype})"
+        if self.ftz:
+            s += " ftz"
+        if self.domain:
+            s += f" x in [{self.domain[0]!r}, {self.domain[1]!r}]"
+        return s
+
+
+@dataclass
+class Thresholds:
+    path: str
+    entries: list = field(default_factory=list)
+
+
+def _headers(text: str) -> list[int]:
+    return [i + 1 for i, ln in enumerate(text.splitlines()) if ln.strip().startswith("[[limit]]")]
+
+
+def _key_line(text: str, start: int, key: str) -> int:
+    """Line (1-based) of `key = ...` in the table whose header is line `start` (0: top level)."""
+    lines = text.splitlines()
+    for i in range(start, len(lines)):
+        st = lines[i].strip()
+        if st.startswith("["):
+            break
+        if st.split("=")[0].strip() == key:
+            return i + 1
+    return max(start, 1)
+
+
+def parse_thresholds(text: str, path: str, known_formulas=None) -> Thresholds:
+    """Validate and read a thresholds file; UserError naming file and line on any problem."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{path}: not valid TOML ({exc}); fix the syntax") from None
+    top_unknown = set(data) - {"version", "limit"}
+    if top_unknown:
+        key = sorted(top_unknown)[0]
+        raise UserError(f"{path}:{_key_line(text, 0, key)}: unknown top-level key {key!r}: only version and [[limit]] tables are allowed")
+    if data.get("version", 1) != 1:
+        raise UserError(f"{path}:{_key_line(text, 0, 'version')}: unsupported version {data.get('version')!r}: use version = 1")
+    items = data.get("limit", [])
+    if not isinstance(items, list) or not items:
+        raise UserError(f"{path}: no [[limit]] tables: add at least one (see `mishaudit baseline`)")
+    heads = _headers(text)
+    out = Thresholds(path)
+    for n, item in enumerate(items):
+        line = heads[n] if n < len(heads) else 1
+
+        def bad(key, msg):
+            return UserError(f"{path}:{_key_line(text, line, key)}: {msg}")
+
+        for key in item:
+            if key not in SELECT_KEYS and key not in LIMIT_KEYS:
+                raise bad(key, f"unknown key {key!r}: allowed are {', '.join(SELECT_KEYS + LIMIT_KEYS)}")
+        for key in ("formula", "dtype"):
+            if not isinstance(item.get(key), str):
+                raise bad(key if key in item else "[[limit]]", f"[[limit]] needs {key} = \"...\"")
+        if known_formulas is not None and item["formula"] not in known_formulas:
+            raise bad("formula", f"unknown formula {item['formula']!r}: run `mishaudit list` (or pass --formulas DIR)")
+        try:
+            dtype = get_format(item["dtype"]).name
+        except UserError as exc:
+            raise bad("dtype", str(exc)) from None
+        try:
+            compute = get_format(item.get("compute_dtype", dtype)).name
+        except UserError as exc:
+            raise bad("compute_dtype", str(exc)) from None
+        ftz = item.get("ftz", False)
+        if not isinstance(ftz, bool):
+            raise bad("ftz", "ftz must be true or false")
+        dom = item.get("domain")
+        if dom is not None:
+            if (not isinstance(dom, list) or len(dom) != 2 or not all(isinstance(v, (int, float)) for v in dom)
+                    or any(math.isnan(v) for v in dom) or dom[0] > dom[1]):
+                raise bad("domain", "domain must be [lo, hi] with lo <= hi, numbers, not NaN")
+            dom = (float(dom[0]), float(dom[1]))
+        samples, seed = item.get("samples", 1 << 16), item.get("seed", 0)
+        for key, v in (("samples", samples), ("seed", seed)):
+            if not isinstance(v, int) or isinstance(v, bool) or v < (1 if key == "samples" else 0):
+                raise bad(key, f"{key} must be a {'positive' if key == 'samples' else 'non-negative'} integer")
+        lims = []
+        for key in LIMIT_KEYS:
+            if key in item:
+                v = item[key]
+                if not isinstance(v, (int, float)) or isinstance(v, bool) or math.isnan(v) or v < 0:
+                    raise bad(key, f"{key} must be a non-negative number")
+                lims.append((key, float(v)))
+        if not lims:
+            raise bad("[[limit]]", f"this [[limit]] sets no limit: add one of {', '.join(LIMIT_KEYS)}")
+        out.entries.append(Limit(item["formula"], dtype, compute, ftz, dom, samples, seed, tuple(lims), line))
+    return out
+
+
+def read_thresholds(path, known_formulas=None) -> Thresholds:
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as exc:
+        raise UserError(f"cannot read thresholds file {path}: {exc.strerror}; check the path (see `mishaudit baseline`)") from None
+    except UnicodeDecodeError:
+        raise UserError(f"thresholds file {path} is not UTF-8 text: give a TOML file") from None
+    return parse_thresholds(text, str(path), known_formulas)
+
+
+def _round_up(v: float, digits: int = 3) -> float:
+    """v rounded up to `digits` significant digits (a limit never below the measurement)."""
+    if v <= 0:
+        return 0.0
+    e = math.floor(math.log10(v)) - digits + 1
+    q = 10.0**e
+    r = math.ceil(v / q - 1e-9) * q
+    r = float(f"{r:.{digits}g}")
+    return r if r >= v else math.nextafter(r, math.inf)
+
+
+def _round_down(v: float, digits: int = 4) -> float:
+    if v <= 0:
+        return 0.0
+    e = math.floor(math.log10(v)) - digits + 1
+    q = 10.0**e
+    r = float(f"{math.floor(v / q + 1e-9) * q:.{digits}g}")
+    return r if r <= v else math.nextafter(r, -math.inf)
+
+
+def baseline_text(rows: list[dict], margin: float, command: str, samples: int, seed: int, domain) -> str:
+    """A thresholds file whose limits are the measured values loosened by `margin` (relative)."""
+    lines = ["# mishaudit thresholds: `mishaudit check` fails when a measured value breaks a limit.",
+             f"# written by: {command}",
+             f"# margin: {margin:g}: limits are measured * (1 + margin); dulp_0 >= measured * (1 - margin);",
+             "# cr_frac >= measured - margin * (1 - measured) (the non-CR share may grow by the margin)",
+             "version = 1", ""]
+    for r in rows:
+        lines.append("[[limit]]")
+        lines.append(f'formula = "{r["formula"]}"')
+        lines.append(f'dtype = "{r["dtype"]}"')
+        if r["compute_dtype"] != r["dtype"]:
+            lines.append(f'compute_dtype = "{r["compute_dtype"]}"')
+        if r["ftz"]:
+            lines.append("ftz = true")
+        if domain is not None and (domain.lo != -math.inf or domain.hi != math.inf):
+            lines.append(f"domain = [{domain.lo!r}, {domain.hi!r}]")
+        if r["strategy"] == "sampled":
+            lines.append(f"samples = {samples}")
+            lines.append(f"seed = {seed}")
+        for key in ("max_ulp", "mean_ulp", "p99_ulp"):
+            if r[key] is not None:
+                lines.append(f"{key} = {_round_up(r[key] * (1 + margin))!r}")
+        lines.append(f"nonfinite = {math.ceil(r['nonfinite'] * (1 + margin))}")
+        lines.append(f"cr_frac = {_round_down(r['cr_frac'] - margin * (1 - r['cr_frac']))!r}")
+        lines.append(f"dulp_0 = {math.floor(r['dulp_0'] * (1 - margin))}")
+        for key in ("dulp_1", "dulp_2", "dulp_3", "dulp_gt3"):
+            lines.append(f"{key} = {math.ceil(r[key] * (1 + margin))}")
+        lines.append("")
+    return "\n".join(lines)
