@@ -41,6 +41,14 @@ def main():
     """
 
 
+def _console():
+    """A rich console for stdout; a pipe or file gets 160 columns instead of being squeezed into 80."""
+    from rich.console import Console
+
+    c = Console()
+    return c if c.is_terminal else Console(width=160)
+
+
 _formulas_opt = click.option("--formulas", "formula_dirs", multiple=True, metavar="DIR",
                              help="Also load the .fpcore files in DIR (repeatable).")
 
@@ -65,7 +73,7 @@ def list_cmd(formula_dirs):
         t.add_column(c, overflow="fold")
     for k in sorted(reg):
         t.add_row(k, reg[k].description, reg[k].source)
-    Console().print(t)
+    _console().print(t)
 
 
 @main.command()
@@ -121,10 +129,7 @@ def compare(dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, sampl
             render.print_table(rows, audit.specials, audit.meta, console)
             write_output(output, console.export_text())
         else:
-            console = Console()
-            if not console.is_terminal:  # a pipe or a file: do not squeeze the table into 80 columns
-                console = Console(width=160)
-            render.print_table(rows, audit.specials, audit.meta, console)
+            render.print_table(rows, audit.specials, audit.meta, _console())
         return
     text = {"markdown": lambda: render.to_markdown(rows, audit.specials), "csv": lambda: render.to_csv(rows),
             "json": lambda: render.to_json(rows)}[out_format]()
@@ -195,7 +200,7 @@ def check(thresholds_path, formula_dirs, junit, out_format, no_cache):
                                 "measure": v.measure, "measured": v.measured, "limit": v.limit, "ok": v.ok,
                                 "can_tighten": v.slack} for v in verdicts], indent=2))
     else:
-        console = Console()
+        console = _console()
         t = Table(title=f"mishaudit check: {thresholds_path}", title_justify="left")
         for c in ("audit", "measure", "measured", "limit", "verdict"):
             t.add_column(c, justify="right" if c in ("measured", "limit") else "left")
