@@ -127,12 +127,13 @@ def _fma_exact(a: np.ndarray, b: np.ndarray, c: np.ndarray, fmt: Format) -> np.n
 class Evaluator:
     """Evaluates one formula under one policy; `record=True` keeps every operation node."""
 
-    def __init__(self, formula: Formula, policy: Policy, record: bool = False):
+    def __init__(self, formula: Formula, policy: Policy, record: bool = False, constants_of: Format | None = None):
         self.formula = formula
         self.policy = policy
         self.record = record
         self.records: list[Record] = []
-        self.consts = formula.constant_values(policy.storage)
+        # per-format constants follow the storage format (or `constants_of`, for a wider proxy run)
+        self.consts = formula.constant_values(constants_of or policy.storage)
 
     # -- rounding helpers
     def _fix(self, v: np.ndarray, fmt: Format) -> np.ndarray:

@@ -4,7 +4,8 @@ Positions in a format are ordinals (formats.ordinal). Binade k of either sign
 holds the ordinals |o| in [k*2^(p-1), (k+1)*2^(p-1)): k = 0 is zero and the
 subnormals, k >= 1 the normal binade 2^(emin+k-1). A sample of N inputs takes
 N / (number of strata) uniformly random ordinals in every binade of both signs
-(restricted to the domain), then adds the 16 neighbours on each side of every
+(restricted to the domain), the two extreme values of the domain, and the 16
+neighbours on each side of every
 point where a formula changes behaviour: the constants its comparisons, fmin
 and fmax test x against, and the edges of exp (overflow, subnormal, underflow
 to zero, for exp(x) and exp(2x)). A domain holding no more than N values is
@@ -125,7 +126,8 @@ def sample(fmt: Format, n: int, seed: int, domain: Domain = Domain(), thresholds
     eo = ordinal(edges, fmt)
     near = (eo[:, None] + np.arange(-NEIGHBOURS, NEIGHBOURS + 1)[None, :]).ravel()
     near = near[(near >= olo) & (near <= ohi)]
-    x = np.concatenate([x, from_ordinal(near, fmt)])
+    ends = np.array([olo, ohi], dtype=np.int64)  # the domain's extreme values, so runs reach them
+    x = np.concatenate([x, from_ordinal(near, fmt), from_ordinal(ends, fmt)])
     return InputSet(_with_neg_zero(np.unique(x), domain), "sampled", fmt)
 
 

@@ -1,0 +1,308 @@
+"""Overflow maps: which intermediate overflows, turns NaN, underflows, goes subnormal or absorbs, for which inputs.
+
+Events of an operation node, for one input, where the node lies on the taken branch
+(DESIGN.md, "Overflow maps"):
+  overflow    finite operands, result +-inf
+  nan         no NaN operand, result NaN
+  underflow   the exact result of the operation on its operands is nonzero, the rounded one is 0
+  subnormal   the result is a nonzero subnormal of the working format
+  absorption  a + b (or a - b) returns a although b != 0 (or returns +-b although a != 0)
+Each (node, event) is compressed into inclusive input intervals whose endpoints are
+representable inputs. fp16/bf16: every finite input is evaluated, the intervals are
+exact. fp32/fp64: a sorted sample is evaluated, and every change of status between
+two neighbouring samples is located by bisection on the ordinal lattice, so each
+edge is the exact first or last input of its run; only an interval's interior is
+sampled (`enumerated` false).
+
+An interval is `harmful` where the final output is nonfinite or more than 1 ulp off
+at some evaluated input in it (edges included), else the formula absorbed the event.
+
+Error attribution (Herbie's local error): for an operation node f, round its operands'
+exact values a to the working format, apply f once in the format, and compare with
+the correctly rounded exact value RN(f(a)); local error in bits =
+log2(1 + |ord(f_fmt(RN(a))) - ord(RN(f(a)))|). log(1 + e) with 1 + e already rounded
+to 1 shows up here as the log's error, as in Herbie. Exact values
+of intermediates come from a binary64 evaluation of the same tree, which is exact
+enough for fp16, bf16 and fp32 (binary64 has 29+ more bits and covers their range);
+fp64 gets no attribution. For every input whose final result is more than 1 ulp off,
+the culprit is the live node with the largest local error.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import fpcore as fc
+from .evaluate import Evaluator, Policy
+from .formats import FP64, Format, from_ordinal, ordinal, round_to
+from .inputs import Domain, enumerate_all, sample
+from .metrics import errors
+from .reference import reference
+
+EVENTS = ("overflow", "nan", "underflow", "subnormal", "absorption")
+NUMERIC_OPS = {"+", "-", "*", "/", "fabs", "sqrt", "exp", "expm1", "log", "log1p", "tanh",
+               "fmax", "fmin", "copysign", "pow", "fma"}
+_NONZERO_EXACT = {  # does op(operands) have a nonzero exact value?
+    "exp": lambda a: np.isfinite(a[0]),
+    "expm1": lambda a: a[0] != 0,
+    "log": lambda a: a[0] != 1,
+    "log1p": lambda a: a[0] != 0,
+    "tanh": lambda a: a[0] != 0,
+    "sqrt": lambda a: a[0] != 0,
+    "*": lambda a: (a[0] != 0) & (a[1] != 0),
+    "/": lambda a: (a[0] != 0) & np.isfinite(a[1]),
+    "+": lambda a: a[0] != -a[1],
+    "-": lambda a: a[0] != a[1],
+    "pow": lambda a: a[0] != 0,
+    "fma": lambda a: (a[0] * a[1] + a[2]) != 0,
+}
+
+
+def node_events(rec, fmt: Format) -> dict:
+    """Event masks (bool arrays) of one recorded operation node, restricted to its live inputs."""
+    v = rec.values
+    ops = [o for o in rec.operands if o.dtype != bool]
+    fin_ops = np.logical_and.reduce([np.isfinite(o) for o in ops]) if ops else np.ones(len(v), bool)
+    nan_ops = np.logical_or.reduce([np.isnan(o) for o in ops]) if ops else np.zeros(len(v), bool)
+    out = {
+        "overflow": fin_ops & np.isinf(v),
+        "nan": ~nan_ops & np.isnan(v),
+        "subnormal": (v != 0) & (np.abs(v) < fmt.tiny),
+    }
+    nz = None if (rec.op == "-" and len(ops) == 1) else _NONZERO_EXACT.get(rec.op)  # negation is exact
+    with np.errstate(all="ignore"):
+        out["underflow"] = (v == 0) & nz(ops) & fin_ops if nz else np.zeros(len(v), bool)
+        if rec.op in ("+", "-") and len(ops) == 2:
+            a, b = ops
+            other = b if rec.op == "+" else -b
+            out["absorption"] = fin_ops & np.isfinite(v) & (((v == a) & (b != 0)) | ((v == other) & (a != 0)))
+        else:
+            out["absorption"] = np.zeros(len(v), bool)
+    return {k: m & rec.live for k, m in out.items()}
+
+
+def _records(formula, x: np.ndarray, policy: Policy):
+    ev = Evaluator(formula, policy, record=True)
+    res = ev.run(x)
+    recs = [r for r in ev.records if r.op in NUMERIC_OPS and r.values.dtype != bool]
+    return res.y, recs
+
+
+def event_matrix(formula, x: np.ndarray, policy: Policy):
+    """(final y, node labels, node texts, array [nodes, events, inputs] of bools)."""
+    y, recs = _records(formula, x, policy)
+    mat = np.zeros((len(recs), len(EVENTS), len(x)), dtype=bool)
+    for i, r in enumerate(recs):
+        ev = node_events(r, r.fmt)
+        for k, name in enumerate(EVENTS):
+            mat[i, k] = ev[name]
+    return y, [r.label for r in recs], [fc.to_text(r.node) for r in recs], mat
+
+
+def _order_key(x: np.ndarray, fmt: Format) -> np.ndarray:
+    """A strictly increasing key for sorted inputs: 2*ordinal, with -0 just below +0."""
+    o = ordinal(x, fmt) * 2
+    return np.where((x == 0) & np.signbit(x), -1, o)
+
+
+@dataclass
+class Interval:
+    lo: float
+    hi: float
+    count: int  # lattice points in [lo, hi] (enumerated inputs for 16-bit formats)
+    harmful: bool
+
+
+@dataclass
+class EventMap:
+    formula: str
+    dtype: str
+    compute_dtype: str
+    ftz: bool
+    node: str  # the let name, else the FPCore text
+    text: str  # the FPCore text of the node
+    event: str
+    intervals: list = field(default_factory=list)
+    enumerated: bool = True
+
+    @property
+    def count(self) -> int:
+        return sum(i.count for i in self.intervals)
+
+    @property
+    def harmful(self) -> bool:
+        return any(i.harmful for i in self.intervals)
+
+    def as_json(self) -> dict:
+        return {"formula": self.formula, "dtype": self.dtype, "compute_dtype": self.compute_dtype, "ftz": self.ftz,
+                "node": self.node, "event": self.event, "intervals": [[i.lo, i.hi] for i in self.intervals],
+                "count": self.count, "harmful": self.harmful,
+                "harmful_intervals": [i.harmful for i in self.intervals], "enumerated": self.enumerated}
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """Inclusive index runs where mask is True."""
+    if not mask.any():
+        return []
+    d = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    starts = np.flatnonzero(d == 1)
+    ends = np.flatnonzero(d == -1) - 1
+    return list(zip(starts.tolist(), ends.tolist()))
+
+
+def _bad_outputs(formula, x, y, policy) -> np.ndarray:
+    """Final output nonfinite or more than 1 ulp off (bool per input)."""
+    ref = reference(x, policy.storage, show_progress=False)
+    err = errors(y, ref, policy.storage)
+    return ~err.finite | (err.ulp > 1)
+
+
+def _bisect_edges(formula, policy, fmt, lo_ord, hi_ord, node, event, want_lo_status):
+    """For pairs (lo_ord, hi_ord) whose (node, event) status differs, find the first ordinal with the hi status."""
+    lo, hi = lo_ord.copy(), hi_ord.copy()
+    k = EVENTS.index(event)
+    while True:
+        open_ = hi - lo > 1
+        if not open_.any():
+            return hi
+        mid = np.where(open_, (lo + hi) // 2, lo)
+        xm = from_ordinal(mid, fmt)
+        _, _, _, mat = event_matrix(formula, xm, policy)
+        st = mat[node, k]
+        move_lo = open_ & (st == want_lo_status)
+        lo = np.where(move_lo, mid, lo)
+        hi = np.where(open_ & ~move_lo, mid, hi)
+
+
+def overflow_map(formula, policy: Policy, domain: Domain = Domain(), samples: int = 1 << 16, seed: int = 0,
+                 thresholds=()) -> tuple[list[EventMap], dict]:
+    """Every (node, event) of `formula` as exact input intervals; also returns the attribution."""
+    fmt = policy.storage
+    inp = enumerate_all(fmt, domain) if fmt.bits == 16 else sample(fmt, samples, seed, domain, thresholds)
+    x = inp.x[np.argsort(_order_key(inp.x, fmt), kind="stable")]
+    y, labels, texts, mat = event_matrix(formula, x, policy)
+    bad = _bad_outputs(formula, x, y, policy)
+    enumerated = inp.strategy == "exhaustive"
+    comp = (policy.compute or fmt).name
+    maps = []
+    ords = ordinal(x, fmt)
+    for n in range(len(labels)):
+        for k, event in enumerate(EVENTS):
+            mask = mat[n, k]
+            if not mask.any():
+                continue
+            em = EventMap(formula.id, fmt.name, comp, policy.ftz, labels[n], texts[n], event, enumerated=enumerated)
+            for i, j in _runs(mask):
+                lo_x, hi_x = x[i], x[j]
+                harm = bool(bad[i : j + 1].any())
+                if not enumerated:
+                    # exact edges: bisect between the neighbouring samples and the run's ends
+                    if i > 0 and ords[i] - ords[i - 1] > 1:
+                        first = _bisect_edges(formula, policy, fmt, ords[i - 1 : i], ords[i : i + 1], n, event, False)
+                        lo_x = float(from_ordinal(first, fmt)[0])
+                    if j + 1 < len(x) and ords[j + 1] - ords[j] > 1:
+                        after = _bisect_edges(formula, policy, fmt, ords[j : j + 1], ords[j + 1 : j + 2], n, event, True)
+                        hi_x = float(from_ordinal(after - 1, fmt)[0])
+                    edge_x = np.array([lo_x, hi_x])
+                    ye, *_ = event_matrix(formula, edge_x, policy)
+                    harm = harm or bool(_bad_outputs(formula, edge_x, ye, policy).any())
+                    count = int(ordinal(np.array([hi_x]), fmt)[0] - ordinal(np.array([lo_x]), fmt)[0] + 1)
+                else:
+                    count = j - i + 1
+                em.intervals.append(Interval(float(lo_x), float(hi_x), count, harm))
+            maps.append(em)
+    return maps, attribution(formula, policy, x, y, bad)
+
+
+# ---------------------------------------------------------------- local error attribution
+
+
+@dataclass
+class Culprit:
+    node: str
+    text: str
+    inputs: int  # inputs more than 1 ulp off attributed to this node
+    max_local_bits: float
+    regions: list  # [[lo, hi], ...] runs of attributed inputs, largest first
+
+
+def attribution(formula, policy: Policy, x: np.ndarray, y: np.ndarray, bad: np.ndarray) -> dict:
+    """formula id, culprits (most inputs first) and the number of bad inputs."""
+    fmt = policy.storage
+    if fmt is FP64 or (policy.compute or fmt) is FP64 or not bad.any():
+        return {"formula": formula.id, "dtype": fmt.name, "bad_inputs": int(bad.sum()), "culprits": [],
+                "note": "no attribution for binary64 (no wider exact proxy)" if fmt is FP64 else ""}
+    xb = x[bad]
+    ev = Evaluator(formula, policy, record=True)
+    ev.run(xb)
+    ex = Evaluator(formula, Policy(FP64), record=True, constants_of=fmt)  # binary64 as the exact proxy
+    ex.run(xb)
+    recs = [(r, e) for r, e in zip(ev.records, ex.records) if r.op in NUMERIC_OPS and r.values.dtype != bool]
+    local = np.zeros((len(recs), len(xb)))
+    for i, (r, e) in enumerate(recs):
+        w = r.fmt
+        ops = [round_to(o, w) for o in e.operands]  # exact operands rounded to the working format
+        with np.errstate(all="ignore"):
+            y_loc = ev._apply(r.op, ops, w)  # the operation once, in the format
+        rn = round_to(e.values, w)  # RN of the exact result on the exact operands
+        same = (y_loc == rn) | (np.isnan(y_loc) & np.isnan(rn))
+        fin = np.isfinite(y_loc) & np.isfinite(rn)
+        d = np.abs(ordinal(np.where(fin, y_loc, 0), w) - ordinal(np.where(fin, rn, 0), w)).astype(float)
+        bits = np.where(same, 0.0, np.where(fin, np.log2(1 + d), float(w.bits)))
+        local[i] = np.where(r.live, bits, -1.0)
+    if not recs:
+        return {"formula": formula.id, "dtype": fmt.name, "bad_inputs": int(bad.sum()), "culprits": [], "note": ""}
+    who = np.argmax(local, axis=0)
+    culprits = []
+    for i in np.unique(who):
+        sel = who == i
+        r = recs[i][0]
+        runs = _runs(sel)
+        regions = sorted(([float(xb[a]), float(xb[b]), b - a + 1] for a, b in runs), key=lambda t: -t[2])
+        culprits.append(Culprit(r.label, fc.to_text(r.node), int(sel.sum()), float(local[i][sel].max()),
+                                [[lo, hi] for lo, hi, _ in regions[:5]]))
+    culprits.sort(key=lambda c: -c.inputs)
+    return {"formula": formula.id, "dtype": fmt.name, "bad_inputs": int(bad.sum()),
+            "culprits": [c.__dict__ for c in culprits], "note": ""}
+
+
+# ---------------------------------------------------------------- the terminal map
+
+GLYPH = {"nan": "N", "overflow": "O", "underflow": "U", "subnormal": "s", "absorption": "a"}
+PRIORITY = ("nan", "overflow", "underflow", "subnormal", "absorption")
+
+
+def symlog(v, linthresh: float = 1.0):
+    v = np.asarray(v, dtype=float)
+    return np.sign(v) * np.log10(1 + np.abs(v) / linthresh)
+
+
+def text_map(maps: list[EventMap], fmt: Format, width: int = 64) -> list[tuple[str, str, list]]:
+    """Rows (node, glyph string, harmful flags) over `width` symmetric-log bins of [-max, max]."""
+    edges = np.linspace(-symlog(fmt.max), symlog(fmt.max), width + 1)
+    rows: dict = {}
+    for m in maps:
+        row = rows.setdefault(m.node, [[" ", False] for _ in range(width)])
+        for iv in m.intervals:
+            a, b = np.searchsorted(edges, symlog([iv.lo, iv.hi]), side="right") - 1
+            for c in range(max(a, 0), min(b, width - 1) + 1):
+                cur = row[c][0]
+                if cur == " " or PRIORITY.index(m.event) < PRIORITY.index({v: k for k, v in GLYPH.items()}[cur]):
+                    row[c][0] = GLYPH[m.event]
+                row[c][1] = row[c][1] or iv.harmful
+    return [(node, "".join(c for c, _ in cells), [h for _, h in cells]) for node, cells in rows.items()]
+
+
+def axis_labels(fmt: Format, width: int = 64) -> str:
+    """A tick line for the map: -max, -1, 0, 1, max at their symmetric-log columns."""
+    span = symlog(fmt.max)
+    line = [" "] * width
+    for v, s in ((-fmt.max, f"-{fmt.max:.3g}"), (-1.0, "-1"), (0.0, "0"), (1.0, "1"), (fmt.max, f"{fmt.max:.3g}")):
+        col = int(round((symlog(v) + span) / (2 * span) * (width - 1)))
+        col = min(max(col - len(s) // 2, 0), width - len(s))
+        for k, ch in enumerate(s):
+            line[col + k] = ch
+    return "".join(line)
