@@ -23,6 +23,7 @@ class Audit:
     rows: list = field(default_factory=list)  # one dict per formula x format (DESIGN.md's JSON contract)
     specials: list = field(default_factory=list)  # dicts: formula, dtype, x, expected, got, ok
     meta: dict = field(default_factory=dict)
+    errors: dict = field(default_factory=dict)  # (formula id, dtype) -> metrics.Errors, when kept
 
 
 def _same(a: float, b: float) -> bool:
@@ -61,7 +62,7 @@ def environment() -> dict:
 
 def run_audit(formulas: list, fmts: list[Format], compute: Format | None, ftz: bool, domain: Domain,
               samples: int, seed: int, use_cache: bool = True, progress: bool = True,
-              with_formula_error: bool = True) -> Audit:
+              with_formula_error: bool = True, keep_errors: bool = False) -> Audit:
     """Evaluate every formula on every format's input set against the reference."""
     out = Audit(meta=environment())
     for fmt in fmts:
@@ -73,7 +74,10 @@ def run_audit(formulas: list, fmts: list[Format], compute: Format | None, ftz: b
             ev = evaluate(f, inp.x, policy)
             row = {"formula": f.id, "dtype": fmt.name, "compute_dtype": (policy.compute or fmt).name,
                    "ftz": ftz, "strategy": inp.strategy}
-            row.update(summarize(errors(ev.y, ref, fmt), ref))
+            err = errors(ev.y, ref, fmt)
+            row.update(summarize(err, ref))
+            if keep_errors:
+                out.errors[(f.id, fmt.name)] = err
             fe = ferr.get(f.id)
             row["max_formula_rel_err"] = fe.max_rel if fe and math.isfinite(fe.max_rel) else None
             row["formula_err_worst_x"] = fe.worst_x if fe else None

@@ -205,6 +205,106 @@ def overflow(dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, samp
         click.echo(text, nl=False)
 
 
+def _audit_options(f):
+    for opt in reversed([
+        click.option("--dtype", "dtypes", multiple=True, default=("fp16",), show_default=True, metavar="FMT",
+                     help="Format: fp16, bf16, fp32, fp64 (repeatable)."),
+        click.option("--formula", "formula_ids", multiple=True, metavar="ID", help="Formulation id (repeatable; default all)."),
+        _formulas_opt,
+        click.option("--compute-dtype", metavar="FMT", help="Round every operation to FMT, the result once to --dtype."),
+        click.option("--ftz", is_flag=True, help="Flush subnormal inputs and results to zero."),
+        click.option("--domain", metavar="LO:HI", help="Only inputs x with LO <= x <= HI."),
+        click.option("--samples", default=1 << 16, show_default=True, help="Sample size for fp32/fp64."),
+        click.option("--seed", default=0, show_default=True, help="Seed of the fp32/fp64 sample."),
+    ]):
+        f = opt(f)
+    return f
+
+
+def _parse_common(dtypes, compute_dtype, domain, formula_dirs, formula_ids):
+    from .formats import get_format
+    from .inputs import parse_domain
+    from .registry import load_registry, select
+
+    fmts = list(dict.fromkeys(get_format(d) for d in dtypes))
+    comp = get_format(compute_dtype) if compute_dtype else None
+    dom = parse_domain(domain)
+    return fmts, comp, dom, select(load_registry(formula_dirs), formula_ids)
+
+
+@main.command()
+@_audit_options
+@click.option("--kind", type=click.Choice(["error", "overflow", "cdf", "cost"]), default="error", show_default=True,
+              help="error: ulp error against x; overflow: events per intermediate; cdf: error distribution; "
+                   "cost: accuracy against measured speed.")
+@click.option("--overlay", is_flag=True, help="error: draw the chosen formulations on one axes instead of small multiples.")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), metavar="FILE",
+              help="Figure file; .png or .svg.")
+@click.option("--no-cache", is_flag=True)
+def plot(dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, samples, seed, kind, overlay, out_path, no_cache):
+    """Draw one figure (PNG or SVG) for the first --dtype.
+
+    \b
+    Example:
+      mishaudit plot --dtype fp16 --formula softplus-tanh --formula exp-rational --overlay --out err.png
+    """
+    from pathlib import Path
+
+    from . import plots
+    from .iofiles import atomic_write_bytes, check_writable
+    from .report import collect
+
+    if Path(out_path).suffix.lower() not in (".png", ".svg"):
+        raise UserError(f"--out {out_path}: give a .png or .svg file name")
+    check_writable(out_path)
+    fmts, comp, dom, formulas = _parse_common(dtypes[:1], compute_dtype, domain, formula_dirs, formula_ids)
+    if kind == "overflow" and len(formulas) != 1:
+        raise UserError("--kind overflow draws one formulation: give exactly one --formula")
+    _, per = collect(formulas, fmts, comp, ftz, dom, samples, seed, use_cache=not no_cache)
+    d = per[fmts[0].name]
+    name = fmts[0].name
+    fig = {"error": lambda: plots.error_figure(d["series"], name, fmts[0].max, overlay=overlay),
+           "overflow": lambda: plots.overflow_figure(d["maps"], formulas[0].id, name, fmts[0].max),
+           "cdf": lambda: plots.cdf_figure(d["series"], name),
+           "cost": lambda: plots.cost_figure(d["cost"], name)}[kind]()
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format=Path(out_path).suffix[1:].lower(), dpi=110)
+    atomic_write_bytes(out_path, buf.getvalue())
+    click.echo(f"wrote {out_path}", err=True)
+
+
+@main.command()
+@_audit_options
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), metavar="DIR",
+              help="Report folder (replaced atomically).")
+@click.option("--no-cache", is_flag=True)
+def report(dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, samples, seed, out_dir, no_cache):
+    """Write a report folder: index.md, self-contained index.html, PNG/SVG figures, CSV tables, meta.json.
+
+    \b
+    Example:
+      mishaudit report --dtype fp16 --dtype bf16 --dtype fp32 --out reports/baseline
+    """
+    from pathlib import Path
+
+    from .audit import environment
+    from .report import collect, report_meta, write_report
+
+    parent = Path(out_dir).resolve().parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise UserError(f"cannot write --out {out_dir}: folder {parent} is missing or not writable; create it first")
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise UserError(f"--out {out_dir} is a file: give a folder name")
+    fmts, comp, dom, formulas = _parse_common(dtypes, compute_dtype, domain, formula_dirs, formula_ids)
+    audit, per = collect(formulas, fmts, comp, ftz, dom, samples, seed, use_cache=not no_cache,
+                         progress=sys.stderr.isatty())
+    cmd = "mishaudit " + " ".join(sys.argv[1:])
+    write_report(Path(out_dir), audit, per, report_meta(environment(), cmd))
+    click.echo(f"wrote {out_dir}/index.html and index.md", err=True)
+
+
 @main.command()
 @click.option("--thresholds", "thresholds_path", default="reports/thresholds.toml", show_default=True, metavar="FILE",
               help="The thresholds file (TOML) to check.")
@@ -330,6 +430,18 @@ def baseline(out_path, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, do
     write_output(out_path, text)
     click.echo(f"wrote {len(audit.rows)} limits to {out_path}", err=True)
 
+
+def _examples_last(group) -> None:
+    """Move each help text's worked example after the options, so --help ends with it."""
+    for cmd in [group, *group.commands.values()]:
+        head, sep, example = (cmd.help or "").partition("\b\n    Example:")
+        if sep:
+            cmd.help = head.rstrip()
+            cmd.epilog = "\b\nExample:" + "\n".join(line[4:] if line.startswith("    ") else line
+                                                   for line in example.splitlines())
+
+
+_examples_last(main)
 
 if __name__ == "__main__":
     main()

@@ -189,11 +189,14 @@ def overflow_map(formula, policy: Policy, domain: Domain = Domain(), samples: in
     comp = (policy.compute or fmt).name
     maps = []
     ords = ordinal(x, fmt)
+    seen: set = set()
     for n in range(len(labels)):
         for k, event in enumerate(EVENTS):
             mask = mat[n, k]
-            if not mask.any():
+            key = (texts[n], event, mask.tobytes())
+            if not mask.any() or key in seen:  # the same expression written twice: report it once
                 continue
+            seen.add(key)
             em = EventMap(formula.id, fmt.name, comp, policy.ftz, labels[n], texts[n], event, enumerated=enumerated)
             for i, j in _runs(mask):
                 lo_x, hi_x = x[i], x[j]
