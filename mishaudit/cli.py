@@ -54,157 +54,6 @@ _formulas_opt = click.option("--formulas", "formula_dirs", multiple=True, metava
                              help="Also load the .fpcore files in DIR (repeatable).")
 
 
-@main.command("list")
-@_formulas_opt
-def list_cmd(formula_dirs):
-    """List the registered formulations: id, description, source.
-
-    \b
-    Example:
-      mishaudit list --formulas ./my-formulas
-    """
-    from rich.console import Console
-    from rich.table import Table
-
-    from .registry import load_registry
-
-    reg = load_registry(formula_dirs)
-    t = Table(title=f"{len(reg)} registered formulations", title_justify="left")
-    for c in ("id", "description", "source"):
-        t.add_column(c, overflow="fold")
-    for k in sorted(reg):
-        t.add_row(k, reg[k].description, reg[k].source)
-    _console().print(t)
-
-
-@main.command()
-@click.option("--dtype", "dtypes", multiple=True, default=("fp16",), show_default=True, metavar="FMT",
-              help="Format: fp16, bf16, fp32, fp64 (repeatable).")
-@click.option("--formula", "formula_ids", multiple=True, metavar="ID", help="Formulation id (repeatable; default all).")
-@_formulas_opt
-@click.option("--compute-dtype", metavar="FMT", help="Round every operation to FMT, the result once to --dtype.")
-@click.option("--ftz", is_flag=True, help="Flush subnormal inputs and results to zero.")
-@click.option("--domain", metavar="LO:HI", help="Only inputs x with LO <= x <= HI.")
-@click.option("--samples", default=1 << 16, show_default=True, help="Sample size for fp32/fp64.")
-@click.option("--seed", default=0, show_default=True, help="Seed of the fp32/fp64 sample.")
-@click.option("--format", "out_format", type=click.Choice(["table", "markdown", "csv", "json"]), default="table",
-              show_default=True)
-@click.option("--output", type=click.Path(dir_okay=False), help="Write to FILE (atomically) instead of stdout.")
-@click.option("--sort", "sort_col", metavar="COLUMN", help="Sort by COLUMN, worst first (default: nonfinite, max_ulp).")
-@click.option("--no-cache", is_flag=True, help="Recompute the mpmath reference; do not read or write the cache.")
-def compare(dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, samples, seed, out_format, output,
-            sort_col, no_cache):
-    """Error of every formulation against the exact mish, per format.
-
-    fp16 and bf16: every finite input. fp32 and fp64: a seeded stratified
-    sample (every binade of both signs, plus the neighbourhood of every
-    threshold and of exp's overflow and underflow points).
-
-    \b
-    Example:
-      mishaudit compare --dtype fp16 --dtype bf16 --formula softplus-tanh --compute-dtype fp32
-    """
-    from rich.console import Console
-
-    from . import render
-    from .audit import run_audit
-    from .formats import get_format
-    from .inputs import parse_domain
-    from .iofiles import check_writable, write_output
-    from .registry import load_registry, select
-
-    fmts = list(dict.fromkeys(get_format(d) for d in dtypes))
-    comp = get_format(compute_dtype) if compute_dtype else None
-    dom = parse_domain(domain)
-    if sort_col is not None and sort_col not in render.ALL_KEYS:
-        render.sort_rows([], sort_col)
-    if output:
-        check_writable(output)
-    formulas = select(load_registry(formula_dirs), formula_ids)
-    audit = run_audit(formulas, fmts, comp, ftz, dom, samples, seed, use_cache=not no_cache,
-                      progress=sys.stderr.isatty())
-    rows = render.sort_rows(audit.rows, sort_col)
-    if out_format == "table":
-        if output:
-            console = Console(record=True, width=160, file=open(os.devnull, "w"))
-            render.print_table(rows, audit.specials, audit.meta, console)
-            write_output(output, console.export_text())
-        else:
-            render.print_table(rows, audit.specials, audit.meta, _console())
-        return
-    text = {"markdown": lambda: render.to_markdown(rows, audit.specials), "csv": lambda: render.to_csv(rows),
-            "json": lambda: render.to_json(rows)}[out_format]()
-    if output:
-        write_output(output, text)
-    else:
-        click.echo(text, nl=False)
-
-
-@main.command()
-@click.option("--dtype", "dtypes", multiple=True, default=("fp16",), show_default=True, metavar="FMT",
-              help="Format: fp16, bf16, fp32, fp64 (repeatable).")
-@click.option("--formula", "formula_ids", multiple=True, metavar="ID", help="Formulation id (repeatable; default all).")
-@_formulas_opt
-@click.option("--compute-dtype", metavar="FMT", help="Round every operation to FMT, the result once to --dtype.")
-@click.option("--ftz", is_flag=True, help="Flush subnormal inputs and results to zero.")
-@click.option("--domain", metavar="LO:HI", help="Only inputs x with LO <= x <= HI.")
-@click.option("--samples", default=1 << 16, show_default=True, help="Sample size for fp32/fp64 (edges are exact).")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--format", "out_format", type=click.Choice(["table", "markdown", "csv", "json"]), default="table",
-              show_default=True)
-@click.option("--output", type=click.Path(dir_okay=False), help="Write to FILE (atomically) instead of stdout.")
-def overflow(dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, samples, seed, out_format, output):
-    """Which intermediate overflows, turns NaN, underflows, goes subnormal or absorbs, for which inputs.
-
-    Intervals are exact: every input for fp16/bf16; for fp32/fp64 every edge is
-    found by bisection on the format's lattice. Each interval is marked harmful
-    (the result is nonfinite or > 1 ulp off in it) or absorbed, and the inputs
-    with large errors are attributed to the operation with the largest local error.
-
-    \b
-    Example:
-      mishaudit overflow --dtype fp16 --formula exp-rational --formula pytorch-75251
-    """
-    from . import render_overflow as ro
-    from .evaluate import Policy
-    from .formats import get_format
-    from .inputs import formula_thresholds, parse_domain
-    from .iofiles import check_writable, write_output
-    from .overflow import overflow_map
-    from .registry import load_registry, select
-
-    fmts = list(dict.fromkeys(get_format(d) for d in dtypes))
-    comp = get_format(compute_dtype) if compute_dtype else None
-    dom = parse_domain(domain)
-    if output:
-        check_writable(output)
-    formulas = select(load_registry(formula_dirs), formula_ids)
-    maps, attributions = [], []
-    for fmt in fmts:
-        policy = Policy(fmt, comp if comp and comp != fmt else None, ftz)
-        th = sorted({t for f in formulas for t in formula_thresholds(f, fmt)}) if fmt.bits > 16 else ()
-        for f in formulas:
-            m, a = overflow_map(f, policy, dom, samples, seed, th)
-            maps += m
-            attributions.append(a)
-    if out_format == "table":
-        if output:
-            from rich.console import Console
-
-            console = Console(record=True, width=160, file=open(os.devnull, "w"))
-            ro.print_overflow(maps, attributions, console)
-            write_output(output, console.export_text())
-        else:
-            ro.print_overflow(maps, attributions, _console())
-        return
-    text = {"markdown": lambda: ro.to_markdown(maps, attributions), "csv": lambda: ro.to_csv(maps),
-            "json": lambda: ro.to_json(maps, attributions)}[out_format]()
-    if output:
-        write_output(output, text)
-    else:
-        click.echo(text, nl=False)
-
-
 def _audit_options(f):
     for opt in reversed([
         click.option("--dtype", "dtypes", multiple=True, default=("fp16",), show_default=True, metavar="FMT",
@@ -230,6 +79,126 @@ def _parse_common(dtypes, compute_dtype, domain, formula_dirs, formula_ids):
     comp = get_format(compute_dtype) if compute_dtype else None
     dom = parse_domain(domain)
     return fmts, comp, dom, select(load_registry(formula_dirs), formula_ids)
+
+
+def _emit(out_format: str, output, print_table, texts: dict) -> None:
+    """Print or atomically write: a rich table (print_table(console)) or one of `texts` (name -> thunk)."""
+    from .iofiles import write_output
+
+    if out_format == "table":
+        if output:
+            from rich.console import Console
+
+            with open(os.devnull, "w") as sink:
+                console = Console(record=True, width=160, file=sink)
+                print_table(console)
+            write_output(output, console.export_text())
+        else:
+            print_table(_console())
+        return
+    text = texts[out_format]()
+    if output:
+        write_output(output, text)
+    else:
+        click.echo(text, nl=False)
+
+
+@main.command("list")
+@_formulas_opt
+def list_cmd(formula_dirs):
+    """List the registered formulations: id, description, source.
+
+    \b
+    Example:
+      mishaudit list --formulas ./my-formulas
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from .registry import load_registry
+
+    reg = load_registry(formula_dirs)
+    t = Table(title=f"{len(reg)} registered formulations", title_justify="left")
+    for c in ("id", "description", "source"):
+        t.add_column(c, overflow="fold")
+    for k in sorted(reg):
+        t.add_row(k, reg[k].description, reg[k].source)
+    _console().print(t)
+
+
+@main.command()
+@_audit_options
+@click.option("--format", "out_format", type=click.Choice(["table", "markdown", "csv", "json"]), default="table",
+              show_default=True)
+@click.option("--output", type=click.Path(dir_okay=False), help="Write to FILE (atomically) instead of stdout.")
+@click.option("--sort", "sort_col", metavar="COLUMN", help="Sort by COLUMN, worst first (default: nonfinite, max_ulp).")
+@click.option("--no-cache", is_flag=True, help="Recompute the mpmath reference; do not read or write the cache.")
+def compare(dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, samples, seed, out_format, output,
+            sort_col, no_cache):
+    """Error of every formulation against the exact mish, per format.
+
+    fp16 and bf16: every finite input. fp32 and fp64: a seeded stratified
+    sample (every binade of both signs, plus the neighbourhood of every
+    threshold and of exp's overflow and underflow points).
+
+    \b
+    Example:
+      mishaudit compare --dtype fp16 --dtype bf16 --formula softplus-tanh --compute-dtype fp32
+    """
+    from . import render
+    from .audit import run_audit
+    from .iofiles import check_writable
+
+    if sort_col is not None:
+        render.sort_rows([], sort_col)  # validates the column name before any work
+    if output:
+        check_writable(output)
+    fmts, comp, dom, formulas = _parse_common(dtypes, compute_dtype, domain, formula_dirs, formula_ids)
+    audit = run_audit(formulas, fmts, comp, ftz, dom, samples, seed, use_cache=not no_cache,
+                      progress=sys.stderr.isatty())
+    rows = render.sort_rows(audit.rows, sort_col)
+    _emit(out_format, output, lambda console: render.print_table(rows, audit.specials, audit.meta, console),
+          {"markdown": lambda: render.to_markdown(rows, audit.specials), "csv": lambda: render.to_csv(rows),
+           "json": lambda: render.to_json(rows)})
+
+
+@main.command()
+@_audit_options
+@click.option("--format", "out_format", type=click.Choice(["table", "markdown", "csv", "json"]), default="table",
+              show_default=True)
+@click.option("--output", type=click.Path(dir_okay=False), help="Write to FILE (atomically) instead of stdout.")
+def overflow(dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, samples, seed, out_format, output):
+    """Which intermediate overflows, turns NaN, underflows, goes subnormal or absorbs, for which inputs.
+
+    Intervals are exact: every input for fp16/bf16; for fp32/fp64 every edge is
+    found by bisection on the format's lattice. Each interval is marked harmful
+    (the result is nonfinite or > 1 ulp off in it) or absorbed, and the inputs
+    with large errors are attributed to the operation with the largest local error.
+
+    \b
+    Example:
+      mishaudit overflow --dtype fp16 --formula exp-rational --formula pytorch-75251
+    """
+    from . import render_overflow as ro
+    from .evaluate import Policy
+    from .inputs import formula_thresholds
+    from .iofiles import check_writable
+    from .overflow import overflow_map
+
+    if output:
+        check_writable(output)
+    fmts, comp, dom, formulas = _parse_common(dtypes, compute_dtype, domain, formula_dirs, formula_ids)
+    maps, attributions = [], []
+    for fmt in fmts:
+        policy = Policy(fmt, comp if comp and comp != fmt else None, ftz)
+        th = sorted({t for f in formulas for t in formula_thresholds(f, fmt)}) if fmt.bits > 16 else ()
+        for f in formulas:
+            m, a = overflow_map(f, policy, dom, samples, seed, th)
+            maps += m
+            attributions.append(a)
+    _emit(out_format, output, lambda console: ro.print_overflow(maps, attributions, console),
+          {"markdown": lambda: ro.to_markdown(maps, attributions), "csv": lambda: ro.to_csv(maps),
+           "json": lambda: ro.to_json(maps, attributions)})
 
 
 @main.command()
@@ -392,14 +361,7 @@ def check(thresholds_path, formula_dirs, junit, out_format, no_cache):
 @main.command()
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), metavar="FILE",
               help="Where to write the thresholds file.")
-@click.option("--dtype", "dtypes", multiple=True, default=("fp16",), show_default=True, metavar="FMT")
-@click.option("--formula", "formula_ids", multiple=True, metavar="ID", help="Formulation id (repeatable; default all).")
-@_formulas_opt
-@click.option("--compute-dtype", metavar="FMT")
-@click.option("--ftz", is_flag=True)
-@click.option("--domain", metavar="LO:HI")
-@click.option("--samples", default=1 << 16, show_default=True)
-@click.option("--seed", default=0, show_default=True)
+@_audit_options
 @click.option("--margin", default=0.05, show_default=True, help="Relative slack added to each measured value.")
 @click.option("--no-cache", is_flag=True)
 def baseline(out_path, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, samples, seed, margin, no_cache):
@@ -410,19 +372,13 @@ def baseline(out_path, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, do
       mishaudit baseline --dtype fp16 --dtype bf16 --formulas ./mine --formula my-mish --out thresholds.toml
     """
     from .audit import run_audit
-    from .formats import get_format
-    from .inputs import parse_domain
     from .iofiles import check_writable, write_output
-    from .registry import load_registry, select
     from .thresholds import baseline_text
 
     if not (0 <= margin < 1):
         raise UserError(f"--margin {margin}: give a fraction in [0, 1), e.g. 0.05")
-    fmts = list(dict.fromkeys(get_format(d) for d in dtypes))
-    comp = get_format(compute_dtype) if compute_dtype else None
-    dom = parse_domain(domain)
     check_writable(out_path)
-    formulas = select(load_registry(formula_dirs), formula_ids)
+    fmts, comp, dom, formulas = _parse_common(dtypes, compute_dtype, domain, formula_dirs, formula_ids)
     audit = run_audit(formulas, fmts, comp, ftz, dom, samples, seed, use_cache=not no_cache,
                       progress=sys.stderr.isatty(), with_formula_error=False)
     command = "mishaudit baseline " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "mishaudit baseline"
