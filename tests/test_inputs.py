@@ -1,0 +1,61 @@
+"""Input sets: every binade of both signs, neighbourhoods of thresholds and exp edges, domains."""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mishaudit.errors import UserError
+from mishaudit.formats import FP32, FP64, ordinal
+from mishaudit.inputs import Domain, formula_thresholds, input_set, parse_domain, sample
+from mishaudit.registry import load_registry
+
+
+@pytest.mark.parametrize("fmt", [FP32, FP64], ids=lambda f: f.name)
+def test_sample_covers_every_binade_of_both_signs(fmt):
+    s = sample(fmt, 1 << 14, 0)
+    assert s.strategy == "sampled" and np.isfinite(s.x).all()
+    nz = s.x[s.x != 0]
+    e = np.frexp(np.abs(nz))[1] - 1  # floor(log2|x|)
+    for sign in (1, -1):
+        got = set(np.maximum(e[np.sign(nz) == sign], fmt.emin - 1).tolist())
+        assert got == set(range(fmt.emin - 1, fmt.emax + 1))  # emin-1 stands for the subnormals
+    assert -fmt.max in s.x and fmt.max in s.x
+
+
+def test_sample_holds_neighbourhoods_of_thresholds_and_exp_edges():
+    reg = load_registry()
+    f = reg["softplus-threshold"]
+    s = input_set(FP32, Domain(), 1 << 12, 1, [f])
+    o = set(ordinal(s.x, FP32).tolist())
+    o20 = int(ordinal(np.array([20.0]), FP32)[0])
+    assert all(o20 + k in o for k in range(-16, 17))
+    # exp overflows in fp32 just above ln(FLT_MAX) = 88.7228...: its neighbourhood is in the set
+    edge = float(np.float32(math.log(FP32.max)))
+    oe = int(ordinal(np.array([edge]), FP32)[0])
+    assert all(oe + k in o for k in range(-16, 17))
+    assert formula_thresholds(f, FP32) == [20.0]
+
+
+def test_sample_is_deterministic_and_seeded():
+    a, b, c = sample(FP32, 5000, 3), sample(FP32, 5000, 3), sample(FP32, 5000, 4)
+    assert np.array_equal(a.x, b.x) and not np.array_equal(a.x, c.x)
+
+
+def test_small_domain_is_enumerated():
+    s = sample(FP32, 1 << 16, 0, Domain(1.0, 1.0 + 1000 * 2.0**-23))
+    assert s.strategy == "exhaustive" and len(s.x) == 1001
+
+
+@settings(max_examples=200, deadline=None)
+@given(lo=st.floats(-1e6, 1e6), hi=st.floats(-1e6, 1e6))
+def test_parse_domain_accepts_ordered_and_rejects_inverted(lo, hi):
+    text = f"{lo!r}:{hi!r}"
+    if lo > hi:
+        with pytest.raises(UserError, match="greater than HI"):
+            parse_domain(text)
+    else:
+        d = parse_domain(text)
+        assert (d.lo, d.hi) == (lo, hi)
