@@ -195,7 +195,7 @@ class Evaluator:
         raise UserError(f"operator {op!r} is not supported by the evaluator")
 
     # -- the tree walk; returns (values, format of the values)
-    def eval(self, e: fc.Expr, env: dict, fmt: Format, live: np.ndarray, label: str | None = None):
+    def walk(self, e: fc.Expr, env: dict, fmt: Format, live: np.ndarray, label: str | None = None):
         n = live.shape[0]
         if isinstance(e, fc.Num):
             return np.full(n, _round_exact(e.value, fmt)), fmt
@@ -211,23 +211,23 @@ class Evaluator:
         if isinstance(e, fc.Let):
             inner = dict(env)
             for name, sub in e.bindings:
-                v, vf = self.eval(sub, inner if e.sequential else env, fmt, live, label=name)
+                v, vf = self.walk(sub, inner if e.sequential else env, fmt, live, label=name)
                 inner[name] = (v, vf)
-            return self.eval(e.body, inner, fmt, live, label)
+            return self.walk(e.body, inner, fmt, live, label)
         if isinstance(e, fc.If):
-            c, _ = self.eval(e.cond, env, fmt, live)
-            t, tf = self.eval(e.then, env, fmt, live & c, label)
-            o, of = self.eval(e.other, env, fmt, live & ~c, label)
+            c, _ = self.walk(e.cond, env, fmt, live)
+            t, tf = self.walk(e.then, env, fmt, live & c, label)
+            o, of = self.walk(e.other, env, fmt, live & ~c, label)
             v = np.where(c, self._in_fmt(t, tf, fmt), self._in_fmt(o, of, fmt))
             self._keep(e, label, "if", fmt, [c, t, o], v, live)
             return v, fmt
         if isinstance(e, fc.Annot):
             prec = dict(e.props).get(":precision")
             sub_fmt = fmt if prec is None else get_format(getattr(prec, "name", str(prec)))
-            v, vf = self.eval(e.body, env, sub_fmt, live, label)
+            v, vf = self.walk(e.body, env, sub_fmt, live, label)
             return self._in_fmt(v, vf, fmt), fmt
         if isinstance(e, fc.Op):
-            args = [self._in_fmt(*self.eval(a, env, fmt, live), fmt) for a in e.args]
+            args = [self._in_fmt(*self.walk(a, env, fmt, live), fmt) for a in e.args]
             v = self._apply(e.op, args, fmt)
             self._keep(e, label, e.op, fmt, args, v, live)
             return v, fmt
@@ -245,7 +245,7 @@ class Evaluator:
         xin = self._in_fmt(xin, pol.storage, work)
         live = np.ones(x.shape[0], dtype=bool)
         with np.errstate(all="ignore"):
-            v, vf = self.eval(self.formula.body, {self.formula.arg: (xin, work)}, work, live)
+            v, vf = self.walk(self.formula.body, {self.formula.arg: (xin, work)}, work, live)
             v = self._in_fmt(v, vf, work)
             y = self._round(v, pol.storage) if work != pol.storage else v
         return Evaluation(y, self.records)
