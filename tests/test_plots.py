@@ -150,3 +150,22 @@ def test_every_command_help_ends_with_an_example():
         out = CliRunner().invoke(main, ([cmd] if cmd else []) + ["--help"]).output
         lines = out.rstrip().splitlines()
         assert lines[-2].strip() == "Example:" and lines[-1].strip().startswith("mishaudit "), (cmd, lines[-3:])
+
+
+@pytest.mark.parametrize("fmt_name", ["fp16", "bf16", "fp32", "fp64"])
+def test_ticks_stay_legible_over_every_format_range(fmt_name):
+    from mishaudit.formats import get_format
+    from mishaudit.overflow import EventMap, Interval
+
+    fmt = get_format(fmt_name)
+    maps = [EventMap("f", fmt_name, fmt_name, False, "e", "(exp x)", "overflow", [Interval(88.0, fmt.max, 10, True)]),
+            EventMap("f", fmt_name, fmt_name, False, "e", "(exp x)", "underflow", [Interval(-fmt.max, -104.0, 10, False)])]
+    fig = plots.overflow_figure(maps, "f", fmt_name, fmt.max)
+    fig.canvas.draw()
+    _no_overlap(fig.axes[0].get_xticklabels())
+    x = np.linspace(-300, 300, 2001)
+    series = [{"id": "f", "x": x, "ulp": np.abs(np.sin(x)), "nonfinite": x > 250, "marks": [(20.0, "t")]}]
+    fig = plots.error_figure(series, fmt_name, fmt.max)
+    fig.canvas.draw()
+    _no_overlap(fig.axes[0].get_xticklabels())
+    assert fig.axes[0].get_xlim()[1] >= 300  # the range reaches every error above 0.01 ulp
