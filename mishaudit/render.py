@@ -105,12 +105,23 @@ def _cells(r: dict) -> list[str]:
     return out
 
 
+def undecided_note(rows: list[dict]) -> str:
+    """A sentence naming the formulations whose formula err leaves inputs out (empty when none)."""
+    parts = [f"{r['formula']} {r['dtype']} {r['formula_err_undecided']:,}" for r in rows if r.get("formula_err_undecided")]
+    if not parts:
+        return ""
+    return ("formula err is the maximum over inputs the exact evaluation decides; inputs left out "
+            "(interval not tight at 192 bits, or |mish(x)| < 2^-1022 off an exact branch): " + ", ".join(parts) + ".")
+
+
 def to_markdown(rows: list[dict], specials: list[dict]) -> str:
     head = ["dtype"] + [c for c, _, _ in TABLE_COLUMNS]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for r in rows:
         lines.append("| " + " | ".join([r["dtype"]] + _cells(r)) + " |")
     lines += ["", LEGEND]
+    if undecided_note(rows):
+        lines += ["", undecided_note(rows)]
     bad = [s for s in specials if not s["ok"]]
     if bad:
         lines += ["", "Special inputs with a wrong result:", "", "| formula | dtype | x | expected | got |", "|---|---|---|---|---|"]
@@ -158,6 +169,9 @@ def print_table(rows: list[dict], specials: list[dict], meta: dict, console) -> 
             t.add_row(*cells, style="red" if r["nonfinite"] else None)
         console.print(t)
     console.print("[dim]" + LEGEND + "[/]")
+    note = undecided_note(rows)
+    if note:
+        console.print("[dim]" + note + "[/]")
     console.print(f"[dim]numpy {meta['numpy']}, ml_dtypes {meta['ml_dtypes']}, mpmath {meta['mpmath']}; "
                   f"{meta['elementary_functions']}.[/]")
     bad = [s for s in specials if not s["ok"]]
