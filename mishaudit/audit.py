@@ -68,6 +68,8 @@ def run_audit(formulas: list, fmts: list[Format], compute: Format | None, ftz: b
     for fmt in fmts:
         inp = input_set(fmt, domain, samples, seed, formulas)
         ref = reference(inp.x, fmt, use_cache=use_cache, show_progress=progress)
+        out.meta.setdefault("reference", {})[fmt.name] = {
+            "inputs": len(inp.x), "computed_now": ref.computed, "mpmath_fallback": ref.fallback}
         policy = Policy(fmt, compute if compute and compute != fmt else None, ftz)
         ferr = formula_errors(formulas, inp.x, fmt, ref.r64, use_cache=use_cache) if with_formula_error else {}
         for f in formulas:

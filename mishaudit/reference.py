@@ -14,6 +14,13 @@ doubles. For x != 0, mish(x) is transcendental (Lindemann-Weierstrass: e^x is
 transcendental for algebraic x != 0), so it is never a rounding boundary and
 the loop ends.
 
+binary16, bfloat16 and binary32 inputs go through fastref's proven binary64 path
+first; only the inputs it cannot decide come here (Ziv's fallback).
+
+For x > 0, r - RN(r) is formed as (x - RN(r)) - x*delta with delta = 1 - mish(x)/x =
+2t^2/(1 + 2t + 2t^2), t = exp(-x), so d keeps its digits even when x*delta is far below
+2^-P x (large x, where r itself rounds to x at any practical precision).
+
 Per input we keep: rn = RN(r) in the target format, d = (r - rn)/ulp(r)
 (in [-1/2, 1/2], exact to ~2^(p+5-P) ulp), E = max(floor(log2|r|), emin), and
 r64 = r rounded to binary64 (for absolute and relative errors).
@@ -34,7 +41,7 @@ import numpy as np
 from .formats import Format, exponent_of, round_mpf
 from .iofiles import atomic_write_bytes
 
-REF_VERSION = 3
+REF_VERSION = 5
 START_EXTRA_BITS = 48  # P = p + 48 at first: d exact to ~2^-40 ulp
 
 
@@ -76,18 +83,30 @@ def reference_point(x: float, fmt: Format) -> RefPoint:
             E, lo_ok, hi_ok = ex - 2, True, False
         Eu = max(E, fmt.emin)  # ulp(r) = 2^(Eu - p + 1)
         rn = round_mpf(r, fmt)
-        d = float(mpmath.ldexp(mpmath.fsub(r, rn, exact=True), fmt.p - 1 - Eu))
+        if x > 0:
+            # r = x - x*delta, delta = 2t^2/(1 + 2t + 2t^2), t = exp(-x): compute r - RN(r) as
+            # (x - RN(r)) - x*delta so that d keeps its digits when x*delta is below 2^-P x
+            with mpmath.workprec(prec):
+                t = mpmath.exp(-mpmath.mpf(x))
+                xdelta = x * (2 * t * t / (1 + 2 * t + 2 * t * t))
+            diff = mpmath.fsub(mpmath.fsub(x, rn, exact=True), xdelta, prec=prec + 8)
+        else:
+            diff = mpmath.fsub(r, rn, exact=True)
+        d = float(mpmath.ldexp(diff, fmt.p - 1 - Eu))
         # |r_true - r| <= EPS*|r| < EPS * 2^p ulp(r): decided when that cannot cross a
         # rounding boundary (|d| = 1/2) nor, for normal r, a binade boundary.
         slack = 2.0 ** (5 - prec + fmt.p)
         ok = abs(d) < 0.5 - slack
+        # the side of r around RN(r) (it decides faithfulness) must be certain too, unless it is
+        # known: RN(r) = 0 (r has the sign of x) or RN(r) = x (|mish(x)| < |x|: r lies toward 0)
+        ok = ok and (abs(d) > slack or rn == 0 or rn == x)
         if ok and E >= fmt.emin:
             ok = lo_ok and (hi_ok or (x_pow2 and E == ex - 2))
         if ok:
-            if d == 0 and rn == x:
-                # r carried no bits below RN(r) = x; mish(x) < x for x > 0 (> x for x < 0),
-                # so r lies on the side of 0: keep that sign with a negligible magnitude
-                d = math.copysign(2.0**-1000, -x)
+            if rn == x:
+                # mish(x) < x for x > 0 (> x for x < 0): r lies on the side of 0; when r carried
+                # no bits below RN(r) = x, keep that side with a negligible magnitude
+                d = math.copysign(max(abs(d), 2.0**-1000), -x)
             return RefPoint(rn, d, Eu, float(r), prec)
         prec *= 2
     raise RuntimeError(f"Ziv loop did not settle RN(mish({x!r})) in {fmt.name}")
@@ -102,6 +121,8 @@ class Reference:
     d: np.ndarray
     E: np.ndarray
     r64: np.ndarray
+    computed: int = 0  # inputs not found in the cache
+    fallback: int = 0  # of those, inputs the fast path could not decide (computed with mpmath)
 
     def ulp(self, fmt: Format) -> np.ndarray:
         """ulp(r) = 2^(E - p + 1), E = max(floor(log2|r|), emin)."""
@@ -196,8 +217,10 @@ def reference(x: np.ndarray, fmt: Format, use_cache: bool = True, show_progress:
     pos_c = np.minimum(pos, max(len(cached["bits"]) - 1, 0))
     hit = (len(cached["bits"]) > 0) & (cached["bits"][pos_c] == bits) if len(cached["bits"]) else np.zeros(len(x), bool)
     miss_bits = np.unique(bits[~hit])
+    fallback = 0
     if len(miss_bits):
         new = _compute_with_progress(miss_bits.view(np.float64), fmt, show_progress)
+        fallback = new.pop("fallback")
         new["bits"] = miss_bits
         merged = {k: np.concatenate([cached[k], new[k]]) for k in _FIELDS}
         order = np.argsort(merged["bits"], kind="stable")
@@ -205,7 +228,8 @@ def reference(x: np.ndarray, fmt: Format, use_cache: bool = True, show_progress:
         if use_cache:
             _save_cache(path, cached)
         pos_c = np.searchsorted(cached["bits"], bits)
-    return Reference(x, cached["rn"][pos_c], cached["d"][pos_c], cached["E"][pos_c], cached["r64"][pos_c])
+    return Reference(x, cached["rn"][pos_c], cached["d"][pos_c], cached["E"][pos_c], cached["r64"][pos_c],
+                     computed=len(miss_bits), fallback=fallback)
 
 
 def _chunk_job(args):
@@ -231,6 +255,25 @@ def _compute_parallel(xs: np.ndarray, fmt: Format, advance=None) -> dict:
 
 
 def _compute_with_progress(xs: np.ndarray, fmt: Format, show: bool) -> dict:
+    """Reference arrays for `xs`: the proven fast path (fastref) where it decides, mpmath elsewhere."""
+    if fmt.p <= 24:
+        from .fastref import fast_reference
+
+        rn, d, E, r64, ok = fast_reference(xs, fmt)
+        out = {"rn": rn, "d": d, "E": E, "r64": r64}
+        rest = np.flatnonzero(~ok)
+        if len(rest):
+            slow = _compute_mpmath(xs[rest], fmt, show)
+            for k in out:
+                out[k][rest] = slow[k]
+        out["fallback"] = len(rest)
+        return out
+    out = _compute_mpmath(xs, fmt, show)
+    out["fallback"] = len(xs)
+    return out
+
+
+def _compute_mpmath(xs: np.ndarray, fmt: Format, show: bool) -> dict:
     if not show or len(xs) < 2048:
         return _compute_parallel(xs, fmt)
     from rich.console import Console

@@ -78,3 +78,26 @@ def test_cache_roundtrip_and_corruption(tmp_path, monkeypatch, capsys):
     d = reference(xs, FP16, show_progress=False)
     assert "corrupt" in capsys.readouterr().err
     assert np.array_equal(a.rn, d.rn)
+
+
+@pytest.mark.parametrize("x, fmt", [(25.0, FP32), (60.0, FP64), (2.0**40, FP32), (1e300, FP64), (12.0, FP16)])
+def test_d_keeps_its_digits_when_mish_is_just_below_x(x, fmt):
+    # r - RN(r) for x > 0 is -x*delta, far below 2^-P x: it must still come out with the right
+    # sign and, where representable, the right magnitude (checked at 2000 bits)
+    pt = reference_point(x, fmt)
+    assert pt.rn == x and pt.d < 0
+    with mpmath.workprec(2000):
+        want = (mish_textbook(x, 2000) - x) / mpmath.mpf(2) ** (math.frexp(x)[1] - 1 - fmt.p + 1)
+    if abs(want) > 1e-300:
+        assert abs(pt.d - float(want)) <= 1e-9 * abs(float(want))
+    else:
+        assert abs(pt.d) < 1e-250
+
+
+def test_metrics_do_not_invent_absolute_errors_at_huge_x():
+    from mishaudit.metrics import errors
+
+    x = np.array([1e30, 3e38, 2.0**100], dtype=np.float32).astype(np.float64)
+    ref = reference(x, FP32, show_progress=False)
+    err = errors(x.copy(), ref, FP32)  # y = x, the correctly rounded value
+    assert err.cr.all() and (err.abs < 1e-200).all()
