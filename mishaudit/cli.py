@@ -258,7 +258,6 @@ def report(dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, sample
     """
     from pathlib import Path
 
-    from .audit import environment
     from .report import collect, report_meta, write_report
 
     parent = Path(out_dir).resolve().parent
@@ -270,7 +269,7 @@ def report(dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, sample
     audit, per = collect(formulas, fmts, comp, ftz, dom, samples, seed, use_cache=not no_cache,
                          progress=sys.stderr.isatty())
     cmd = "mishaudit " + " ".join(sys.argv[1:])
-    write_report(Path(out_dir), audit, per, report_meta(environment(), cmd))
+    write_report(Path(out_dir), audit, per, report_meta(audit.meta, cmd))
     click.echo(f"wrote {out_dir}/index.html and index.md", err=True)
 
 
