@@ -25,8 +25,9 @@ x < 0: mish(x) = x n / (n + 2), n = e (e + 2), e = exp(x) <= 1: every term is po
 In both cases the relative error of r is below EPS = 2^-46. The result is decided when
 |d| < 1/2 - EPS 2^p (no rounding boundary within reach), the side of r around RN(r) is
 certain (|d| above its error bound, or RN(r) is x or 0, whose side is known), and, for
-normal r, r is not within EPS of a power of two; the rest (and exp arguments beyond +-700, where binary64 exp would
-leave the normal range) goes to the mpmath reference (Ziv's fallback). Only binary16,
+normal r, r is not within EPS of a power of two. x < -746: |mish(x)| < 2^-1074, RN is -0 and d a negligible negative.
+x > 700: delta < 2 e^-1400, RN is x and d a negligible negative. The rest (exp arguments in
+[-746, -700], near-ties) goes to the mpmath reference (Ziv's fallback). Only binary16,
 bfloat16 and binary32 inputs are accepted (the exactness of a - k*L1 needs p <= 24).
 """
 
@@ -108,6 +109,10 @@ def fast_reference(x: np.ndarray, fmt: Format):
             # the side of r: decided when |dd| exceeds EPS 2^p, or RN(r) = -0 (r < 0)
             ok &= (np.abs(dd) > EPS * 2.0**fmt.p) | (rnd == 0)
         rn[mask], d[mask], E[mask], r64[mask], decided[mask] = rnd, dd, EE, r, ok
+    # x < -746: |mish(x)| < 746 e^-746 < 2^-1074, far below half the smallest subnormal of
+    # these formats: RN = -0, r in binary64 is -0 too, and d = r/ulp(0) is a negligible negative
+    under = x < -746.0
+    rn[under], r64[under], d[under], E[under], decided[under] = -0.0, -0.0, -(2.0**-1000), fmt.emin, True
     xb = x[big]
     rn[big], r64[big], decided[big] = xb, xb, True
     _, eb = np.frexp(xb)
