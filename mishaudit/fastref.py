@@ -25,7 +25,10 @@ x < 0: mish(x) = x n / (n + 2), n = e (e + 2), e = exp(x) <= 1: every term is po
 In both cases the relative error of r is below EPS = 2^-46. The result is decided when
 |d| < 1/2 - EPS 2^p (no rounding boundary within reach), the side of r around RN(r) is
 certain (|d| above its error bound, or RN(r) is x or 0, whose side is known), and, for
-normal r, r is not within EPS of a power of two. x < -746: |mish(x)| < 2^-1074, RN is -0 and d a negligible negative.
+normal r, r is not within EPS of a power of two.
+x < -746: |mish(x)| < 2^-1074, RN is -0 and d a negligible negative.
+|x| < 2^-30 with 3x/5 a format value: mish(x) = 0.6x + 0.32x^2 + O(x^3), RN is 3x/5 and r
+lies above it (a near-tie whose side is certain).
 x > 700: delta < 2 e^-1400, RN is x and d a negligible negative. The rest (exp arguments in
 [-746, -700], near-ties) goes to the mpmath reference (Ziv's fallback). Only binary16,
 bfloat16 and binary32 inputs are accepted (the exactness of a - k*L1 needs p <= 24).
@@ -37,7 +40,7 @@ import math
 
 import numpy as np
 
-from .formats import Format
+from .formats import Format, round_to
 
 EPS = 2.0**-46
 
@@ -113,6 +116,19 @@ def fast_reference(x: np.ndarray, fmt: Format):
     # these formats: RN = -0, r in binary64 is -0 too, and d = r/ulp(0) is a negligible negative
     under = x < -746.0
     rn[under], r64[under], d[under], E[under], decided[under] = -0.0, -0.0, -(2.0**-1000), fmt.emin, True
+    # |x| < 2^-30 left undecided by a near-tie: mish(x) = 0.6x + 0.32x^2 + O(x^3). When 3x/5 is a
+    # format value, RN(r) is 3x/5 and r lies above it by 0.32x^2 (side certain, size negligible);
+    # a power of two with x < 0 would change the binade of r, so it stays with mpmath
+    tiny = ~decided & (np.abs(x) < 2.0**-30) & (x != 0)
+    xt = x[tiny]
+    v = 3.0 * xt / 5.0
+    vm, ve = np.frexp(np.abs(v))
+    exact = (v * 5.0 == 3.0 * xt) & (round_to(v, fmt) == v) & (v != 0) & ~((vm == 0.5) & (xt < 0))
+    idx = np.flatnonzero(tiny)[exact]
+    vt, xe = v[exact], xt[exact]
+    Et = np.maximum(ve[exact] - 1, fmt.emin)
+    rn[idx], E[idx], r64[idx], decided[idx] = vt, Et, vt + 0.32 * xe * xe, True
+    d[idx] = np.maximum(np.ldexp(0.32 * xe * xe, -(Et - fmt.p + 1)), 2.0**-1000)
     xb = x[big]
     rn[big], r64[big], decided[big] = xb, xb, True
     _, eb = np.frexp(xb)
@@ -125,8 +141,6 @@ def fast_reference(x: np.ndarray, fmt: Format):
 
 def _decide(r: np.ndarray, fmt: Format):
     """RN(r) in fmt, d = (r - RN(r))/ulp(r), E, and whether EPS cannot change RN or the binade."""
-    from .formats import round_to
-
     a = np.abs(r)
     m, e = np.frexp(a)  # a = m 2^e, m in [0.5, 1)
     E = np.maximum(e - 1, fmt.emin)
