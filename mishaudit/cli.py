@@ -112,7 +112,6 @@ def list_cmd(formula_dirs):
     Example:
       mishaudit list --formulas ./my-formulas
     """
-    from rich.console import Console
     from rich.table import Table
 
     from .registry import load_registry
@@ -294,7 +293,6 @@ def check(thresholds_path, formula_dirs, junit, out_format, no_cache):
     import json
     import time
 
-    from rich.console import Console
     from rich.table import Table
 
     from .audit import run_audit

@@ -30,7 +30,6 @@ the culprit is the live node with the largest local error.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np

@@ -55,20 +55,6 @@ def _f(v) -> float:
     return -math.inf if v is None else float(v)
 
 
-def _g(v, digits: int = 3) -> str:
-    if v is None:
-        return "—"
-    if isinstance(v, bool):
-        return str(v).lower()
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        if v == 0:
-            return "0"
-        return f"{v:.{digits}g}"
-    return str(v)
-
-
 def _pct(v) -> str:
     return "—" if v is None else f"{100 * v:.1f}%"
 

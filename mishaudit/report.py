@@ -183,7 +183,7 @@ def _build(folder: Path, audit, per_fmt: dict, meta: dict) -> None:
     (folder / "attribution.csv").write_text(_csv_table(attrib_rows, ["formula", "dtype", "node", "inputs", "max_local_bits", "regions"]))
     (folder / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     # index.md
-    md = [f"# mishaudit report", "", f"Made by `{meta['command']}` on {meta['date']} "
+    md = ["# mishaudit report", "", f"Made by `{meta['command']}` on {meta['date']} "
           f"(mishaudit {meta['mishaudit']}, numpy {meta['numpy']}, ml_dtypes {meta['ml_dtypes']}, mpmath {meta['mpmath']}).", "",
           "## Summary", "", render.to_markdown(rows, audit.specials), "## Figures", ""]
     for title, question, paths in figs:

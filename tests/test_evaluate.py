@@ -38,7 +38,7 @@ def test_fma_rounds_once_on_a_double_rounding_case(fmt, p):
     # just below it, so RN is 1.5 + 2^-(p-1). Rounding a*b + c first to binary64 lands on the
     # midpoint and ties-to-even then gives 1.5 + 2^-(p-2): the double-rounding error.
     b = 1 + 2.0 ** -(p - 1)
-    f = formula(f"(fma 1.5 x -0x1p-120)")
+    f = formula("(fma 1.5 x -0x1p-120)")
     exact = Fraction(3, 2) * Fraction(b) - Fraction(1, 2**120)
     want = _rn(exact, p)
     assert want == 1.5 + 2.0 ** -(p - 1)

@@ -6,7 +6,7 @@ import mpmath
 import numpy as np
 import pytest
 
-from mishaudit.formats import BF16, FP16, FP32, FP64, all_finite, round_mpf
+from mishaudit.formats import BF16, FP16, FP32, FP64, all_finite
 from mishaudit.reference import _cache_path, reference, reference_point
 
 
