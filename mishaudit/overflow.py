@@ -101,10 +101,9 @@ def event_matrix(formula, x: np.ndarray, policy: Policy):
     return y, [r.label for r in recs], [fc.to_text(r.node) for r in recs], mat
 
 
-def _order_key(x: np.ndarray, fmt: Format) -> np.ndarray:
-    """A strictly increasing key for sorted inputs: 2*ordinal, with -0 just below +0."""
-    o = ordinal(x, fmt) * 2
-    return np.where((x == 0) & np.signbit(x), -1, o)
+def _sorted_inputs(x: np.ndarray) -> np.ndarray:
+    """Inputs in increasing order, -0 just before +0 (the order of the lattice)."""
+    return x[np.lexsort((~np.signbit(x), x))]
 
 
 @dataclass
@@ -159,21 +158,28 @@ def _bad_outputs(formula, x, y, policy) -> np.ndarray:
     return ~err.finite | (err.ulp > 1)
 
 
-def _bisect_edges(formula, policy, fmt, lo_ord, hi_ord, node, event, want_lo_status):
-    """For pairs (lo_ord, hi_ord) whose (node, event) status differs, find the first ordinal with the hi status."""
-    lo, hi = lo_ord.copy(), hi_ord.copy()
-    k = EVENTS.index(event)
+def _bisect_all(formula, policy, fmt, requests: list) -> list[int]:
+    """Exact edges for all requests at once: each (node, event index, lo_ord, hi_ord, lo_status)
+    has status lo_status at lo_ord and the other one at hi_ord; returns, per request, the first
+    ordinal with the other status. One batched evaluation per bisection step (at most 64)."""
+    lo = [r[2] for r in requests]
+    hi = [r[3] for r in requests]
+    nodes = np.array([r[0] for r in requests], dtype=np.int64)
+    evs = np.array([r[1] for r in requests], dtype=np.int64)
+    want = np.array([r[4] for r in requests], dtype=bool)
     while True:
-        open_ = hi - lo > 1
-        if not open_.any():
+        open_ = [h - l > 1 for l, h in zip(lo, hi)]
+        if not any(open_):
             return hi
-        mid = np.where(open_, (lo + hi) // 2, lo)
-        xm = from_ordinal(mid, fmt)
-        _, _, _, mat = event_matrix(formula, xm, policy)
-        st = mat[node, k]
-        move_lo = open_ & (st == want_lo_status)
-        lo = np.where(move_lo, mid, lo)
-        hi = np.where(open_ & ~move_lo, mid, hi)
+        mids = [(l + h) // 2 if o else l for l, h, o in zip(lo, hi, open_)]  # Python ints: no overflow
+        _, _, _, mat = event_matrix(formula, from_ordinal(np.array(mids, dtype=np.int64), fmt), policy)
+        st = mat[nodes, evs, np.arange(len(mids))]
+        for i, o in enumerate(open_):
+            if o:
+                if st[i] == want[i]:
+                    lo[i] = mids[i]
+                else:
+                    hi[i] = mids[i]
 
 
 def overflow_map(formula, policy: Policy, domain: Domain = Domain(), samples: int = 1 << 16, seed: int = 0,
@@ -181,13 +187,15 @@ def overflow_map(formula, policy: Policy, domain: Domain = Domain(), samples: in
     """Every (node, event) of `formula` as exact input intervals; also returns the attribution."""
     fmt = policy.storage
     inp = enumerate_all(fmt, domain) if fmt.bits == 16 else sample(fmt, samples, seed, domain, thresholds)
-    x = inp.x[np.argsort(_order_key(inp.x, fmt), kind="stable")]
+    x = _sorted_inputs(inp.x)
     y, labels, texts, mat = event_matrix(formula, x, policy)
     bad = _bad_outputs(formula, x, y, policy)
     enumerated = inp.strategy == "exhaustive"
     comp = (policy.compute or fmt).name
+    ords = [int(o) for o in ordinal(x, fmt)]  # Python ints: fp64 ordinals overflow int64 differences
+    runs = []  # (EventMap, i, j)
+    requests, slots = [], []  # bisection requests and where their answers go: (run index, "lo" | "hi")
     maps = []
-    ords = ordinal(x, fmt)
     seen: set = set()
     for n in range(len(labels)):
         for k, event in enumerate(EVENTS):
@@ -197,25 +205,37 @@ def overflow_map(formula, policy: Policy, domain: Domain = Domain(), samples: in
                 continue
             seen.add(key)
             em = EventMap(formula.id, fmt.name, comp, policy.ftz, labels[n], texts[n], event, enumerated=enumerated)
-            for i, j in _runs(mask):
-                lo_x, hi_x = x[i], x[j]
-                harm = bool(bad[i : j + 1].any())
-                if not enumerated:
-                    # exact edges: bisect between the neighbouring samples and the run's ends
-                    if i > 0 and ords[i] - ords[i - 1] > 1:
-                        first = _bisect_edges(formula, policy, fmt, ords[i - 1 : i], ords[i : i + 1], n, event, False)
-                        lo_x = float(from_ordinal(first, fmt)[0])
-                    if j + 1 < len(x) and ords[j + 1] - ords[j] > 1:
-                        after = _bisect_edges(formula, policy, fmt, ords[j : j + 1], ords[j + 1 : j + 2], n, event, True)
-                        hi_x = float(from_ordinal(after - 1, fmt)[0])
-                    edge_x = np.array([lo_x, hi_x])
-                    ye, *_ = event_matrix(formula, edge_x, policy)
-                    harm = harm or bool(_bad_outputs(formula, edge_x, ye, policy).any())
-                    count = int(ordinal(np.array([hi_x]), fmt)[0] - ordinal(np.array([lo_x]), fmt)[0] + 1)
-                else:
-                    count = j - i + 1
-                em.intervals.append(Interval(float(lo_x), float(hi_x), count, harm))
             maps.append(em)
+            for i, j in _runs(mask):
+                runs.append((em, i, j))
+                if not enumerated:  # exact edges: bisect between the run's ends and the neighbouring samples
+                    if i > 0 and ords[i] - ords[i - 1] > 1:
+                        requests.append((n, k, ords[i - 1], ords[i], False))
+                        slots.append((len(runs) - 1, "lo"))
+                    if j + 1 < len(x) and ords[j + 1] - ords[j] > 1:
+                        requests.append((n, k, ords[j], ords[j + 1], True))
+                        slots.append((len(runs) - 1, "hi"))
+    edges: dict = {}
+    if requests:
+        for (r, side), o in zip(slots, _bisect_all(formula, policy, fmt, requests)):
+            edges[(r, side)] = o if side == "lo" else o - 1
+    lohi = []
+    for r, (em, i, j) in enumerate(runs):
+        lo_x = float(from_ordinal(np.array([edges[(r, "lo")]]), fmt)[0]) if (r, "lo") in edges else float(x[i])
+        hi_x = float(from_ordinal(np.array([edges[(r, "hi")]]), fmt)[0]) if (r, "hi") in edges else float(x[j])
+        lohi.append((lo_x, hi_x))
+    edge_bad = {}
+    if not enumerated and runs:  # the outputs at the exact edges count for harm too
+        ex = np.array(sorted({v for pair in lohi for v in pair}))
+        ye, *_ = event_matrix(formula, ex, policy)
+        edge_bad = dict(zip(ex.tolist(), _bad_outputs(formula, ex, ye, policy).tolist()))
+    for (em, i, j), (lo_x, hi_x) in zip(runs, lohi):
+        harm = bool(bad[i : j + 1].any()) or edge_bad.get(lo_x, False) or edge_bad.get(hi_x, False)
+        if enumerated:
+            count = j - i + 1
+        else:
+            count = int(ordinal(np.array([hi_x]), fmt)[0]) - int(ordinal(np.array([lo_x]), fmt)[0]) + 1
+        em.intervals.append(Interval(lo_x, hi_x, count, harm))
     return maps, attribution(formula, policy, x, y, bad)
 
 

@@ -117,3 +117,18 @@ def test_overflow_json_contract(tmp_path):
     assert any(o["node"] == "e" and o["event"] == "overflow" for o in events)  # let names name nodes
     attributions = [o for o in objs if o["kind"] == "attribution"]
     assert attributions and attributions[0]["culprits"]
+
+
+def test_fp64_exp_overflow_edge_despite_int64_ordinals():
+    from mishaudit.formats import FP64
+
+    maps, _ = overflow_map(REG["softplus-tanh"], Policy(FP64), samples=2048)
+    # mpmath: RN64(exp(x)) overflows iff exp(x) >= 2^1024 - 2^970; the first double at or above
+    # that logarithm for which numpy's exp is inf
+    t = float(mpmath.log(mpmath.mpf(2) ** 1024 - mpmath.mpf(2) ** 970))
+    x = np.nextafter(t, -np.inf)
+    with np.errstate(over="ignore"):
+        while not np.isinf(np.exp(x)):
+            x = np.nextafter(x, np.inf)
+    assert abs(x - t) < 1e-12
+    assert intervals(maps, "(exp x)", "overflow") == [[float(x), float(np.finfo(np.float64).max)]]
