@@ -132,8 +132,11 @@ def list_cmd(formula_dirs):
 @click.option("--output", type=click.Path(dir_okay=False), help="Write to FILE (atomically) instead of stdout.")
 @click.option("--sort", "sort_col", metavar="COLUMN", help="Sort by COLUMN, worst first (default: nonfinite, max_ulp).")
 @click.option("--no-cache", is_flag=True, help="Recompute the mpmath reference; do not read or write the cache.")
+@click.option("--exhaustive", is_flag=True, help="fp32: stream every finite input instead of a sample (checkpointed).")
+@click.option("--jobs", default=0, show_default="all cores", help="Processes for --exhaustive.")
+@click.option("--resume", is_flag=True, help="--exhaustive: continue an interrupted sweep from its checkpoints.")
 def compare(dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, samples, seed, out_format, output,
-            sort_col, no_cache):
+            sort_col, no_cache, exhaustive, jobs, resume):
     """Error of every formulation against the exact mish, per format.
 
     fp16 and bf16: every finite input. fp32 and fp64: a seeded stratified
@@ -153,12 +156,66 @@ def compare(dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, sampl
     if output:
         check_writable(output)
     fmts, comp, dom, formulas = _parse_common(dtypes, compute_dtype, domain, formula_dirs, formula_ids)
-    audit = run_audit(formulas, fmts, comp, ftz, dom, samples, seed, use_cache=not no_cache,
+    if exhaustive and any(f.name == "fp64" for f in fmts):
+        raise UserError("--exhaustive: fp64 has 2^64 inputs; use it with --dtype fp32 (fp16/bf16 are always exhaustive)")
+    sampled = [f for f in fmts if not (exhaustive and f.name == "fp32")]
+    audit = run_audit(formulas, sampled, comp, ftz, dom, samples, seed, use_cache=not no_cache,
                       progress=sys.stderr.isatty())
+    if exhaustive and len(sampled) < len(fmts):
+        audit.rows += _exhaustive_rows(formulas, comp, ftz, dom, jobs, resume, audit)
     rows = render.sort_rows(audit.rows, sort_col)
     _emit(out_format, output, lambda console: render.print_table(rows, audit.specials, audit.meta, console),
           {"markdown": lambda: render.to_markdown(rows, audit.specials), "csv": lambda: render.to_csv(rows),
            "json": lambda: render.to_json(rows)})
+
+
+def _exhaustive_rows(formulas, comp, ftz, dom, jobs, resume, audit) -> list:
+    """Stream every fp32 input (mishaudit.sweep) with a progress bar; Ctrl-C says how far it got."""
+    import time
+
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from .audit import check_specials
+    from .evaluate import Policy
+    from .formats import FP32
+    from .sweep import Sweep, run_sweep, summary_row
+
+    policy = Policy(FP32, comp if comp and comp != FP32 else None, ftz)
+    sweep = Sweep(formulas, policy, dom)
+    t0, state = time.perf_counter(), {"chunks": 0, "inputs": 0, "start": None}
+    with Progress(TextColumn("exhaustive fp32"), BarColumn(), TextColumn("{task.completed}/{task.total} chunks"),
+                  TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=Console(stderr=True),
+                  transient=True, disable=not sys.stderr.isatty()) as prog:
+        task = prog.add_task("sweep", total=sweep.nchunks, rate="")
+
+        def progress(done, total, inputs):
+            if state["start"] is None:
+                state["start"] = (time.perf_counter(), inputs)
+            t, i0 = state["start"]
+            rate = (inputs - i0) / max(time.perf_counter() - t, 1e-9)
+            state.update(chunks=done, inputs=inputs)
+            prog.update(task, completed=done, rate=f"{rate / 1e6:.2f} M inputs/s" if inputs > i0 else "")
+
+        try:
+            merged, fallback = run_sweep(sweep, jobs=jobs, resume=resume, progress=progress)
+        except KeyboardInterrupt:
+            click.echo(f"mishaudit: interrupted after {state['chunks']} of {sweep.nchunks} chunks "
+                       f"({state['inputs']:,} inputs); run the same command with --resume to continue", err=True)
+            sys.exit(130)
+    audit.meta.setdefault("reference", {})["fp32"] = {"inputs": sum(s["n"] for s in merged.values()) // max(len(merged), 1),
+                                                      "mpmath_fallback": fallback, "seconds": time.perf_counter() - t0}
+    rows = []
+    for f in formulas:
+        row = {"formula": f.id, "dtype": "fp32", "compute_dtype": (policy.compute or FP32).name, "ftz": ftz,
+               "strategy": "exhaustive"}
+        row.update(summary_row(merged[f.id]))
+        row.update(max_formula_rel_err=None, formula_err_worst_x=None, formula_err_undecided=None)
+        sp = check_specials(f, policy)
+        row["specials_wrong"] = sum(not s["ok"] for s in sp)
+        audit.specials += sp
+        rows.append(row)
+    return rows
 
 
 @main.command()
