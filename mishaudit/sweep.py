@@ -82,7 +82,8 @@ def chunk_summary(x: np.ndarray, y: np.ndarray, ref: Reference, fmt: Format) -> 
 
 
 def merge(a: dict | None, b: dict) -> dict:
-    """Combine two summaries (associative; the worst input is the first with the largest error)."""
+    """Combine two summaries (associative and commutative; the worst input is the smallest x with
+    the largest error)."""
     if a is None:
         return {k: (dict(v) if k == "hist" else v) for k, v in b.items()}
     out = {k: a[k] + b[k] for k in COUNTS}
@@ -90,8 +91,9 @@ def merge(a: dict | None, b: dict) -> dict:
     for k in MAXES:
         vals = [v for v in (a[k], b[k]) if v is not None]
         out[k] = max(vals) if vals else None
-    if b["max_ulp"] is not None and (a["max_ulp"] is None or b["max_ulp"] > a["max_ulp"]):
-        out["worst"] = b["worst"]
+    if b["max_ulp"] is not None and (a["max_ulp"] is None or b["max_ulp"] > a["max_ulp"]
+                                     or (b["max_ulp"] == a["max_ulp"] and b["worst"][0] < a["worst"][0])):
+        out["worst"] = b["worst"]  # ties go to the smaller input, whatever order chunks finish in
     else:
         out["worst"] = a["worst"]
     h = dict(a["hist"])
@@ -190,13 +192,14 @@ def _job(args):
     return i, run_chunk(sweep, i)
 
 
-def _load_checkpoints(sweep: Sweep, folder: str, resume: bool) -> dict:
+def _load_checkpoints(sweep: Sweep, folder: str, resume: bool):
+    """Yield (chunk index, data) of the valid checkpoints, one at a time (memory stays bounded)."""
     meta_path = os.path.join(folder, "sweep.json")
     if not resume:
         shutil.rmtree(folder, ignore_errors=True)
-        return {}
+        return
     if not os.path.exists(meta_path):
-        return {}
+        return
     try:
         with open(meta_path) as fh:
             meta = json.load(fh)
@@ -205,17 +208,15 @@ def _load_checkpoints(sweep: Sweep, folder: str, resume: bool) -> dict:
     if meta != sweep.identity():
         raise UserError(f"the checkpoint in {folder} belongs to a different run (formula file, format, mode or "
                         "version changed): run without --resume to start over")
-    done = {}
-    for name in os.listdir(folder):
+    for name in sorted(os.listdir(folder)):
         if name.startswith("chunk-") and name.endswith(".json"):
             try:
                 with open(os.path.join(folder, name)) as fh:
                     data = json.load(fh)
                 data["formulas"] = {k: _unjson(v) for k, v in data["formulas"].items()}
-                done[int(name[6:-5])] = data
+                yield int(name[6:-5]), data
             except (OSError, ValueError, KeyError):
                 pass  # a damaged checkpoint is recomputed
-    return done
 
 
 def _unjson(s: dict) -> dict:
@@ -227,45 +228,61 @@ def _unjson(s: dict) -> dict:
 def run_sweep(sweep: Sweep, jobs: int = 0, resume: bool = False, progress=None, on_chunk=None) -> tuple[dict, int]:
     """Run (or resume) the sweep; returns (formula id -> merged summary, inputs sent to mpmath).
 
-    `progress(done_chunks, total_chunks, inputs_done)` is called as chunks finish; `on_chunk(i)`
-    after each checkpoint is written (it may raise KeyboardInterrupt: everything written stays)."""
+    Chunk results are merged as they arrive (the parent holds one summary per formula, not one
+    per chunk). `progress(done_chunks, total_chunks, inputs_done)` is called as chunks finish;
+    `on_chunk(i)` after each checkpoint is written (it may raise KeyboardInterrupt: everything
+    written stays)."""
     folder = sweep.folder()
-    done = _load_checkpoints(sweep, folder, resume)
+    merged: dict = {}
+    state = {"done": set(), "inputs": 0, "fallback": 0}
+
+    def absorb(i, data):
+        state["done"].add(i)
+        state["fallback"] += data["fallback"]
+        state["inputs"] += next(iter(data["formulas"].values()))["n"]
+        for fid, s in data["formulas"].items():
+            merged[fid] = merge(merged.get(fid), s)
+
+    for i, data in _load_checkpoints(sweep, folder, resume):
+        absorb(i, data)
     os.makedirs(folder, exist_ok=True)
     atomic_write_bytes(os.path.join(folder, "sweep.json"), json.dumps(sweep.identity()).encode())
-    pending = [i for i in range(sweep.nchunks) if i not in done]
+    pending = [i for i in range(sweep.nchunks) if i not in state["done"]]
     jobs = jobs or os.cpu_count() or 1
 
     def finished(i, data):
-        done[i] = data
         atomic_write_bytes(os.path.join(folder, f"chunk-{i}.json"), json.dumps(data).encode())
+        absorb(i, data)
         if progress is not None:
-            progress(len(done), sweep.nchunks, sum(next(iter(v["formulas"].values()))["n"] for v in done.values()))
+            progress(len(state["done"]), sweep.nchunks, state["inputs"])
         if on_chunk is not None:
             on_chunk(i)
 
     if progress is not None:
-        progress(len(done), sweep.nchunks, sum(next(iter(v["formulas"].values()))["n"] for v in done.values()))
+        progress(len(state["done"]), sweep.nchunks, state["inputs"])
     if jobs > 1 and len(pending) > 1:
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
         pool = ProcessPoolExecutor(max_workers=jobs)
+        running: set = set()
+        todo = iter(pending)
         try:
-            futures = [pool.submit(_job, (sweep, i)) for i in pending]
-            for fut in as_completed(futures):
-                i, data = fut.result()
-                finished(i, data)
+            while True:  # keep 2 chunks per worker in flight: results never pile up
+                while len(running) < 2 * jobs:
+                    i = next(todo, None)
+                    if i is None:
+                        break
+                    running.add(pool.submit(_job, (sweep, i)))
+                if not running:
+                    break
+                ready, running = wait(running, return_when=FIRST_COMPLETED)
+                for fut in ready:
+                    finished(*fut.result())
         except BaseException:
-            for fut in futures:
-                fut.cancel()
             pool.shutdown(wait=False, cancel_futures=True)
             raise
         pool.shutdown()
     else:
         for i in pending:
             finished(i, run_chunk(sweep, i))
-    merged = {}
-    for i in sorted(done):
-        for fid, s in done[i]["formulas"].items():
-            merged[fid] = merge(merged.get(fid), s)
-    return merged, sum(v["fallback"] for v in done.values())
+    return merged, state["fallback"]
