@@ -34,7 +34,7 @@ from .iofiles import atomic_write_bytes
 from .metrics import errors
 from .reference import Reference, _compute_with_progress, cache_dir
 
-SWEEP_VERSION = 1
+SWEEP_VERSION = 2
 CHUNK = 1 << 21
 HIST_SUB = 2048  # bins per binade of the ulp error
 HIST_FLOOR = -30  # ulp errors below 2^-30 share bin 0
@@ -67,7 +67,8 @@ def chunk_summary(x: np.ndarray, y: np.ndarray, ref: Reference, fmt: Format) -> 
     out = {"n": len(x), "nonfinite": int((~f).sum()), "cr": int(err.cr.sum()), "faithful": int(err.faithful.sum()),
            "signed_zero": int(err.signed_zero.sum()), "dulp_0": int((d == 0).sum()), "dulp_1": int((d == 1).sum()),
            "dulp_2": int((d == 2).sum()), "dulp_3": int((d == 3).sum()), "dulp_gt3": int((d > 3).sum()),
-           "sum_ulp": float(np.sum(err.ulp[f])), "sum_bits": float(np.sum(err.bits[f]))}  # pairwise sums
+           # per-block sums, added with math.fsum at the end: exact rounding, any merge order
+           "sum_ulp": [float(np.sum(err.ulp[f]))], "sum_bits": [float(np.sum(err.bits[f]))]}
     if f.any():
         u = err.ulp[f]
         i = int(np.flatnonzero(f)[np.argmax(u)])
@@ -87,7 +88,7 @@ def merge(a: dict | None, b: dict) -> dict:
     if a is None:
         return {k: (dict(v) if k == "hist" else v) for k, v in b.items()}
     out = {k: a[k] + b[k] for k in COUNTS}
-    out.update({k: a[k] + b[k] for k in SUMS})
+    out.update({k: a[k] + b[k] for k in SUMS})  # lists of block sums: concatenated
     for k in MAXES:
         vals = [v for v in (a[k], b[k]) if v is not None]
         out[k] = max(vals) if vals else None
@@ -119,9 +120,9 @@ def summary_row(s: dict) -> dict:
             return hist_upper(keys[int(np.searchsorted(cum, rank))])
 
         wx, wy, wr = s["worst"]
-        row.update(max_ulp=s["max_ulp"], mean_ulp=s["sum_ulp"] / fin, median_ulp=pct(0.5), p99_ulp=pct(0.99),
+        row.update(max_ulp=s["max_ulp"], mean_ulp=math.fsum(s["sum_ulp"]) / fin, median_ulp=pct(0.5), p99_ulp=pct(0.99),
                    worst_x=wx, worst_y=wy, worst_ref=wr, max_abs_err=s["max_abs"], max_rel_err=s["max_rel"],
-                   mean_bits=s["sum_bits"] / fin, max_bits=s["max_bits"])
+                   mean_bits=math.fsum(s["sum_bits"]) / fin, max_bits=s["max_bits"])
     else:
         row.update(max_ulp=None, mean_ulp=None, median_ulp=None, p99_ulp=None, worst_x=None, worst_y=None,
                    worst_ref=None, max_abs_err=None, max_rel_err=None, mean_bits=None, max_bits=None)

@@ -85,7 +85,7 @@ def test_histogram_bins_bound_their_values():
 
 def test_merge_is_associative_on_counts_and_maxima():
     a = {"n": 2, "nonfinite": 0, "cr": 1, "faithful": 2, "signed_zero": 0, "dulp_0": 1, "dulp_1": 1, "dulp_2": 0,
-         "dulp_3": 0, "dulp_gt3": 0, "sum_ulp": 1.5, "sum_bits": 1.0, "max_ulp": 1.2, "worst": (1.0, 2.0, 2.1),
+         "dulp_3": 0, "dulp_gt3": 0, "sum_ulp": [1.5], "sum_bits": [1.0], "max_ulp": 1.2, "worst": (1.0, 2.0, 2.1),
          "max_abs": 0.1, "max_rel": 0.01, "max_bits": 1.0, "hist": {5: 1, 7: 1}}
     b = dict(a, max_ulp=3.0, worst=(5.0, 6.0, 6.5), hist={7: 2})
     c = dict(a, nonfinite=1, max_ulp=None, worst=None, max_abs=None, max_rel=None, max_bits=None, hist={})
