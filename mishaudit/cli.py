@@ -153,6 +153,10 @@ def compare(dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, sampl
 
     if sort_col is not None:
         render.sort_rows([], sort_col)  # validates the column name before any work
+    if jobs < 0:
+        raise UserError(f"--jobs {jobs}: give a number of processes >= 1 (0 means all cores)")
+    if resume and not exhaustive:
+        raise UserError("--resume continues an --exhaustive sweep: add --exhaustive (and --dtype fp32)")
     if output:
         check_writable(output)
     fmts, comp, dom, formulas = _parse_common(dtypes, compute_dtype, domain, formula_dirs, formula_ids)
@@ -281,7 +285,7 @@ def plot(dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, samples,
 
     if Path(out_path).suffix.lower() not in (".png", ".svg"):
         raise UserError(f"--out {out_path}: give a .png or .svg file name")
-    check_writable(out_path)
+    check_writable(out_path, "--out")
     fmts, comp, dom, formulas = _parse_common(dtypes[:1], compute_dtype, domain, formula_dirs, formula_ids)
     if kind == "overflow" and len(formulas) != 1:
         raise UserError("--kind overflow draws one formulation: give exactly one --formula")
@@ -364,7 +368,7 @@ def check(thresholds_path, formula_dirs, junit, out_format, no_cache):
     reg = load_registry(formula_dirs)
     th = read_thresholds(thresholds_path, set(reg))
     if junit:
-        check_writable(junit)
+        check_writable(junit, "--junit")
     verdicts = []
     modes = list(dict.fromkeys(e.mode for e in th.entries))
     for mode in modes:
@@ -431,13 +435,13 @@ def baseline(out_path, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, do
 
     if not (0 <= margin < 1):
         raise UserError(f"--margin {margin}: give a fraction in [0, 1), e.g. 0.05")
-    check_writable(out_path)
+    check_writable(out_path, "--out")
     fmts, comp, dom, formulas = _parse_common(dtypes, compute_dtype, domain, formula_dirs, formula_ids)
     audit = run_audit(formulas, fmts, comp, ftz, dom, samples, seed, use_cache=not no_cache,
                       progress=sys.stderr.isatty(), with_formula_error=False)
     command = "mishaudit baseline " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "mishaudit baseline"
     text = baseline_text(audit.rows, margin, command, samples, seed, dom)
-    write_output(out_path, text)
+    write_output(out_path, text, "--out")
     click.echo(f"wrote {len(audit.rows)} limits to {out_path}", err=True)
 
 

@@ -27,26 +27,22 @@ def atomic_write_bytes(path, data: bytes) -> None:
         raise
 
 
-def write_output(path, text: str) -> None:
+def write_output(path, text: str, option: str = "--output") -> None:
     """Write a user-requested output file atomically; UserError when it cannot be written."""
-    path = Path(path)
-    if path.is_dir():
-        raise UserError(f"cannot write --output {path}: it is a folder; give a file name")
-    if not path.parent.exists():
-        raise UserError(f"cannot write --output {path}: folder {path.parent} does not exist; create it first")
+    check_writable(path, option)
     try:
-        atomic_write_bytes(path, text.encode("utf-8"))
+        atomic_write_bytes(Path(path), text.encode("utf-8"))
     except OSError as exc:
-        raise UserError(f"cannot write --output {path}: {exc.strerror}; choose a writable location") from None
+        raise UserError(f"cannot write {option} {path}: {exc.strerror}; choose a writable location") from None
 
 
-def check_writable(path) -> None:
-    """Fail early (before any work) when `path` cannot be created."""
+def check_writable(path, option: str = "--output") -> None:
+    """Fail early (before any work) when `path`, given with `option`, cannot be created."""
     path = Path(path)
     if path.is_dir():
-        raise UserError(f"cannot write --output {path}: it is a folder; give a file name")
+        raise UserError(f"cannot write {option} {path}: it is a folder; give a file name")
     parent = path.parent
     if not parent.exists():
-        raise UserError(f"cannot write --output {path}: folder {parent} does not exist; create it first")
+        raise UserError(f"cannot write {option} {path}: folder {parent} does not exist; create it first")
     if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise UserError(f"cannot write --output {path}: permission denied; choose a writable location")
+        raise UserError(f"cannot write {option} {path}: permission denied; choose a writable location")

@@ -53,6 +53,13 @@ def test_specials_table_reports_nan_from_the_clamp():
     (["compare", "--output", "/nonexistent-dir/x.json"], "does not exist"),
     (["compare", "--sort", "bogus"], "unknown column"),
     (["compare", "--compute-dtype", "fp128"], "unknown dtype"),
+    (["compare", "--exhaustive", "--dtype", "fp64"], "2^64 inputs"),
+    (["compare", "--exhaustive", "--dtype", "fp32", "--jobs", "-1"], "--jobs -1"),
+    (["compare", "--resume"], "add --exhaustive"),
+    (["plot", "--out", "/nonexistent-dir/x.png"], "cannot write --out"),
+    (["plot", "--out", "figure.txt"], "give a .png or .svg"),
+    (["baseline", "--out", "/tmp/t.toml", "--margin", "2"], "--margin"),
+    (["overflow", "--dtype", "fp8"], "unknown dtype"),
 ])
 def test_bad_input_is_one_line_exit_2(args, words):
     code, out, err = run(*args)
