@@ -70,6 +70,26 @@ def _audit_options(f):
     return f
 
 
+def _exhaustive_options(f):
+    for opt in reversed([
+        click.option("--exhaustive", is_flag=True,
+                     help="fp32: stream every finite input instead of a sample (checkpointed)."),
+        click.option("--jobs", default=0, show_default="all cores", help="Processes for --exhaustive."),
+        click.option("--resume", is_flag=True, help="--exhaustive: continue an interrupted sweep from its checkpoint."),
+    ]):
+        f = opt(f)
+    return f
+
+
+def _check_exhaustive(exhaustive: bool, jobs: int, resume: bool, fmts=()) -> None:
+    if jobs < 0:
+        raise UserError(f"--jobs {jobs}: give a number of processes >= 1 (0 means all cores)")
+    if resume and not exhaustive:
+        raise UserError("--resume continues an --exhaustive sweep: add --exhaustive (and --dtype fp32)")
+    if exhaustive and any(f.name == "fp64" for f in fmts):
+        raise UserError("--exhaustive: fp64 has 2^64 inputs; use it with --dtype fp32 (fp16/bf16 are always exhaustive)")
+
+
 def _parse_common(dtypes, compute_dtype, domain, formula_dirs, formula_ids):
     from .formats import get_format
     from .inputs import parse_domain
@@ -132,9 +152,7 @@ def list_cmd(formula_dirs):
 @click.option("--output", type=click.Path(dir_okay=False), help="Write to FILE (atomically) instead of stdout.")
 @click.option("--sort", "sort_col", metavar="COLUMN", help="Sort by COLUMN, worst first (default: nonfinite, max_ulp).")
 @click.option("--no-cache", is_flag=True, help="Recompute the mpmath reference; do not read or write the cache.")
-@click.option("--exhaustive", is_flag=True, help="fp32: stream every finite input instead of a sample (checkpointed).")
-@click.option("--jobs", default=0, show_default="all cores", help="Processes for --exhaustive.")
-@click.option("--resume", is_flag=True, help="--exhaustive: continue an interrupted sweep from its checkpoints.")
+@_exhaustive_options
 def compare(dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, samples, seed, out_format, output,
             sort_col, no_cache, exhaustive, jobs, resume):
     """Error of every formulation against the exact mish, per format.
@@ -153,15 +171,11 @@ def compare(dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, sampl
 
     if sort_col is not None:
         render.sort_rows([], sort_col)  # validates the column name before any work
-    if jobs < 0:
-        raise UserError(f"--jobs {jobs}: give a number of processes >= 1 (0 means all cores)")
-    if resume and not exhaustive:
-        raise UserError("--resume continues an --exhaustive sweep: add --exhaustive (and --dtype fp32)")
+    _check_exhaustive(exhaustive, jobs, resume)
     if output:
         check_writable(output)
     fmts, comp, dom, formulas = _parse_common(dtypes, compute_dtype, domain, formula_dirs, formula_ids)
-    if exhaustive and any(f.name == "fp64" for f in fmts):
-        raise UserError("--exhaustive: fp64 has 2^64 inputs; use it with --dtype fp32 (fp16/bf16 are always exhaustive)")
+    _check_exhaustive(exhaustive, jobs, resume, fmts)
     sampled = [f for f in fmts if not (exhaustive and f.name == "fp32")]
     audit = run_audit(formulas, sampled, comp, ftz, dom, samples, seed, use_cache=not no_cache,
                       progress=sys.stderr.isatty())
@@ -173,24 +187,20 @@ def compare(dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, sampl
            "json": lambda: render.to_json(rows)})
 
 
-def _exhaustive_rows(formulas, comp, ftz, dom, jobs, resume, audit) -> list:
-    """Stream every fp32 input (mishaudit.sweep) with a progress bar; Ctrl-C says how far it got."""
+def _run_sweep(sweep, jobs: int, resume: bool):
+    """Run a sweep with a progress bar (chunks, inputs/s, time left); Ctrl-C says how far it got."""
     import time
 
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from .audit import check_specials
-    from .evaluate import Policy
-    from .formats import FP32
-    from .sweep import Sweep, run_sweep, summary_row
+    from .sweep import run_sweep
 
-    policy = Policy(FP32, comp if comp and comp != FP32 else None, ftz)
-    sweep = Sweep(formulas, policy, dom)
-    t0, state = time.perf_counter(), {"chunks": 0, "inputs": 0, "start": None}
-    with Progress(TextColumn("exhaustive fp32"), BarColumn(), TextColumn("{task.completed}/{task.total} chunks"),
-                  TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=Console(stderr=True),
-                  transient=True, disable=not sys.stderr.isatty()) as prog:
+    state = {"chunks": 0, "inputs": 0, "start": None}
+    with Progress(TextColumn(f"exhaustive fp32 {sweep.mode}"), BarColumn(),
+                  TextColumn("{task.completed}/{task.total} chunks"), TextColumn("{task.fields[rate]}"),
+                  TimeRemainingColumn(), console=Console(stderr=True), transient=True,
+                  disable=not sys.stderr.isatty()) as prog:
         task = prog.add_task("sweep", total=sweep.nchunks, rate="")
 
         def progress(done, total, inputs):
@@ -202,13 +212,30 @@ def _exhaustive_rows(formulas, comp, ftz, dom, jobs, resume, audit) -> list:
             prog.update(task, completed=done, rate=f"{rate / 1e6:.2f} M inputs/s" if inputs > i0 else "")
 
         try:
-            merged, fallback = run_sweep(sweep, jobs=jobs, resume=resume, progress=progress)
+            return run_sweep(sweep, jobs=jobs, resume=resume, progress=progress)
         except KeyboardInterrupt:
             click.echo(f"mishaudit: interrupted after {state['chunks']} of {sweep.nchunks} chunks "
                        f"({state['inputs']:,} inputs); run the same command with --resume to continue", err=True)
             sys.exit(130)
-    audit.meta.setdefault("reference", {})["fp32"] = {"inputs": sum(s["n"] for s in merged.values()) // max(len(merged), 1),
-                                                      "mpmath_fallback": fallback, "seconds": time.perf_counter() - t0}
+
+
+def _exhaustive_rows(formulas, comp, ftz, dom, jobs, resume, audit) -> list:
+    """Stream every fp32 input (mishaudit.sweep) into the compare rows."""
+    import time
+
+    from .audit import check_specials
+    from .evaluate import Policy
+    from .formats import FP32
+    from .sweep import Sweep, summary_row
+
+    policy = Policy(FP32, comp if comp and comp != FP32 else None, ftz)
+    sweep = Sweep(formulas, policy, dom)
+    t0 = time.perf_counter()
+    job = _run_sweep(sweep, jobs, resume)
+    merged = job.accs
+    audit.meta.setdefault("reference", {})["fp32"] = {"inputs": int(next(iter(merged.values())).counts[0]),
+                                                      "mpmath_fallback": job.fallback,
+                                                      "seconds": time.perf_counter() - t0}
     rows = []
     for f in formulas:
         row = {"formula": f.id, "dtype": "fp32", "compute_dtype": (policy.compute or FP32).name, "ftz": ftz,
@@ -227,11 +254,14 @@ def _exhaustive_rows(formulas, comp, ftz, dom, jobs, resume, audit) -> list:
 @click.option("--format", "out_format", type=click.Choice(["table", "markdown", "csv", "json"]), default="table",
               show_default=True)
 @click.option("--output", type=click.Path(dir_okay=False), help="Write to FILE (atomically) instead of stdout.")
-def overflow(dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, samples, seed, out_format, output):
+@_exhaustive_options
+def overflow(dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, samples, seed, out_format, output,
+             exhaustive, jobs, resume):
     """Which intermediate overflows, turns NaN, underflows, goes subnormal or absorbs, for which inputs.
 
-    Intervals are exact: every input for fp16/bf16; for fp32/fp64 every edge is
-    found by bisection on the format's lattice. Each interval is marked harmful
+    Intervals are exact: every input for fp16/bf16 (and fp32 with --exhaustive);
+    for fp32/fp64 every edge is found by bisection on the format's lattice and
+    only interiors are sampled. Each interval is marked harmful
     (the result is nonfinite or > 1 ulp off in it) or absorbed, and the inputs
     with large errors are attributed to the operation with the largest local error.
 
@@ -245,12 +275,23 @@ def overflow(dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, samp
     from .iofiles import check_writable
     from .overflow import overflow_map
 
+    _check_exhaustive(exhaustive, jobs, resume)
     if output:
         check_writable(output)
     fmts, comp, dom, formulas = _parse_common(dtypes, compute_dtype, domain, formula_dirs, formula_ids)
+    _check_exhaustive(exhaustive, jobs, resume, fmts)
     maps, attributions = [], []
     for fmt in fmts:
         policy = Policy(fmt, comp if comp and comp != fmt else None, ftz)
+        if exhaustive and fmt.name == "fp32":
+            from .sweep import Sweep
+
+            job = _run_sweep(Sweep(formulas, policy, dom, mode="overflow"), jobs, resume)
+            for f in formulas:
+                m, a = job.result(f)
+                maps += m
+                attributions.append(a)
+            continue
         th = sorted({t for f in formulas for t in formula_thresholds(f, fmt)}) if fmt.bits > 16 else ()
         for f in formulas:
             m, a = overflow_map(f, policy, dom, samples, seed, th)

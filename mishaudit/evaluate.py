@@ -99,17 +99,12 @@ def _fma_rto(a: np.ndarray, b: np.ndarray, c: np.ndarray, fmt: Format) -> np.nda
     s = p + c
     bb = s - p  # TwoSum: s + t == p + c exactly
     t = (p - (s - bb)) + (c - bb)
-    fin = np.isfinite(s)
-    inexact = fin & (t != 0)
-    even = (s.view(np.uint64) & np.uint64(1)) == 0
-    bump = inexact & even
-    s = s.copy()
-    s[bump] = np.nextafter(s[bump], np.where(t[bump] > 0, np.inf, -np.inf))
-    out = round_to(s, fmt)
-    # an exact zero sum takes the sign of round-to-nearest: +0 unless both addends are -0
-    zero = (p + c) == 0
-    out[zero] = p[zero] + c[zero]
-    return out
+    # round to odd: an inexact s with an even significand moves one step towards p + c (its
+    # encoding +-1; s != 0 when inexact). An exact zero sum keeps RN's sign, as s has it.
+    bits = s.view(np.int64)
+    bump = np.isfinite(s) & (t != 0) & ((bits & 1) == 0)
+    step = np.where((t > 0) == (s > 0), 1, -1) * bump
+    return round_to((bits + step).view(np.float64), fmt)
 
 
 def _fma_exact(a: np.ndarray, b: np.ndarray, c: np.ndarray, fmt: Format) -> np.ndarray:
@@ -257,3 +252,164 @@ def evaluate(formula: Formula, x: np.ndarray, policy: Policy, record: bool = Fal
 
 
 __all__ = ["Policy", "Record", "Evaluation", "evaluate", "FP16", "BF16", "FP32", "FP64"]
+
+
+# ---------------------------------------------------------------- binary32 fast path
+
+_F32_BINARY = {"+": np.add, "-": np.subtract, "*": np.multiply, "/": np.divide, "pow": np.power,
+               "copysign": np.copysign, "fmax": np.fmax, "fmin": np.fmin}
+_F32_UNARY = {**_NUMPY_UNARY, "sqrt": np.sqrt, "fabs": np.abs}
+_CMP = {"<": np.less, ">": np.greater, "<=": np.less_equal, ">=": np.greater_equal, "==": np.equal,
+        "!=": np.not_equal}
+
+
+class _Unsupported(Exception):
+    pass
+
+
+def binary32_program(formula: Formula, policy: Policy, shared: frozenset = frozenset()):
+    """A function from binary32 inputs (a float32 array) to the formula's outputs (float32), equal
+    bit for bit to `evaluate(formula, x, policy).y` with fewer passes: values stay float32 arrays
+    and every operation is numpy's binary32 one (+ - * / sqrt correctly rounded; exp, log and the
+    rest numpy's float32 kernels, as the evaluator uses). None unless the policy is plain binary32
+    (no compute format, no FTZ) and the tree has no precision annotation but binary32.
+
+    `run(x, memo)`: subexpressions whose canonical key (see `subexpression_keys`) is in `shared`
+    are stored in / taken from the dict `memo`, so formulations evaluated on the same inputs
+    compute a common subexpression such as exp(x) once (same operations, same bits)."""
+    if policy.storage is not FP32 or policy.compute not in (None, FP32) or policy.ftz:
+        return None
+    consts = {k: np.float32(round_fraction(v, FP32)) for k, v in formula.constant_values(FP32).items()}
+    try:
+        _check32(formula.body)
+    except _Unsupported:
+        return None
+    keys = subexpression_keys(formula)
+    cache = {i: k for i, k in keys.items() if k in shared}
+
+    def run(x: np.ndarray, memo: dict | None = None) -> np.ndarray:
+        with np.errstate(all="ignore"):
+            y = _walk32(formula.body, {formula.arg: x}, consts, cache, {} if memo is None else memo)
+        return np.broadcast_to(y, x.shape).astype(np.float32)
+
+    return run
+
+
+def subexpression_keys(formula: Formula) -> dict:
+    """id(operation node) -> a canonical text of what it computes from x in binary32 (let names
+    replaced by their definitions, constants by their binary32 values)."""
+    consts = formula.constant_values(FP32)
+    out: dict = {}
+
+    def key(e, env) -> str:
+        if isinstance(e, fc.Num):
+            return float(_round_exact(e.value, FP32)).hex()
+        if isinstance(e, fc.Const):
+            return e.name
+        if isinstance(e, fc.Var):
+            return env[e.name] if e.name in env else "c" + float(round_fraction(consts[e.name], FP32)).hex()
+        if isinstance(e, fc.Let):
+            inner = dict(env)
+            for name, sub in e.bindings:
+                inner[name] = key(sub, inner if e.sequential else env)
+            return key(e.body, inner)
+        if isinstance(e, fc.Annot):
+            return key(e.body, env)
+        if isinstance(e, fc.If):
+            k = f"(if {key(e.cond, env)} {key(e.then, env)} {key(e.other, env)})"
+        else:
+            k = f"({e.op} {' '.join(key(a, env) for a in e.args)})"
+        out[id(e)] = k  # by identity: equal-looking nodes may sit in different scopes
+        return k
+
+    key(formula.body, {formula.arg: "x"})
+    return out
+
+
+def shared_subexpressions(formulas: list) -> frozenset:
+    """Canonical keys of operation nodes that occur in two or more of `formulas`."""
+    from collections import Counter
+
+    seen = Counter(k for f in formulas for k in set(subexpression_keys(f).values()))
+    return frozenset(k for k, c in seen.items() if c > 1)
+
+
+def _check32(e: fc.Expr) -> None:
+    if isinstance(e, fc.Annot):
+        prec = dict(e.props).get(":precision")
+        if prec is not None and getattr(prec, "name", str(prec)) not in ("binary32", "fp32"):
+            raise _Unsupported
+    if isinstance(e, fc.Op) and e.op not in _F32_BINARY and e.op not in _F32_UNARY and e.op not in _CMP \
+            and e.op not in ("and", "or", "not", "fma", "-"):
+        raise _Unsupported
+    for sub in _children(e):
+        _check32(sub)
+
+
+def _children(e: fc.Expr) -> list:
+    if isinstance(e, fc.Op):
+        return list(e.args)
+    if isinstance(e, fc.Let):
+        return [s for _, s in e.bindings] + [e.body]
+    if isinstance(e, fc.If):
+        return [e.cond, e.then, e.other]
+    if isinstance(e, fc.Annot):
+        return [e.body]
+    return []
+
+
+def _walk32(e: fc.Expr, env: dict, consts: dict, cache: dict, memo: dict):
+    """Value of `e` as a float32 array or scalar (bool for conditions); nodes with a key in
+    `cache` (node id -> canonical key) go through `memo`."""
+    k = cache.get(id(e))
+    if k is not None:
+        if k not in memo:
+            memo[k] = _eval32(e, env, consts, cache, memo)
+        return memo[k]
+    return _eval32(e, env, consts, cache, memo)
+
+
+def _eval32(e: fc.Expr, env: dict, consts: dict, cache: dict, memo: dict):
+    if isinstance(e, fc.Num):
+        return np.float32(_round_exact(e.value, FP32))
+    if isinstance(e, fc.Const):
+        if e.name in ("TRUE", "FALSE"):
+            return np.bool_(e.name == "TRUE")
+        return np.float32(_round_exact(_const_value(e.name), FP32))
+    if isinstance(e, fc.Var):
+        return env[e.name] if e.name in env else consts[e.name]
+    if isinstance(e, fc.Let):
+        inner = dict(env)
+        for name, sub in e.bindings:
+            inner[name] = _walk32(sub, inner if e.sequential else env, consts, cache, memo)
+        return _walk32(e.body, inner, consts, cache, memo)
+    if isinstance(e, fc.If):
+        return np.where(_walk32(e.cond, env, consts, cache, memo), _walk32(e.then, env, consts, cache, memo),
+                        _walk32(e.other, env, consts, cache, memo))
+    if isinstance(e, fc.Annot):
+        return _walk32(e.body, env, consts, cache, memo)
+    args = [_walk32(a, env, consts, cache, memo) for a in e.args]
+    op = e.op
+    if op in _CMP:
+        f = _CMP[op]
+        if op == "!=":  # FPCore: all pairwise distinct
+            pairs = [(args[i], args[j]) for i in range(len(args)) for j in range(i + 1, len(args))]
+        else:
+            pairs = list(zip(args, args[1:]))
+        return np.logical_and.reduce([f(a, b) for a, b in pairs]) if len(pairs) > 1 else f(*pairs[0])
+    if op == "and":
+        return np.logical_and.reduce(args)
+    if op == "or":
+        return np.logical_or.reduce(args)
+    if op == "not":
+        return np.logical_not(args[0])
+    if op == "-" and len(args) == 1:
+        return np.negative(args[0])
+    if op == "fma":
+        a, b, c = (np.asarray(v, dtype=np.float64) for v in args)
+        return _fma_rto(a, b, c, FP32).astype(np.float32)
+    if op in _F32_UNARY:
+        return _F32_UNARY[op](args[0])
+    if op == "pow":  # numpy turns a scalar exponent 2 into a square: keep the general kernel
+        return np.power(*(np.ascontiguousarray(a) for a in np.broadcast_arrays(*args)))
+    return _F32_BINARY[op](args[0], args[1])

@@ -3,35 +3,47 @@
 mish(x) is evaluated in binary64 (u = 2^-53) with our own exp, so that the bound does
 not rest on a libm:
 
-exp(a), |a| <= 745 (larger |a| is handled below):
+exp(a), |a| < 1024 a binary32 value:
   k = rint(a / ln2); r = (a - k*L1) - k*L2, with L1 = ln2 rounded to 42 bits (so k*L1 is
-  exact for |k| <= 2^11) and L2 = RN(ln2 - L1). For a a binary32 value, a - k*L1 is exact
+  exact for |k| < 2^11) and L2 = RN(ln2 - L1). For a a binary32 value, a - k*L1 is exact
   (its bits span 2^10 .. 2^-42, under 53 bits, or k = 0), so r = (r* + e1)(1 + e2) with
   |e1| <= |k| (u |L2| + |ln2 - L1 - L2|) < 2^-84 and |e2| <= u: |r| <= 0.3466 and
   r is within 2^-52.9 |r| + 2^-84 of a - k ln2.
-  p = sum_{j<=13} r^j / j! by Horner: truncation <= 0.3466^14 / 14! < 2^-57; each of
+  P = sum_{j<=13} r^j / j! by Horner: truncation <= 0.3466^14 / 14! < 2^-57; each of
   the 13 Horner steps adds at most 2 roundings on a value within [0.70, 1.42], and the
-  coefficients 1/j! are rounded (relative u): |p - e^r| <= 30 u e^r < 2^-48 e^r.
+  coefficients 1/j! are rounded (relative u): |P - e^r| <= 30 u e^r < 2^-48 e^r.
   The error of r moves e^r by a factor within 2^-52 (|de^r / e^r| = |dr|).
-  e = p * 2^k is exact while e is a normal binary64 number.
-  So e = exp(a) (1 + eta), |eta| <= 2^-47.9.
-x >= 0: mish(x) = x (1 - delta), delta = 2t^2 / (1 + 2t + 2t^2), t = exp(-x) <= 1;
+  exp(a) = P 2^k (1 + eta), |eta| <= 2^-47.9; P 2^k is formed (exactly) only while it is a
+  normal binary64 number, else kept as the pair (P, k).
+
+The inputs are cut by value into regions (slices when x is sorted):
+x < -1020: |mish(x)| / ulp(0) < 2^-1300: RN is -0, d a negligible negative (-2^-1000).
+-1020 <= x < -200: e = exp(x) < 2^-288 and mish(x) = x e (e+2)/(e^2+2e+2) = x e (1 - theta),
+  0 < theta < e: |mish| < 2^-280, so RN is -0 in every format here (half the smallest
+  subnormal is 2^-150 at the least) and d = x P 2^(k - q0), q0 = emin - p + 1, with
+  relative error <= 2^-47 (-2^-1000 where |d| is smaller still).
+-200 <= x <= -2^-30: mish(x) = x n / (n + 2), n = e (e + 2), e = exp(x) <= 1: every term
+  is positive; d ln n / d ln e <= 2 and d ln(n/(n+2)) / d ln n <= 1, so
+  |r/mish - 1| <= 2 eta + 6u < 2^-46.8.
+0 < |x| < 2^-30: mish(x) = 0.6x + 0.32x^2 + c3 x^3 + ..., |c3 x^3| < 2^-60 |0.6x|.
+  v = RN64(3x/5); r = v + 0.32x^2. With x = m 2^e (m < 2^p an integer), 3x/5 is either a
+  format value (5 | m; never a power of two) or at least 0.2 ulp from every format value,
+  hence at least 0.1 ulp from every midpoint: RN(mish) = RN(r) and the binade are certain,
+  d = ((v - RN) + 0.32x^2) / ulp (v - RN is exact) is within 2^-26 ulp of the true d, and its
+  side is certain (|d| >= 0.2 - 2^-26, or RN = 3x/5 exactly and d = 0.32x^2/ulp > 0).
+2^-30 <= x <= 350: mish(x) = x (1 - delta), delta = 2t^2 / (1 + 2t + 2t^2), t = exp(-x);
   r = x - x*delta with d = ((x - RN(r)) - x*delta) / ulp(r): x - RN(r) is exact (Sterbenz
   for r in [x/2, x]) and x*delta (delta <= 0.2) carries relative error <= 3 eta + 6u, so
   d is exact to 2^-44 |x delta| / ulp(r).
-x < 0: mish(x) = x n / (n + 2), n = e (e + 2), e = exp(x) <= 1: every term is positive;
-  d ln n / d ln e <= 2 and d ln(n/(n+2)) / d ln n <= 1, so
-  |r/mish - 1| <= 2 eta + 6u < 2^-46.8.
-In both cases the relative error of r is below EPS = 2^-46. The result is decided when
-|d| < 1/2 - EPS 2^p (no rounding boundary within reach), the side of r around RN(r) is
+x > 350: delta < 2 e^-700 < 2^-1009, so |d| < 2^-983: RN is x and d a negligible negative
+  (-2^-1000). (Stopping at 350 keeps t^2 out of binary64's subnormal range, which is slow.)
+
+In the two exp regions the relative error of r is below EPS = 2^-46. The result is decided
+when |d| < 1/2 - EPS 2^p (no rounding boundary within reach), the side of r around RN(r) is
 certain (|d| above its error bound, or RN(r) is x or 0, whose side is known), and, for
-normal r, r is not within EPS of a power of two.
-x < -746: |mish(x)| < 2^-1074, RN is -0 and d a negligible negative.
-|x| < 2^-30 with 3x/5 a format value: mish(x) = 0.6x + 0.32x^2 + O(x^3), RN is 3x/5 and r
-lies above it (a near-tie whose side is certain).
-x > 700: delta < 2 e^-1400, RN is x and d a negligible negative. The rest (exp arguments in
-[-746, -700], near-ties) goes to the mpmath reference (Ziv's fallback). Only binary16,
-bfloat16 and binary32 inputs are accepted (the exactness of a - k*L1 needs p <= 24).
+normal r, r is not within EPS of a power of two. The rest (near-ties, about 2 in 10^5
+binary32 inputs) goes to the mpmath reference (Ziv's fallback). Only binary16, bfloat16
+and binary32 inputs are accepted (the exactness of a - k*L1 needs p <= 24).
 """
 
 from __future__ import annotations
@@ -40,9 +52,11 @@ import math
 
 import numpy as np
 
-from .formats import Format, round_to
+from .formats import Format, pow2, round_to
 
 EPS = 2.0**-46
+TINY_D = 2.0**-1000  # stands for a |d| below any resolution (its sign is what matters)
+
 
 def _split_ln2():
     import mpmath
@@ -56,18 +70,27 @@ def _split_ln2():
 L1, L2 = _split_ln2()
 INV_LN2 = 1.4426950408889634
 COEFFS = [1.0 / math.factorial(j) for j in range(13, -1, -1)]  # Horner order: 1/13! ... 1/0!
-EXP_LIMIT = 700.0
+EXP_LIMIT = 350.0
+UNDER_LIMIT = -1020.0  # below: |mish(x)| / ulp(0) < 2^-1300 in every format with p <= 24
+SCALED_LIMIT = -200.0  # below: RN(mish(x)) is -0 in every format with p <= 24
 SERIES_LIMIT = 2.0**-30  # below, the series 0.6x + 0.32x^2 replaces exp
 
 
-def exp_bounded(a: np.ndarray) -> np.ndarray:
-    """exp(a) for binary32 values |a| <= 700, relative error <= 2^-47.9 (module docstring)."""
+def exp_parts(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(P, k) with exp(a) = P 2^k (1 + eta), |eta| <= 2^-47.9, for binary32 values |a| < 1024."""
     k = np.rint(a * INV_LN2)
     r = (a - k * L1) - k * L2
     p = np.full_like(r, COEFFS[0])
     for c in COEFFS[1:]:
-        p = p * r + c
-    return np.ldexp(p, k.astype(np.int64))
+        p *= r
+        p += c
+    return p, k.astype(np.int64)
+
+
+def exp_bounded(a: np.ndarray) -> np.ndarray:
+    """exp(a) for binary32 values |a| <= 700, relative error <= 2^-47.9 (module docstring)."""
+    p, k = exp_parts(a)
+    return p * pow2(k)
 
 
 def fast_reference(x: np.ndarray, fmt: Format):
@@ -75,84 +98,100 @@ def fast_reference(x: np.ndarray, fmt: Format):
     if fmt.p > 24:
         raise ValueError("the fast reference is proven for binary16, bfloat16 and binary32 inputs only")
     x = np.asarray(x, dtype=np.float64)
+    if len(x) > 1 and not np.all(x[1:] >= x[:-1]):
+        order = np.argsort(x, kind="stable")
+        parts = _sorted_reference(x[order], fmt)
+        out = tuple(np.empty_like(a) for a in parts)
+        for o, a in zip(out, parts):
+            o[order] = a
+        return out
+    return _sorted_reference(x, fmt)
+
+
+def _sorted_reference(x: np.ndarray, fmt: Format):
+    """fast_reference for ascending x: every region is a slice."""
     n = len(x)
-    rn, d, E, r64 = np.zeros(n), np.zeros(n), np.full(n, fmt.emin, dtype=np.int64), np.zeros(n)
-    decided = np.zeros(n, dtype=bool)
-    zero = x == 0
-    rn[zero], r64[zero], decided[zero] = x[zero], x[zero], True
+    rn, d, E, r64 = np.empty(n), np.empty(n), np.full(n, fmt.emin, dtype=np.int64), np.empty(n)
+    decided = np.ones(n, dtype=bool)
+    b = np.searchsorted(x, [UNDER_LIMIT, SCALED_LIMIT, -SERIES_LIMIT, 0.0, 0.0, SERIES_LIMIT, EXP_LIMIT],
+                        side="left")
+    b[2] = np.searchsorted(x, -SERIES_LIMIT, side="right")
+    b[4] = np.searchsorted(x, 0.0, side="right")
+    b[6] = np.searchsorted(x, EXP_LIMIT, side="right")
+    under, scaled, neg = slice(0, b[0]), slice(b[0], b[1]), slice(b[1], b[2])
+    small_n, zero, small_p = slice(b[2], b[3]), slice(b[3], b[4]), slice(b[4], b[5])
+    pos, big = slice(b[5], b[6]), slice(b[6], n)
+    q0 = fmt.emin - fmt.p + 1
     with np.errstate(all="ignore"):
-        # 0 < |x| < 2^-30: mish(x) = 0.6x + 0.32x^2 - 0.016x^3 + ...; the cubic term is below
-        # 2^-64 of the result, 3x is exact and /5 rounds once: relative error <= 2u + 2^-64 < EPS
-        small = (x != 0) & (np.abs(x) < SERIES_LIMIT)
-        xs = x[small]
-        r_small = 3.0 * xs / 5.0 + 0.32 * xs * xs
-        # x > 0: r = x - x*delta
-        pos = (x > 0) & (x <= EXP_LIMIT) & ~small
-        xp = x[pos]
-        t = exp_bounded(-xp)
-        xdelta = xp * (2 * t * t / (1 + 2 * t + 2 * t * t))
-        r_pos = xp - xdelta
-        # x > EXP_LIMIT: delta < 2 e^-1400, below any resolution: r = x(1 - tiny), RN = x
-        big = x > EXP_LIMIT
-        # x < 0
-        neg = (x < 0) & (x >= -EXP_LIMIT) & ~small
-        xn = x[neg]
-        e = exp_bounded(xn)
-        nn = e * (e + 2)
-        r_neg = xn * nn / (nn + 2)
-    # round and measure
-    for mask, r in ((small, r_small), (pos, r_pos), (neg, r_neg)):
-        rnd, dd, EE, ok = _decide(r, fmt)
-        if mask is pos:
-            # d from the exact difference x - RN(r), then minus x*delta: see the docstring
-            q = EE - fmt.p + 1
-            dd = np.ldexp((xp - rnd) - xdelta, -q)
-            err = np.ldexp(xdelta, -q) * 2.0**-44  # bound on the error of dd
-            ok &= np.abs(dd) < 0.5 - EPS * 2.0**fmt.p
-            # the side of r is needed for the faithful verdict: decided when |dd| exceeds its
-            # error, or when RN(r) = x (then r < x: mish(x) < x for x > 0)
-            at_x = rnd == xp
-            dd = np.where(at_x, -np.maximum(np.abs(dd), 2.0**-1000), dd)
-            ok &= (np.abs(dd) > err) | at_x
-        else:
-            # the side of r: decided when |dd| exceeds EPS 2^p, or RN(r) = 0 (r has the sign of x)
-            ok &= (np.abs(dd) > EPS * 2.0**fmt.p) | (rnd == 0)
-        rn[mask], d[mask], E[mask], r64[mask], decided[mask] = rnd, dd, EE, r, ok
-    # x < -746: |mish(x)| < 746 e^-746 < 2^-1074, far below half the smallest subnormal of
-    # these formats: RN = -0, r in binary64 is -0 too, and d = r/ulp(0) is a negligible negative
-    under = x < -746.0
-    rn[under], r64[under], d[under], E[under], decided[under] = -0.0, -0.0, -(2.0**-1000), fmt.emin, True
-    # |x| < 2^-30 left undecided by a near-tie: mish(x) = 0.6x + 0.32x^2 + O(x^3). When 3x/5 is a
-    # format value, RN(r) is 3x/5 and r lies above it by 0.32x^2 (side certain, size negligible);
-    # a power of two with x < 0 would change the binade of r, so it stays with mpmath
-    tiny = ~decided & (np.abs(x) < 2.0**-30) & (x != 0)
-    xt = x[tiny]
-    v = 3.0 * xt / 5.0
-    vm, ve = np.frexp(np.abs(v))
-    exact = (v * 5.0 == 3.0 * xt) & (round_to(v, fmt) == v) & (v != 0) & ~((vm == 0.5) & (xt < 0))
-    idx = np.flatnonzero(tiny)[exact]
-    vt, xe = v[exact], xt[exact]
-    Et = np.maximum(ve[exact] - 1, fmt.emin)
-    rn[idx], E[idx], r64[idx], decided[idx] = vt, Et, vt + 0.32 * xe * xe, True
-    d[idx] = np.maximum(np.ldexp(0.32 * xe * xe, -(Et - fmt.p + 1)), 2.0**-1000)
-    xb = x[big]
-    rn[big], r64[big], decided[big] = xb, xb, True
-    _, eb = np.frexp(xb)
-    # |mish(x)| < |x| = RN: when x = 2^k the binade of r is k - 1
-    pow2 = np.frexp(xb)[0] == 0.5
-    E[big] = np.maximum(np.where(pow2, eb - 2, eb - 1), fmt.emin)
-    d[big] = -(2.0**-1000)  # r lies just below x, by far less than any resolution
+        rn[under], r64[under], d[under] = -0.0, -0.0, -TINY_D
+        if b[1] > b[0]:
+            xs = x[scaled]
+            p, k = exp_parts(xs)
+            m = xs * p * pow2(k + 600)  # exact scaling: x e 2^600 is a normal binary64 number
+            # a |d| below 2^-1000 stays the negligible negative -2^-1000
+            rn[scaled], r64[scaled], d[scaled] = -0.0, m * 2.0**-600, np.minimum(m * pow2(-600 - q0), -TINY_D)
+        if b[2] > b[1]:
+            xn = x[neg]
+            e = exp_bounded(xn)
+            nn = e * (e + 2)
+            r = xn * nn / (nn + 2)
+            rnd, dd, E[neg], ok = _decide(r, fmt)
+            # the side of r: certain when |d| exceeds EPS 2^p, or RN(r) = 0 (r has the sign of x)
+            decided[neg] = ok & ((np.abs(dd) > EPS * 2.0**fmt.p) | (rnd == 0))
+            rn[neg], d[neg], r64[neg] = rnd, dd, r
+        for sl in (small_n, small_p):
+            if sl.stop > sl.start:
+                rn[sl], d[sl], E[sl], r64[sl] = _series(x[sl], fmt)
+        rn[zero], r64[zero], d[zero] = x[zero], x[zero], 0.0
+        if b[6] > b[5]:
+            rn[pos], d[pos], E[pos], r64[pos], decided[pos] = _positive(x[pos], fmt)
+        xb = x[big]
+        rn[big], r64[big], d[big] = xb, xb, -TINY_D
+        if len(xb):
+            mb, eb = np.frexp(xb)
+            # |mish(x)| < |x| = RN: when x = 2^k the binade of r is k - 1
+            E[big] = np.maximum(np.where(mb == 0.5, eb - 2, eb - 1), fmt.emin)
     return rn, d, E, r64, decided
 
 
+def _series(x: np.ndarray, fmt: Format):
+    """(rn, d, E, r64) for 0 < |x| < 2^-30 from mish(x) = 0.6x + 0.32x^2 (always decided)."""
+    v = 3.0 * x / 5.0
+    x2 = 0.32 * x * x
+    r = v + x2
+    rnd = round_to(r, fmt)
+    _, e = np.frexp(r)
+    E = np.maximum(e - 1, fmt.emin)
+    d = ((v - rnd) + x2) * pow2(fmt.p - 1 - E)
+    return rnd, d, E, r
+
+
+def _positive(x: np.ndarray, fmt: Format):
+    """(rn, d, E, r64, decided) for 2^-30 <= x <= 350 from r = x - x*delta."""
+    t = exp_bounded(-x)
+    xdelta = x * (2 * t * t / (1 + 2 * t + 2 * t * t))
+    r = x - xdelta
+    rnd, _, E, ok = _decide(r, fmt)
+    s = pow2(fmt.p - 1 - E)
+    # d from the exact difference x - RN(r), then minus x*delta: see the module docstring
+    dd = ((x - rnd) - xdelta) * s
+    err = xdelta * s * 2.0**-44  # bound on the error of dd
+    ok &= np.abs(dd) < 0.5 - EPS * 2.0**fmt.p
+    # the side of r is needed for the faithful verdict: decided when |dd| exceeds its error,
+    # or when RN(r) = x (then r < x: mish(x) < x for x > 0)
+    at_x = rnd == x
+    dd = np.where(at_x, -np.maximum(np.abs(dd), TINY_D), dd)
+    ok &= (np.abs(dd) > err) | at_x
+    return rnd, dd, E, r, ok
+
+
 def _decide(r: np.ndarray, fmt: Format):
-    """RN(r) in fmt, d = (r - RN(r))/ulp(r), E, and whether EPS cannot change RN or the binade."""
-    a = np.abs(r)
-    m, e = np.frexp(a)  # a = m 2^e, m in [0.5, 1)
+    """(RN(r) in fmt, d = (r - RN(r))/ulp(r), E, whether RN(r) and the binade are certain) for r
+    carrying relative error <= EPS."""
+    m, e = np.frexp(np.abs(r))  # |r| = m 2^e, m in [0.5, 1)
     E = np.maximum(e - 1, fmt.emin)
     rnd = round_to(r, fmt)
-    q = E - fmt.p + 1
-    dd = np.ldexp(r - rnd, -q)  # r - RN(r) is exact in binary64 (p <= 24, same binade)
+    dd = (r - rnd) * pow2(fmt.p - 1 - E)  # r - RN(r) is exact in binary64 (p <= 24, same binade)
     slack = EPS * 2.0**fmt.p  # |r| EPS in ulps is below this
     ok = (np.abs(dd) < 0.5 - slack) & np.isfinite(r)
     normal = (e - 1) >= fmt.emin

@@ -62,6 +62,15 @@ class Format:
     def __str__(self) -> str:
         return self.name
 
+    def __reduce__(self):
+        """Pickle by name: a format crossing to a worker process stays the same object (the
+        code compares formats by identity, `fmt is FP32`)."""
+        return (_by_name, (self.name,))
+
+
+def _by_name(name: str) -> "Format":
+    return {f.name: f for f in FORMATS}[name]
+
 
 FP16 = Format("fp16", "binary16", 11, -14, 15, np.dtype(np.float16), np.dtype(np.uint16), ("float16", "half", "binary16"))
 BF16 = Format("bf16", "bfloat16", 8, -126, 127, np.dtype(ml_dtypes.bfloat16), np.dtype(np.uint16), ("bfloat16",))
@@ -98,6 +107,9 @@ def round_to(v, fmt: Format) -> np.ndarray:
     v = np.array(v, dtype=np.float64, copy=True)
     if fmt is FP64:
         return v
+    if fmt is FP32:  # the binary64 -> binary32 conversion is IEEE RN (ties to even, overflow to inf)
+        with np.errstate(over="ignore"):
+            return v.astype(np.float32).astype(np.float64)
     mask = np.isfinite(v) & (v != 0)
     a = v[mask]
     _, e = np.frexp(a)  # |a| = m * 2^e, m in [0.5, 1): floor(log2|a|) = e - 1
@@ -108,6 +120,11 @@ def round_to(v, fmt: Format) -> np.ndarray:
     r[over] = np.copysign(np.inf, r[over])
     v[mask] = r
     return v
+
+
+def pow2(k) -> np.ndarray:
+    """2^k as float64 for integers k in [-1022, 1023], built from the exponent field (exact; no ldexp)."""
+    return ((np.asarray(k, dtype=np.int64) + 1023) << 52).view(np.float64)
 
 
 def flush_subnormals(v: np.ndarray, fmt: Format) -> np.ndarray:

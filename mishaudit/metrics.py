@@ -6,7 +6,8 @@ With r = mish(x) exact, RN(r) its correctly rounded value, y the formula's outpu
   dULP        |ord(y) - ord(RN(r))|, bucketed 0, 1, 2, 3, >3
   correctly rounded  y == RN(r) (as numbers: +0 == -0; sign mismatches counted apart)
   faithful    y is RN(r) or the other format value next to r
-  abs, rel    |y - r|, |y - r| / |r|
+  abs, rel    |y - r|, |y - r| / |r| (rel = 0 at x = +-0 when y = 0, inf when y != 0; ratios of
+              2^924 and more, only met where |mish(x)| < 2^-640, read as inf: beyond range)
   nonfinite   y is NaN or +-inf (r is finite for every finite x): kept out of the
               ulp, bits, abs and rel statistics, always counted.
 The ulp error is computed as |(y - RN(r))/ulp(r) - d| with d = (r - RN(r))/ulp(r)
@@ -38,6 +39,12 @@ class Errors:
     signed_zero: np.ndarray
 
 
+def relative(ulp_err: np.ndarray, r_in_ulps: np.ndarray) -> np.ndarray:
+    """|y - r| / |r| from both in ulps, as (ulp_err 2^100 / r_in_ulps) 2^-100: the quotient is formed
+    above binary64's (slow) subnormal range; ratios of 2^924 and more come out as inf (beyond range)."""
+    return ulp_err * 2.0**100 / r_in_ulps * 2.0**-100
+
+
 def errors(y: np.ndarray, ref: Reference, fmt: Format) -> Errors:
     """Every per-input measure for outputs `y` (format values as float64) against `ref`."""
     y = np.asarray(y, dtype=np.float64)
@@ -47,7 +54,7 @@ def errors(y: np.ndarray, ref: Reference, fmt: Format) -> Errors:
         diff = np.ldexp(np.where(finite, y, 0.0) - ref.rn, -q)  # (y - RN(r)) / ulp(r)
         ulp_err = np.abs(diff - ref.d)
         r_in_ulps = np.abs(np.ldexp(ref.rn, -q) + ref.d)  # |r| / ulp(r)
-        rel = np.where(r_in_ulps > 0, ulp_err / r_in_ulps, np.where(y == 0, 1.0, np.inf))
+        rel = np.where(r_in_ulps > 0, relative(ulp_err, r_in_ulps), np.where(y == 0, 0.0, np.inf))
         abs_err = np.ldexp(ulp_err, q)
     oy = ordinal(np.where(finite, y, 0.0), fmt)
     orn = ordinal(ref.rn, fmt)

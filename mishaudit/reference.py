@@ -41,7 +41,7 @@ import numpy as np
 from .formats import Format, exponent_of, round_mpf
 from .iofiles import atomic_write_bytes
 
-REF_VERSION = 5
+REF_VERSION = 6
 START_EXTRA_BITS = 48  # P = p + 48 at first: d exact to ~2^-40 ulp
 
 

@@ -98,3 +98,32 @@ def test_list_shows_every_formula_and_user_files(tmp_path):
     assert r.exit_code == 0
     for fid in ("softplus-tanh", "njuffa", "coreml-2359-workaround", "my-mish"):
         assert fid in r.output
+
+
+def test_exhaustive_cli_equals_enumeration_and_resumes(tmp_path):
+    """On a domain small enough to enumerate, --exhaustive (streamed, 2 processes) prints what the
+    enumerated run prints; a finished sweep resumes to the same rows."""
+    dom = ["--dtype", "fp32", "--domain", "-1:-0.999", "--formula", "softplus-tanh", "--formula", "njuffa"]
+    outs = {}
+    for name, extra in (("plain", []), ("sweep", ["--exhaustive", "--jobs", "2"]),
+                        ("resumed", ["--exhaustive", "--resume"])):
+        out = tmp_path / f"{name}.json"
+        code, _, err = run("compare", *dom, *extra, "--format", "json", "--output", str(out))
+        assert code == 0, err
+        outs[name] = {r["formula"]: r for r in json.loads(out.read_text())}
+    keys = ("inputs", "nonfinite", "max_ulp", "worst_x", "dulp_0", "dulp_1", "dulp_gt3", "signed_zero_mismatch")
+    for fid, r in outs["plain"].items():
+        assert outs["sweep"][fid]["strategy"] == "exhaustive" and r["strategy"] == "exhaustive"
+        assert {k: outs["sweep"][fid][k] for k in keys} == {k: r[k] for k in keys}
+        assert outs["resumed"][fid] == outs["sweep"][fid]
+
+
+def test_overflow_exhaustive_cli_equals_enumeration(tmp_path):
+    args = ["overflow", "--dtype", "fp32", "--domain", "-88.8:-88.7", "--formula", "exp-rational", "--format", "json"]
+    code, plain, err = run(*args)
+    assert code == 0, err
+    code, swept, err = run(*args, "--exhaustive", "--jobs", "1")
+    assert code == 0, err
+    a, b = json.loads(plain), json.loads(swept)
+    assert a == b and any(e["kind"] == "event" for e in b)
+    assert all(e["enumerated"] for e in b if e["kind"] == "event")

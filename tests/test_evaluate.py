@@ -106,3 +106,58 @@ def test_records_carry_let_names_and_live_masks():
     log1p = next(r for r in ev.records if r.op == "log1p")
     assert log1p.live.tolist() == [True, False]  # not on the taken path for x = 25 > 20
     assert out.y[1] == np.float32(25.0) * np.tanh(np.float32(25.0))
+
+
+def test_binary32_program_equals_the_evaluator_bit_for_bit():
+    from mishaudit.evaluate import binary32_program
+    from mishaudit.formats import from_ordinal
+
+    rng = np.random.default_rng(7)
+    o = rng.integers(-(2**31 - 2**23), 2**31 - 2**23, 200_000)
+    edges = [0, 1, -1, 2**31 - 2**23 - 1, -(2**31 - 2**23 - 1)]
+    x = np.concatenate([from_ordinal(np.concatenate([o, edges]), FP32), [-0.0]])
+    x32 = x.astype(np.float32)
+    for fid, f in load_registry().items():
+        prog = binary32_program(f, Policy(FP32))
+        assert prog is not None, fid
+        want = evaluate(f, x, Policy(FP32)).y.astype(np.float32)
+        assert np.array_equal(prog(x32).view(np.int32), want.view(np.int32)), fid
+
+
+def test_binary32_program_declines_other_policies_and_precisions():
+    from mishaudit.evaluate import binary32_program
+    from mishaudit.registry import load_text
+
+    f = load_registry()["softplus-tanh"]
+    assert binary32_program(f, Policy(FP16)) is None
+    assert binary32_program(f, Policy(FP32, FP64)) is None
+    assert binary32_program(f, Policy(FP32, None, True)) is None
+    g = load_text("(FPCore g (x) (! :precision binary64 (* x (tanh (log1p (exp x))))))", "g.fpcore", "g")
+    assert binary32_program(g, Policy(FP32)) is None
+
+
+def test_shared_subexpressions_change_no_bit():
+    from mishaudit.evaluate import binary32_program, shared_subexpressions
+    from mishaudit.formats import from_ordinal
+
+    forms = list(load_registry().values())
+    shared = shared_subexpressions(forms)
+    assert "(exp x)" in shared
+    x = from_ordinal(np.random.default_rng(8).integers(-(2**31 - 2**23), 2**31 - 2**23, 50_000), FP32)
+    memo: dict = {}
+    for f in forms:
+        got = binary32_program(f, Policy(FP32), shared)(x.astype(np.float32), memo)
+        want = evaluate(f, x, Policy(FP32)).y.astype(np.float32)
+        assert np.array_equal(got.view(np.int32), want.view(np.int32)), f.id
+    assert memo  # something was shared
+
+
+def test_a_policy_sent_to_a_worker_keeps_the_fast_path():
+    """Formats pickle by name: identity checks (`fmt is FP32`) hold in worker processes."""
+    import pickle
+
+    from mishaudit.evaluate import binary32_program
+
+    pol = pickle.loads(pickle.dumps(Policy(FP32)))
+    assert pol.storage is FP32
+    assert binary32_program(load_registry()["softplus-tanh"], pol) is not None

@@ -132,3 +132,33 @@ def test_fp64_exp_overflow_edge_despite_int64_ordinals():
             x = np.nextafter(x, np.inf)
     assert abs(x - t) < 1e-12
     assert intervals(maps, "(exp x)", "overflow") == [[float(x), float(np.finfo(np.float64).max)]]
+
+
+EXHAUSTIVE_DOMAINS = [
+    (-89.0, -86.0),  # exp goes subnormal, then the products underflow (fp32)
+    (-2.0**-120, 2.0**-120),  # subnormal inputs, both zeros
+    (40.0, 45.0),  # onednn-jit's (e+1)^2 overflows to NaN
+    (-104.0, -102.0),  # RN(mish) subnormal: harmful underflows, attribution
+]
+
+
+@pytest.mark.parametrize("lo,hi", EXHAUSTIVE_DOMAINS)
+def test_exhaustive_overflow_equals_the_enumerated_map(lo, hi):
+    """Where the sample already enumerates every input, the streamed sweep must give the same maps."""
+    from mishaudit.inputs import Domain, sample
+    from mishaudit.sweep import Sweep, run_sweep
+
+    dom = Domain(lo, hi)
+    if sample(FP32, 1 << 16, 0, dom).strategy != "exhaustive":  # keep the domain small enough to enumerate
+        dom = Domain(lo, float(from_ordinal([ordinal(np.array([lo]), FP32)[0] + 60000], FP32)[0]))
+    forms = [REG[i] for i in ("onednn-jit", "exp-rational", "softplus-tanh", "log-exp-plus-one")]
+    job = run_sweep(Sweep(forms, Policy(FP32), dom, chunk=1 << 13, mode="overflow"), jobs=1)
+    for f in forms:
+        want_maps, want_att = overflow_map(f, Policy(FP32), dom, 1 << 16, 0)
+        got_maps, got_att = job.result(f)
+        assert [m.as_json() for m in got_maps] == [m.as_json() for m in want_maps], f.id
+        assert got_att["bad_inputs"] == want_att["bad_inputs"]
+        key = lambda c: (c["node"], c["inputs"])  # noqa: E731
+        assert sorted(map(key, got_att["culprits"])) == sorted(map(key, want_att["culprits"]))
+        for g, w in zip(sorted(got_att["culprits"], key=key), sorted(want_att["culprits"], key=key)):
+            assert g["max_local_bits"] == w["max_local_bits"] and g["regions"] == w["regions"], (f.id, g, w)

@@ -1,4 +1,5 @@
-"""The exhaustive sweep: equal to the enumerated compare, interruptible and resumable, refuses foreign checkpoints."""
+"""The exhaustive sweep: equal to the enumerated compare (mpmath-checked reference, numpy metrics) in
+every region of the fast reference, interruptible and resumable, refuses foreign or damaged checkpoints."""
 
 import math
 
@@ -8,10 +9,13 @@ import pytest
 from mishaudit.audit import run_audit
 from mishaudit.errors import UserError
 from mishaudit.evaluate import Policy
-from mishaudit.formats import FP16, FP32
+from mishaudit.fastref import fast_reference
+from mishaudit.formats import FP16, FP32, from_ordinal
+from mishaudit.metrics import errors, summarize
+from mishaudit.reference import Reference
 from mishaudit.inputs import Domain
 from mishaudit.registry import load_registry, load_text
-from mishaudit.sweep import Sweep, hist_keys, hist_upper, merge, run_sweep, summary_row
+from mishaudit.sweep import Acc, Sweep, _values, hist_keys, hist_upper, run_sweep, summary_row
 
 REG = load_registry()
 DOM = Domain(-3.0, -3.0 + 6000 * 2.0**-22)  # 6001 consecutive fp32 values
@@ -22,24 +26,109 @@ def sweep(formulas=None, chunk=1000):
     return Sweep(formulas or [REG[i] for i in IDS], Policy(FP32), DOM, chunk=chunk)
 
 
-def test_sweep_equals_the_enumerated_compare():
-    merged, _ = run_sweep(sweep(), jobs=1)
-    audit = run_audit([REG[i] for i in IDS], [FP32], None, False, DOM, 1 << 16, 0, with_formula_error=False)
+ULP149 = 2.0**-149
+# one domain per region of the fast reference and per kind of output (NaN, inf, signed zeros, huge dULP)
+DOMAINS = [
+    DOM,  # exp path, x < 0
+    Domain(-3000 * ULP149, 3000 * ULP149),  # subnormals, -0 and +0 (series)
+    Domain(-(2.0**-30) * (1 + 3000 * 2.0**-23), -(2.0**-30) * (1 - 3000 * 2.0**-24)),  # series / exp edge
+    Domain(349.9, 350.1),  # exp path / x > 350; onednn-jit is NaN here
+    Domain(-200.01, -199.99),  # exp path / scaled, RN = -0
+    Domain(-1020.05, -1019.95),  # scaled / beyond
+    Domain(-104.0, -103.99),  # RN(mish) subnormal, near the worst case of softplus-tanh
+    Domain(3.402e38, 3.4028234663852886e38),  # overflowing intermediates, the largest inputs
+]
+FORMULAS = ["softplus-tanh", "pytorch-75251", "onednn-jit", "njuffa", "exp-rational", "darknet-cpu"]
+
+
+@pytest.mark.parametrize("dom", DOMAINS, ids=lambda d: f"{d.lo:.3g}:{d.hi:.3g}")
+def test_sweep_equals_the_enumerated_compare(dom):
+    forms = [REG[i] for i in FORMULAS]
+    merged = run_sweep(Sweep(forms, Policy(FP32), dom, chunk=1 << 12), jobs=1).accs
+    audit = run_audit(forms, [FP32], None, False, dom, 1 << 16, 0, with_formula_error=False)
     for r in audit.rows:
-        assert r["strategy"] == "exhaustive" and r["inputs"] == 6001
+        assert r["strategy"] == "exhaustive"
         s = summary_row(merged[r["formula"]])
         for k in ("inputs", "nonfinite", "dulp_0", "dulp_1", "dulp_2", "dulp_3", "dulp_gt3", "signed_zero_mismatch",
                   "worst_x", "worst_y"):
-            assert s[k] == r[k], (r["formula"], k)
-        for k in ("max_ulp", "mean_ulp", "cr_frac", "faithful_frac", "max_abs_err", "max_rel_err", "mean_bits", "max_bits"):
-            assert math.isclose(s[k], r[k], rel_tol=1e-12), (r["formula"], k)
+            assert s[k] == r[k], (r["formula"], k, s[k], r[k])
+        for k in ("max_ulp", "mean_ulp", "cr_frac", "faithful_frac", "max_abs_err", "max_rel_err", "mean_bits",
+                  "max_bits"):
+            if r[k] is None:
+                assert s[k] is None, (r["formula"], k)
+            else:
+                assert math.isclose(s[k], r[k], rel_tol=1e-12, abs_tol=1e-300), (r["formula"], k, s[k], r[k])
         # histogram percentiles are upper bounds within one bin (2^-11 relative) of the exact ones
         for k in ("median_ulp", "p99_ulp"):
-            assert r[k] <= s[k] <= max(r[k] * (1 + 2.0**-10), 2.0**-30), (r["formula"], k, s[k], r[k])
+            if r[k] is not None:
+                assert r[k] <= s[k] <= max(r[k] * (1 + 2.0**-10), 2.0**-30), (r["formula"], k, s[k], r[k])
+
+
+def test_fold_equals_the_numpy_metrics_on_crafted_outputs():
+    """Outputs moved off RN(r) by random ordinal steps (1 to 2^20), NaN, inf and flipped zeros."""
+    rng = np.random.default_rng(3)
+    for lo in (-2000, -(2**31 - 2**23 - 1), 1_060_000_000, -1_100_000_000):
+        x32 = _values(lo, lo + 4095)
+        x = x32.astype(np.float64)
+        rn, d, E, r64, ok = fast_reference(x, FP32)
+        x, x32, rn, d, E, r64 = x[ok], x32[ok], rn[ok], d[ok], E[ok], r64[ok]
+        o = np.where(rn == 0, 0, np.sign(rn) * (rn.astype(np.float32).view(np.int32) & 0x7FFFFFFF)).astype(np.int64)
+        step = np.where(rng.random(len(x)) < 0.5, 0, rng.integers(-4, 5, len(x)))
+        step[rng.random(len(x)) < 0.05] = rng.integers(-(2**20), 2**20, len(x))[:1]
+        y = from_ordinal(np.clip(o + step, -(2**31 - 2**23 - 1), 2**31 - 2**23 - 1), FP32)
+        y[rng.random(len(x)) < 0.02] = np.nan
+        y[rng.random(len(x)) < 0.01] = np.inf
+        y = np.where((y == 0) & (rng.random(len(x)) < 0.5), -y, y)
+        acc = Acc()
+        for a in range(0, len(x), 1000):  # several blocks, merged
+            b = slice(a, a + 1000)
+            acc.add_block(y[b].astype(np.float32), x[b], rn[b], d[b], E[b], r64[b])
+        got = summary_row(acc)
+        ref = Reference(x, rn, d, E, r64)
+        want = summarize(errors(y, ref, FP32), ref)
+        for k in ("inputs", "nonfinite", "dulp_0", "dulp_1", "dulp_2", "dulp_3", "dulp_gt3", "signed_zero_mismatch",
+                  "worst_x", "worst_y", "worst_ref"):
+            assert got[k] == want[k], (lo, k, got[k], want[k])
+        for k in ("max_ulp", "mean_ulp", "cr_frac", "faithful_frac", "max_abs_err", "max_rel_err", "mean_bits",
+                  "max_bits"):
+            if want[k] is None:  # relative error beyond range (y != 0 where mish is below 2^-640)
+                assert got[k] is None, (lo, k, got[k])
+            else:
+                assert math.isclose(got[k], want[k], rel_tol=1e-12, abs_tol=1e-300), (lo, k, got[k], want[k])
+
+
+def test_values_are_the_ordinals_in_order_with_both_zeros():
+    for lo, hi in ((-5, 5), (-7, -1), (0, 3), (2**31 - 2**23 - 4, 2**31 - 2**23 - 1), (-(2**31 - 2**23 - 1), -(2**31 - 2**23 - 3))):
+        want = from_ordinal(np.arange(lo, hi + 1), FP32)
+        if lo <= 0 <= hi:
+            want = np.insert(want, -lo, -0.0)
+        got = _values(lo, hi).astype(np.float64)
+        assert np.array_equal(got, want) and np.array_equal(np.signbit(got), np.signbit(want))
+        assert np.all(got[1:] >= got[:-1])
+
+
+def test_merge_order_does_not_matter():
+    x32 = _values(-3000, 3000)
+    x = x32.astype(np.float64)
+    rn, d, E, r64, _ = fast_reference(x, FP32)
+    y = from_ordinal(np.arange(-3000, 3001) // 2, FP32).astype(np.float32)
+    parts = []
+    for a in range(0, len(x), 1500):
+        acc = Acc()
+        b = slice(a, a + 1500)
+        acc.add_block(y[b], x[b], rn[b], d[b], E[b], r64[b])
+        parts.append(acc.state())
+    fwd, back = Acc(), Acc()
+    for p in parts:
+        fwd.merge(*p)
+    for p in reversed(parts):
+        back.merge(*p)
+    assert summary_row(fwd) == summary_row(back)
+    assert fwd.sum_ulp == back.sum_ulp and np.array_equal(fwd.hist, back.hist)
 
 
 def test_interrupted_then_resumed_equals_uninterrupted():
-    full, _ = run_sweep(sweep(), jobs=1)
+    full = run_sweep(sweep(), jobs=1).accs
     calls = []
 
     def stop_after_three(i):
@@ -50,15 +139,28 @@ def test_interrupted_then_resumed_equals_uninterrupted():
     with pytest.raises(KeyboardInterrupt):
         run_sweep(sweep(), jobs=1, on_chunk=stop_after_three)
     seen = []
-    resumed, _ = run_sweep(sweep(), jobs=1, resume=True, on_chunk=seen.append)
+    resumed = run_sweep(sweep(), jobs=1, resume=True, on_chunk=seen.append).accs
     assert len(seen) == sweep().nchunks - 3  # only the missing chunks ran again
     assert {k: summary_row(v) for k, v in resumed.items()} == {k: summary_row(v) for k, v in full.items()}
 
 
 def test_parallel_equals_serial():
-    a, _ = run_sweep(sweep(), jobs=1)
-    b, _ = run_sweep(sweep(), jobs=2)
+    a = run_sweep(sweep(), jobs=1).accs
+    b = run_sweep(sweep(), jobs=2).accs
     assert {k: summary_row(v) for k, v in a.items()} == {k: summary_row(v) for k, v in b.items()}
+
+
+def test_damaged_checkpoint_is_refused():
+    import os
+
+    sw = sweep()
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(sw, jobs=1, on_chunk=lambda i: (_ for _ in ()).throw(KeyboardInterrupt()))
+    path = os.path.join(sw.folder(), "state.npz")
+    with open(path, "r+b") as fh:
+        fh.truncate(100)
+    with pytest.raises(UserError, match="unreadable"):
+        run_sweep(sw, jobs=1, resume=True)
 
 
 def test_checkpoint_of_a_changed_formula_is_refused():
@@ -83,11 +185,3 @@ def test_histogram_bins_bound_their_values():
         assert v <= hist_upper(int(k)) <= max(v * (1 + 2.0**-10), 2.0**-30)
 
 
-def test_merge_is_associative_on_counts_and_maxima():
-    a = {"n": 2, "nonfinite": 0, "cr": 1, "faithful": 2, "signed_zero": 0, "dulp_0": 1, "dulp_1": 1, "dulp_2": 0,
-         "dulp_3": 0, "dulp_gt3": 0, "sum_ulp": [1.5], "sum_bits": [1.0], "max_ulp": 1.2, "worst": (1.0, 2.0, 2.1),
-         "max_abs": 0.1, "max_rel": 0.01, "max_bits": 1.0, "hist": {5: 1, 7: 1}}
-    b = dict(a, max_ulp=3.0, worst=(5.0, 6.0, 6.5), hist={7: 2})
-    c = dict(a, nonfinite=1, max_ulp=None, worst=None, max_abs=None, max_rel=None, max_bits=None, hist={})
-    left, right = merge(merge(a, b), c), merge(a, merge(b, c))
-    assert left == right and left["n"] == 6 and left["worst"] == (5.0, 6.0, 6.5) and left["hist"] == {5: 1, 7: 3}
