@@ -185,3 +185,18 @@ def test_histogram_bins_bound_their_values():
         assert v <= hist_upper(int(k)) <= max(v * (1 + 2.0**-10), 2.0**-30)
 
 
+
+
+def test_exact_block_shortcut_equals_the_full_fold():
+    from mishaudit.sweep import ExactBlock
+
+    for lo in (-3000, 1_060_000_000, -(2**31 - 2**23 - 1)):
+        x32 = _values(lo, lo + 4000)
+        x = x32.astype(np.float64)
+        rn, d, E, r64, ok = fast_reference(x, FP32)
+        assert ok.all()
+        full, short = Acc(), Acc()
+        full.add_block(rn.astype(np.float32), x, rn, d, E, r64)
+        short.add_exact(ExactBlock.of(x, rn.astype(np.float32), rn, d, E, r64))
+        assert summary_row(full) == summary_row(short)
+        assert np.array_equal(full.hist, short.hist) and full.sum_ulp == short.sum_ulp
