@@ -373,7 +373,10 @@ class _Checkpoint:
             shutil.rmtree(self.folder, ignore_errors=True)
         elif os.path.exists(self.path):
             self._load()
-        os.makedirs(self.folder, exist_ok=True)
+        try:
+            os.makedirs(self.folder, exist_ok=True)
+        except OSError as e:
+            raise _unwritable(self.folder, e) from None
         self.saved_at = time.monotonic()
 
     def _load(self):
@@ -403,8 +406,16 @@ class _Checkpoint:
         arrays = {"meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays}
         buf = io.BytesIO()
         np.savez(buf, **arrays)
-        atomic_write_bytes(self.path, buf.getvalue())
+        try:
+            atomic_write_bytes(self.path, buf.getvalue())
+        except OSError as e:
+            raise _unwritable(self.folder, e) from None
         self.saved_at = time.monotonic()
+
+
+def _unwritable(folder: str, e: OSError) -> UserError:
+    return UserError(f"cannot write the sweep checkpoint in {folder} ({e.strerror or e}): set MISHAUDIT_CACHE_DIR "
+                     "to a writable folder")
 
 
 def run_sweep(sweep: Sweep, jobs: int = 0, resume: bool = False, progress=None, on_chunk=None):

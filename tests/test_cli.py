@@ -60,6 +60,9 @@ def test_specials_table_reports_nan_from_the_clamp():
     (["plot", "--out", "figure.txt"], "give a .png or .svg"),
     (["baseline", "--out", "/tmp/t.toml", "--margin", "2"], "--margin"),
     (["overflow", "--dtype", "fp8"], "unknown dtype"),
+    (["overflow", "--exhaustive", "--dtype", "fp64"], "2^64 inputs"),
+    (["overflow", "--resume"], "add --exhaustive"),
+    (["overflow", "--exhaustive", "--dtype", "fp32", "--jobs", "-3"], "--jobs -3"),
 ])
 def test_bad_input_is_one_line_exit_2(args, words):
     code, out, err = run(*args)
@@ -127,3 +130,22 @@ def test_overflow_exhaustive_cli_equals_enumeration(tmp_path):
     a, b = json.loads(plain), json.loads(swept)
     assert a == b and any(e["kind"] == "event" for e in b)
     assert all(e["enumerated"] for e in b if e["kind"] == "event")
+
+
+def test_unwritable_or_damaged_sweep_checkpoint_is_one_line_exit_2(tmp_path):
+    args = ["compare", "--dtype", "fp32", "--exhaustive", "--domain", "1:1.001", "--format", "json"]
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    env = dict(os.environ, MISHAUDIT_CACHE_DIR=str(blocker))
+    p = subprocess.run([sys.executable, "-m", "mishaudit.cli", *args], capture_output=True, text=True, env=env)
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and "MISHAUDIT_CACHE_DIR" in p.stderr
+    env = dict(os.environ, MISHAUDIT_CACHE_DIR=str(tmp_path / "cache"))
+    out = tmp_path / "r.json"
+    p = subprocess.run([sys.executable, "-m", "mishaudit.cli", *args], capture_output=True, text=True, env=env)
+    assert p.returncode == 0, p.stderr
+    for state in (tmp_path / "cache" / "sweeps").glob("*/state.npz"):
+        state.write_bytes(b"not a zip")
+    p = subprocess.run([sys.executable, "-m", "mishaudit.cli", *args, "--resume", "--output", str(out)],
+                       capture_output=True, text=True, env=env)
+    assert p.returncode == 2 and "unreadable" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+    assert not out.exists()

@@ -200,3 +200,20 @@ def test_exact_block_shortcut_equals_the_full_fold():
         short.add_exact(ExactBlock.of(x, rn.astype(np.float32), rn, d, E, r64))
         assert summary_row(full) == summary_row(short)
         assert np.array_equal(full.hist, short.hist) and full.sum_ulp == short.sum_ulp
+
+
+def test_worst_case_of_softplus_tanh_against_mpmath():
+    """The exhaustive fp32 worst case quoted in the README: 52.01 ulp at x = -103.97207641601562,
+    where exp(x) rounds up to 2^-149 (twice its value). Recomputed here with mpmath at 300 bits."""
+    import mpmath
+
+    f = REG["softplus-tanh"]
+    s = summary_row(run_sweep(Sweep([f], Policy(FP32), Domain(-103.98, -103.96)), jobs=1).accs[f.id])
+    assert s["worst_x"] == -103.97207641601562
+    with mpmath.workprec(300):
+        x = mpmath.mpf(s["worst_x"])
+        r = x * mpmath.tanh(mpmath.log1p(mpmath.exp(x)))
+        ulp = mpmath.mpf(2) ** -149  # r is a binary32 subnormal
+        want = abs(mpmath.mpf(s["worst_y"]) - r) / ulp
+    assert abs(s["max_ulp"] - float(want)) < 1e-9 and 52 < s["max_ulp"] < 52.02
+    assert np.float32(np.exp(np.float32(s["worst_x"]))) == np.float32(2.0**-149)
