@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import __version__
+from . import __version__, libm
+from .approx import approx_error
 from .evaluate import Policy, evaluate
-from .exact import formula_errors
 from .formats import Format
 from .inputs import SPECIALS, Domain, expected_special, input_set
 from .metrics import errors, summarize
@@ -43,8 +43,9 @@ def check_specials(formula, policy: Policy) -> list[dict]:
     ]
 
 
-def environment() -> dict:
-    """What produced the numbers: library versions and the CPU's SIMD features."""
+def environment(model: str = "cr") -> dict:
+    """What produced the numbers: the libm model, library versions and the CPU's SIMD features."""
+    import gmpy2
     import ml_dtypes
     import mpmath
 
@@ -54,38 +55,81 @@ def environment() -> dict:
         from numpy.core._multiarray_umath import __cpu_features__ as feats
     return {
         "mishaudit": __version__, "numpy": np.__version__, "ml_dtypes": ml_dtypes.__version__,
-        "mpmath": mpmath.__version__, "python": sys.version.split()[0], "machine": platform.machine(),
+        "mpmath": mpmath.__version__, "gmpy2": gmpy2.version(), "mpfr": gmpy2.mpfr_version(),
+        "python": sys.version.split()[0], "machine": platform.machine(),
         "cpu_simd": sorted(k for k, v in feats.items() if v),
-        "elementary_functions": "fp16/bf16 exp, log, log1p, expm1, tanh, pow are numpy binary32 kernels rounded once",
+        "libm": model, "numpy_dispatch": libm.numpy_dispatch(),
+        "elementary_functions": libm.describe(model),
     }
+
+
+def policy_for(fmt: Format, compute: Format | None, ftz: bool, model: str) -> Policy:
+    return Policy(fmt, compute if compute and compute != fmt else None, ftz, model)
+
+
+def _input_sets(formulas: list, fmt: Format, domain: Domain, samples: int, seed: int):
+    """Per formula its input set, and the union of all (as binary64 bit patterns, sorted)."""
+    sets = {f.id: input_set(fmt, domain, samples, seed, f) for f in formulas}
+    bits = np.unique(np.concatenate([np.ascontiguousarray(s.x).view(np.uint64) for s in sets.values()]))
+    return sets, bits
 
 
 def run_audit(formulas: list, fmts: list[Format], compute: Format | None, ftz: bool, domain: Domain,
               samples: int, seed: int, use_cache: bool = True, progress: bool = True,
-              with_formula_error: bool = True, keep_errors: bool = False) -> Audit:
+              with_formula_error: bool = True, keep_errors: bool = False, model: str = "cr") -> Audit:
     """Evaluate every formula on every format's input set against the reference."""
-    out = Audit(meta=environment())
+    out = Audit(meta=environment(model))
     for fmt in fmts:
-        inp = input_set(fmt, domain, samples, seed, formulas)
-        ref = reference(inp.x, fmt, use_cache=use_cache, show_progress=progress)
+        sets, bits = _input_sets(formulas, fmt, domain, samples, seed)
+        ref_all = reference(bits.view(np.float64), fmt, use_cache=use_cache, show_progress=progress)
         out.meta.setdefault("reference", {})[fmt.name] = {
-            "inputs": len(inp.x), "computed_now": ref.computed, "mpmath_fallback": ref.fallback}
-        policy = Policy(fmt, compute if compute and compute != fmt else None, ftz)
-        ferr = formula_errors(formulas, inp.x, fmt, ref.r64, use_cache=use_cache) if with_formula_error else {}
+            "inputs": len(bits), "computed_now": ref_all.computed, "mpmath_fallback": ref_all.fallback}
+        policy = policy_for(fmt, compute, ftz, model)
+        refs = {f.id: ref_all.take(np.searchsorted(bits, np.ascontiguousarray(sets[f.id].x).view(np.uint64)))
+                for f in formulas}
+        approx = approx_errors(formulas, sets, refs, fmt) if with_formula_error else {}
         for f in formulas:
+            inp = sets[f.id]
+            ref = refs[f.id]
             ev = evaluate(f, inp.x, policy)
-            row = {"formula": f.id, "dtype": fmt.name, "compute_dtype": (policy.compute or fmt).name,
-                   "ftz": ftz, "strategy": inp.strategy}
+            row = {"formula": f.id, "dtype": fmt.name, "compute_dtype": policy.work.name,
+                   "ftz": ftz, "libm": model, "strategy": inp.strategy}
             err = errors(ev.y, ref, fmt)
             row.update(summarize(err, ref))
             if keep_errors:
                 out.errors[(f.id, fmt.name)] = err
-            fe = ferr.get(f.id)
-            row["max_formula_rel_err"] = fe.max_rel if fe and math.isfinite(fe.max_rel) else None
-            row["formula_err_worst_x"] = fe.worst_x if fe else None
-            row["formula_err_undecided"] = fe.undecided if fe else None
+            row.update(approx_row(approx.get(f.id)))
             sp = check_specials(f, policy)
             row["specials_wrong"] = sum(not s["ok"] for s in sp)
             out.specials += sp
             out.rows.append(row)
     return out
+
+
+def _approx_job(args):
+    formula, x, fmt, ref = args
+    return formula.id, approx_error(formula, x, fmt, ref)
+
+
+def approx_errors(formulas: list, sets: dict, refs: dict, fmt: Format) -> dict:
+    """formula id -> ApproxError, the formulations spread over the cores (each is independent)."""
+    import os
+
+    jobs = [(f, sets[f.id].x, fmt, refs[f.id]) for f in formulas]
+    workers = min(len(jobs), os.cpu_count() or 1)
+    if workers < 2:
+        return dict(map(_approx_job, jobs))
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        return dict(pool.map(_approx_job, jobs))
+
+
+def approx_row(ae) -> dict:
+    """The approximation-error keys of a row (None when not computed)."""
+    if ae is None:
+        return {"formula_ulp": None, "formula_ulp_worst_x": None, "formula_exact": None, "max_formula_rel_err": None,
+                "formula_err_worst_x": None, "formula_err_undecided": None}
+    return {"formula_ulp": ae.max_ulp, "formula_ulp_worst_x": ae.worst_x, "formula_exact": ae.exact,
+            "max_formula_rel_err": ae.max_rel, "formula_err_worst_x": ae.rel_worst_x,
+            "formula_err_undecided": ae.undecided}

@@ -29,6 +29,20 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("mishaudit: interrupted", err=True)
             sys.exit(130)
+        except Exception as exc:  # a bug of ours: one line, exit 3 (1 means a gate limit broke)
+            where = _innermost(exc)
+            click.echo(f"mishaudit: internal error: {type(exc).__name__}: {exc} ({where}); this is a bug in "
+                       "mishaudit: please report it with the command line that caused it", err=True)
+            sys.exit(3)
+
+
+def _innermost(exc: BaseException) -> str:
+    """file:line of the innermost frame of mishaudit's own code in the traceback."""
+    import traceback
+
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if "mishaudit" in f.filename]
+    f = (frames or traceback.extract_tb(exc.__traceback__) or [None])[-1]
+    return f"{os.path.basename(f.filename)}:{f.lineno}" if f else "no traceback"
 
 
 @click.group(cls=_Group)
@@ -54,6 +68,12 @@ _formulas_opt = click.option("--formulas", "formula_dirs", multiple=True, metava
                              help="Also load the .fpcore files in DIR (repeatable).")
 
 
+_libm_opt = click.option(
+    "--libm", "model", type=click.Choice(["cr", "numpy"]), default="cr", show_default=True,
+    help="Elementary functions: cr = correctly rounded in the working format (the same bits on every "
+         "machine); numpy = numpy's own kernels (figures hold for this CPU only).")
+
+
 def _audit_options(f):
     for opt in reversed([
         click.option("--dtype", "dtypes", multiple=True, default=("fp16",), show_default=True, metavar="FMT",
@@ -63,8 +83,11 @@ def _audit_options(f):
         click.option("--compute-dtype", metavar="FMT", help="Round every operation to FMT, the result once to --dtype."),
         click.option("--ftz", is_flag=True, help="Flush subnormal inputs and results to zero."),
         click.option("--domain", metavar="LO:HI", help="Only inputs x with LO <= x <= HI."),
-        click.option("--samples", default=1 << 16, show_default=True, help="Sample size for fp32/fp64."),
-        click.option("--seed", default=0, show_default=True, help="Seed of the fp32/fp64 sample."),
+        click.option("--samples", default=1 << 16, show_default=True, type=click.IntRange(min=1),
+                     help="Sample size for fp32/fp64."),
+        click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
+                     help="Seed of the fp32/fp64 sample (a non-negative integer)."),
+        _libm_opt,
     ]):
         f = opt(f)
     return f
@@ -153,7 +176,7 @@ def list_cmd(formula_dirs):
 @click.option("--sort", "sort_col", metavar="COLUMN", help="Sort by COLUMN, worst first (default: nonfinite, max_ulp).")
 @click.option("--no-cache", is_flag=True, help="Recompute the mpmath reference; do not read or write the cache.")
 @_exhaustive_options
-def compare(dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, samples, seed, out_format, output,
+def compare(dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, samples, seed, model, out_format, output,
             sort_col, no_cache, exhaustive, jobs, resume):
     """Error of every formulation against the exact mish, per format.
 
@@ -178,9 +201,9 @@ def compare(dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, sampl
     _check_exhaustive(exhaustive, jobs, resume, fmts)
     sampled = [f for f in fmts if not (exhaustive and f.name == "fp32")]
     audit = run_audit(formulas, sampled, comp, ftz, dom, samples, seed, use_cache=not no_cache,
-                      progress=sys.stderr.isatty())
+                      progress=sys.stderr.isatty(), model=model)
     if exhaustive and len(sampled) < len(fmts):
-        audit.rows += _exhaustive_rows(formulas, comp, ftz, dom, jobs, resume, audit)
+        audit.rows += _exhaustive_rows(formulas, comp, ftz, dom, jobs, resume, audit, model)
     rows = render.sort_rows(audit.rows, sort_col)
     _emit(out_format, output, lambda console: render.print_table(rows, audit.specials, audit.meta, console),
           {"markdown": lambda: render.to_markdown(rows, audit.specials), "csv": lambda: render.to_csv(rows),
@@ -219,16 +242,15 @@ def _run_sweep(sweep, jobs: int, resume: bool):
             sys.exit(130)
 
 
-def _exhaustive_rows(formulas, comp, ftz, dom, jobs, resume, audit) -> list:
+def _exhaustive_rows(formulas, comp, ftz, dom, jobs, resume, audit, model) -> list:
     """Stream every fp32 input (mishaudit.sweep) into the compare rows."""
     import time
 
-    from .audit import check_specials
-    from .evaluate import Policy
+    from .audit import approx_row, check_specials, policy_for
     from .formats import FP32
     from .sweep import Sweep, summary_row
 
-    policy = Policy(FP32, comp if comp and comp != FP32 else None, ftz)
+    policy = policy_for(FP32, comp, ftz, model)
     sweep = Sweep(formulas, policy, dom)
     t0 = time.perf_counter()
     job = _run_sweep(sweep, jobs, resume)
@@ -238,10 +260,10 @@ def _exhaustive_rows(formulas, comp, ftz, dom, jobs, resume, audit) -> list:
                                                       "seconds": time.perf_counter() - t0}
     rows = []
     for f in formulas:
-        row = {"formula": f.id, "dtype": "fp32", "compute_dtype": (policy.compute or FP32).name, "ftz": ftz,
+        row = {"formula": f.id, "dtype": "fp32", "compute_dtype": policy.work.name, "ftz": ftz, "libm": model,
                "strategy": "exhaustive"}
         row.update(summary_row(merged[f.id]))
-        row.update(max_formula_rel_err=None, formula_err_worst_x=None, formula_err_undecided=None)
+        row.update(approx_row(None))
         sp = check_specials(f, policy)
         row["specials_wrong"] = sum(not s["ok"] for s in sp)
         audit.specials += sp
@@ -255,7 +277,7 @@ def _exhaustive_rows(formulas, comp, ftz, dom, jobs, resume, audit) -> list:
               show_default=True)
 @click.option("--output", type=click.Path(dir_okay=False), help="Write to FILE (atomically) instead of stdout.")
 @_exhaustive_options
-def overflow(dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, samples, seed, out_format, output,
+def overflow(dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, samples, seed, model, out_format, output,
              exhaustive, jobs, resume):
     """Which intermediate overflows, turns NaN, underflows, goes subnormal or absorbs, for which inputs.
 
@@ -270,8 +292,7 @@ def overflow(dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, samp
       mishaudit overflow --dtype fp16 --formula exp-rational --formula pytorch-75251
     """
     from . import render_overflow as ro
-    from .evaluate import Policy
-    from .inputs import formula_thresholds
+    from .audit import policy_for
     from .iofiles import check_writable
     from .overflow import overflow_map
 
@@ -282,7 +303,7 @@ def overflow(dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, samp
     _check_exhaustive(exhaustive, jobs, resume, fmts)
     maps, attributions = [], []
     for fmt in fmts:
-        policy = Policy(fmt, comp if comp and comp != fmt else None, ftz)
+        policy = policy_for(fmt, comp, ftz, model)
         if exhaustive and fmt.name == "fp32":
             from .sweep import Sweep
 
@@ -292,9 +313,8 @@ def overflow(dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, samp
                 maps += m
                 attributions.append(a)
             continue
-        th = sorted({t for f in formulas for t in formula_thresholds(f, fmt)}) if fmt.bits > 16 else ()
         for f in formulas:
-            m, a = overflow_map(f, policy, dom, samples, seed, th)
+            m, a = overflow_map(f, policy, dom, samples, seed)
             maps += m
             attributions.append(a)
     _emit(out_format, output, lambda console: ro.print_overflow(maps, attributions, console),
@@ -310,8 +330,9 @@ def overflow(dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, samp
 @click.option("--overlay", is_flag=True, help="error: draw the chosen formulations on one axes instead of small multiples.")
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), metavar="FILE",
               help="Figure file; .png or .svg.")
-@click.option("--no-cache", is_flag=True)
-def plot(dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, samples, seed, kind, overlay, out_path, no_cache):
+@click.option("--no-cache", is_flag=True, help="Recompute the mpmath reference; do not read or write the cache.")
+def plot(dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, samples, seed, model, kind, overlay, out_path,
+         no_cache):
     """Draw one figure (PNG or SVG) for the first --dtype.
 
     \b
@@ -330,7 +351,7 @@ def plot(dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, samples,
     fmts, comp, dom, formulas = _parse_common(dtypes[:1], compute_dtype, domain, formula_dirs, formula_ids)
     if kind == "overflow" and len(formulas) != 1:
         raise UserError("--kind overflow draws one formulation: give exactly one --formula")
-    _, per = collect(formulas, fmts, comp, ftz, dom, samples, seed, use_cache=not no_cache)
+    _, per = collect(formulas, fmts, comp, ftz, dom, samples, seed, use_cache=not no_cache, model=model)
     d = per[fmts[0].name]
     name = fmts[0].name
     fig = {"error": lambda: plots.error_figure(d["series"], name, fmts[0].max, overlay=overlay),
@@ -349,8 +370,8 @@ def plot(dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, samples,
 @_audit_options
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), metavar="DIR",
               help="Report folder (replaced atomically).")
-@click.option("--no-cache", is_flag=True)
-def report(dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, samples, seed, out_dir, no_cache):
+@click.option("--no-cache", is_flag=True, help="Recompute the mpmath reference; do not read or write the cache.")
+def report(dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, samples, seed, model, out_dir, no_cache):
     """Write a report folder: index.md, self-contained index.html, PNG/SVG figures, CSV tables, meta.json.
 
     \b
@@ -368,7 +389,7 @@ def report(dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, sample
         raise UserError(f"--out {out_dir} is a file: give a folder name")
     fmts, comp, dom, formulas = _parse_common(dtypes, compute_dtype, domain, formula_dirs, formula_ids)
     audit, per = collect(formulas, fmts, comp, ftz, dom, samples, seed, use_cache=not no_cache,
-                         progress=sys.stderr.isatty())
+                         progress=sys.stderr.isatty(), model=model)
     cmd = "mishaudit " + " ".join(sys.argv[1:])
     write_report(Path(out_dir), audit, per, report_meta(audit.meta, cmd))
     click.echo(f"wrote {out_dir}/index.html and index.md", err=True)
@@ -402,6 +423,7 @@ def check(thresholds_path, formula_dirs, junit, out_format, no_cache):
     from .gate import judge, junit_xml
     from .inputs import Domain
     from .iofiles import atomic_write_bytes, check_writable
+    from .libm import numpy_dispatch
     from .registry import load_registry
     from .thresholds import read_thresholds
 
@@ -412,13 +434,19 @@ def check(thresholds_path, formula_dirs, junit, out_format, no_cache):
         check_writable(junit, "--junit")
     verdicts = []
     modes = list(dict.fromkeys(e.mode for e in th.entries))
+    here = numpy_dispatch()
+    for e in th.entries:
+        if e.libm == "numpy" and e.numpy_dispatch and e.numpy_dispatch != here:
+            click.echo(f"mishaudit: warning: {e.label()} (line {e.line}) was measured with {e.numpy_dispatch}; "
+                       f"this machine has {here}: numpy's kernels differ between CPUs, so this limit may pass or "
+                       "fail for that reason alone (libm = \"cr\" gives the same verdict everywhere)", err=True)
     for mode in modes:
         entries = [e for e in th.entries if e.mode == mode]
-        dtype, compute, ftz, dom, samples, seed = mode
+        dtype, compute, ftz, dom, samples, seed, model = mode
         fids = list(dict.fromkeys(e.formula for e in entries))
         audit = run_audit([reg[f] for f in fids], [get_format(dtype)], get_format(compute), ftz,
                           Domain(*dom) if dom else Domain(), samples, seed, use_cache=not no_cache,
-                          progress=sys.stderr.isatty(), with_formula_error=False)
+                          progress=sys.stderr.isatty(), with_formula_error=False, model=model)
         rows = {r["formula"]: r for r in audit.rows}
         for e in entries:
             verdicts += judge(e, rows[e.formula])
@@ -430,7 +458,8 @@ def check(thresholds_path, formula_dirs, junit, out_format, no_cache):
             raise UserError(f"cannot write --junit {junit}: {exc.strerror}; choose a writable location") from None
     if out_format == "json":
         click.echo(json.dumps([{"formula": v.entry.formula, "dtype": v.entry.dtype, "compute_dtype": v.entry.compute_dtype,
-                                "ftz": v.entry.ftz, "domain": list(v.entry.domain) if v.entry.domain else None,
+                                "ftz": v.entry.ftz, "libm": v.entry.libm,
+                                "domain": list(v.entry.domain) if v.entry.domain else None,
                                 "measure": v.measure, "measured": v.measured, "limit": v.limit, "ok": v.ok,
                                 "can_tighten": v.slack} for v in verdicts], indent=2))
     else:
@@ -462,8 +491,9 @@ def check(thresholds_path, formula_dirs, junit, out_format, no_cache):
               help="Where to write the thresholds file.")
 @_audit_options
 @click.option("--margin", default=0.05, show_default=True, help="Relative slack added to each measured value.")
-@click.option("--no-cache", is_flag=True)
-def baseline(out_path, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, samples, seed, margin, no_cache):
+@click.option("--no-cache", is_flag=True, help="Recompute the mpmath reference; do not read or write the cache.")
+def baseline(out_path, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, samples, seed, model, margin,
+             no_cache):
     """Write a thresholds file from a current run, so a project adopts the gate in one command.
 
     \b
@@ -479,9 +509,11 @@ def baseline(out_path, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, do
     check_writable(out_path, "--out")
     fmts, comp, dom, formulas = _parse_common(dtypes, compute_dtype, domain, formula_dirs, formula_ids)
     audit = run_audit(formulas, fmts, comp, ftz, dom, samples, seed, use_cache=not no_cache,
-                      progress=sys.stderr.isatty(), with_formula_error=False)
+                      progress=sys.stderr.isatty(), with_formula_error=False, model=model)
     command = "mishaudit baseline " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "mishaudit baseline"
-    text = baseline_text(audit.rows, margin, command, samples, seed, dom)
+    from .libm import numpy_dispatch
+
+    text = baseline_text(audit.rows, margin, command, samples, seed, dom, numpy_dispatch())
     write_output(out_path, text, "--out")
     click.echo(f"wrote {len(audit.rows)} limits to {out_path}", err=True)
 

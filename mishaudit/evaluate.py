@@ -5,16 +5,16 @@ Semantics (DESIGN.md):
   nearest even; constants are rounded to the working format.
   + - * / and sqrt in fp16/bf16 are computed in binary64 and rounded once
   (binary64 has p = 53 >= 2p'+2, so the double rounding is innocuous and the
-  result is the correctly rounded one); elementary functions (exp, expm1, log,
-  log1p, tanh, pow) in fp16/bf16 are computed by numpy in binary32 and rounded
-  once, as numpy and ml_dtypes do. binary32/binary64 use numpy's own kernels.
+  result is the correctly rounded one); binary32/binary64 use numpy's IEEE
+  operations. Elementary functions (exp, expm1, log, log1p, tanh, pow) follow the
+  policy's libm model (libm.py): `cr`, correctly rounded in the working format
+  (the default), or `numpy`, numpy's own kernels.
 - compute dtype C: inputs are storage-format values, every operation is rounded
   to C, the result is rounded once to the storage format.
 - ftz: subnormal inputs and results are flushed to zero of the same sign.
 - fma rounds once: a*b is exact in binary64 for formats up to binary32, the sum
   is formed exactly (TwoSum) and rounded to odd, then rounded to the format
-  (round-to-odd then RN is correct when 53 >= p + 2); binary64 uses exact
-  rational arithmetic.
+  (round-to-odd then RN is correct when 53 >= p + 2); binary64 uses MPFR's fma.
 - `(! :precision F e)` evaluates e in F; its operands are rounded into F.
 
 Values travel as float64 arrays holding exact values of their format. Every
@@ -31,6 +31,7 @@ import mpmath
 import numpy as np
 
 from . import fpcore as fc
+from . import libm
 from .errors import UserError
 from .formats import FP16, FP32, FP64, BF16, Format, flush_subnormals, get_format, round_fraction, round_to
 from .registry import Formula
@@ -38,11 +39,13 @@ from .registry import Formula
 
 @dataclass(frozen=True)
 class Policy:
-    """How to evaluate: storage format, compute format (None = storage), flush to zero."""
+    """How to evaluate: storage format, compute format (None = storage), flush to zero, and the libm
+    model of the elementary functions ("cr" or "numpy", libm.py)."""
 
     storage: Format
     compute: Format | None = None
     ftz: bool = False
+    libm: str = "cr"
 
     @property
     def work(self) -> Format:
@@ -52,7 +55,7 @@ class Policy:
         s = self.storage.name
         if self.compute and self.compute != self.storage:
             s += f" (computed in {self.compute.name})"
-        return s + (" ftz" if self.ftz else "")
+        return s + (" ftz" if self.ftz else "") + f", libm {self.libm}"
 
 
 @dataclass
@@ -72,9 +75,6 @@ class Record:
 class Evaluation:
     y: np.ndarray  # the final result, storage-format values as float64
     records: list = field(default_factory=list)
-
-
-_NUMPY_UNARY = {"exp": np.exp, "expm1": np.expm1, "log": np.log, "log1p": np.log1p, "tanh": np.tanh}
 
 
 def _const_value(name: str) -> Fraction | float:
@@ -107,18 +107,6 @@ def _fma_rto(a: np.ndarray, b: np.ndarray, c: np.ndarray, fmt: Format) -> np.nda
     return round_to((bits + step).view(np.float64), fmt)
 
 
-def _fma_exact(a: np.ndarray, b: np.ndarray, c: np.ndarray, fmt: Format) -> np.ndarray:
-    """RN_fmt(a*b + c) by exact rational arithmetic, element by element (binary64)."""
-    out = np.empty(a.shape)
-    for i, (x, y, z) in enumerate(zip(a.tolist(), b.tolist(), c.tolist())):
-        if not (np.isfinite(x) and np.isfinite(y) and np.isfinite(z)):
-            out[i] = x * y + z
-            continue
-        v = Fraction(x) * Fraction(y) + Fraction(z)
-        out[i] = round_fraction(v, fmt) if v != 0 else (x * y + z)
-    return out
-
-
 class Evaluator:
     """Evaluates one formula under one policy; `record=True` keeps every operation node."""
 
@@ -143,7 +131,8 @@ class Evaluator:
             return v
         return self._round(v, dst)
 
-    def _apply(self, op: str, args: list, fmt: Format) -> np.ndarray:
+    def apply_op(self, op: str, args: list, fmt: Format) -> np.ndarray:
+        """op applied once to operands `args` (values of fmt), rounded as the policy says."""
         if op in ("<", ">", "<=", ">=", "==", "!="):
             f = {"<": np.less, ">": np.greater, "<=": np.less_equal, ">=": np.greater_equal, "==": np.equal, "!=": np.not_equal}[op]
             out = np.ones(args[0].shape, dtype=bool)
@@ -175,18 +164,14 @@ class Evaluator:
             a, b, c = args
             if fmt.p <= 24:
                 return self._fix(_fma_rto(a, b, c, fmt), fmt)
-            return self._fix(_fma_exact(a, b, c, fmt), fmt)
+            return self._fix(libm.fma(a, b, c, fmt), fmt)
         if op in ("+", "-", "*", "/", "sqrt"):
             f = {"+": np.add, "-": np.subtract, "*": np.multiply, "/": np.divide, "sqrt": np.sqrt}[op]
             if fmt == FP32:  # binary32 arithmetic is correctly rounded in numpy
                 return self._fix(f(*[a.astype(np.float32) for a in args]).astype(np.float64), fmt)
             return self._round(f(*args), fmt)  # binary64 (exact for fp64) then one rounding
-        if op in _NUMPY_UNARY or op == "pow":
-            f = np.power if op == "pow" else _NUMPY_UNARY[op]
-            if fmt == FP64:
-                return self._fix(f(*args), fmt)
-            r = f(*[a.astype(np.float32) for a in args]).astype(np.float64)
-            return r if fmt == FP32 and not self.policy.ftz else self._round(r, fmt)
+        if op in libm.ELEMENTARY:
+            return self._fix(libm.apply(self.policy.libm, op, args, fmt), fmt)
         raise UserError(f"operator {op!r} is not supported by the evaluator")
 
     # -- the tree walk; returns (values, format of the values)
@@ -223,7 +208,7 @@ class Evaluator:
             return self._in_fmt(v, vf, fmt), fmt
         if isinstance(e, fc.Op):
             args = [self._in_fmt(*self.walk(a, env, fmt, live), fmt) for a in e.args]
-            v = self._apply(e.op, args, fmt)
+            v = self.apply_op(e.op, args, fmt)
             self._keep(e, label, e.op, fmt, args, v, live)
             return v, fmt
         raise TypeError(e)
@@ -256,9 +241,9 @@ __all__ = ["Policy", "Record", "Evaluation", "evaluate", "FP16", "BF16", "FP32",
 
 # ---------------------------------------------------------------- binary32 fast path
 
-_F32_BINARY = {"+": np.add, "-": np.subtract, "*": np.multiply, "/": np.divide, "pow": np.power,
+_F32_BINARY = {"+": np.add, "-": np.subtract, "*": np.multiply, "/": np.divide,
                "copysign": np.copysign, "fmax": np.fmax, "fmin": np.fmin}
-_F32_UNARY = {**_NUMPY_UNARY, "sqrt": np.sqrt, "fabs": np.abs}
+_F32_UNARY = {"sqrt": np.sqrt, "fabs": np.abs}
 _CMP = {"<": np.less, ">": np.greater, "<=": np.less_equal, ">=": np.greater_equal, "==": np.equal,
         "!=": np.not_equal}
 
@@ -267,29 +252,36 @@ class _Unsupported(Exception):
     pass
 
 
+@dataclass
+class _Prog32:
+    consts: dict  # per-format constant name -> np.float32
+    cache: dict  # id(node) -> canonical key, for the nodes shared through `memo`
+    libm: str
+
+
 def binary32_program(formula: Formula, policy: Policy, shared: frozenset = frozenset()):
     """A function from binary32 inputs (a float32 array) to the formula's outputs (float32), equal
-    bit for bit to `evaluate(formula, x, policy).y` with fewer passes: values stay float32 arrays
-    and every operation is numpy's binary32 one (+ - * / sqrt correctly rounded; exp, log and the
-    rest numpy's float32 kernels, as the evaluator uses). None unless the policy is plain binary32
-    (no compute format, no FTZ) and the tree has no precision annotation but binary32.
+    bit for bit to `evaluate(formula, x, policy).y` with fewer passes: values stay float32 arrays,
+    + - * / sqrt are numpy's binary32 operations (correctly rounded), the elementary functions
+    follow the policy's libm model. None unless the policy is plain binary32 (no compute format, no
+    FTZ) and the tree has no precision annotation but binary32.
 
     `run(x, memo)`: subexpressions whose canonical key (see `subexpression_keys`) is in `shared`
     are stored in / taken from the dict `memo`, so formulations evaluated on the same inputs
     compute a common subexpression such as exp(x) once (same operations, same bits)."""
     if policy.storage is not FP32 or policy.compute not in (None, FP32) or policy.ftz:
         return None
-    consts = {k: np.float32(round_fraction(v, FP32)) for k, v in formula.constant_values(FP32).items()}
     try:
         _check32(formula.body)
     except _Unsupported:
         return None
+    consts = {k: np.float32(round_fraction(v, FP32)) for k, v in formula.constant_values(FP32).items()}
     keys = subexpression_keys(formula)
-    cache = {i: k for i, k in keys.items() if k in shared}
+    prog = _Prog32(consts, {i: k for i, k in keys.items() if k in shared}, policy.libm)
 
     def run(x: np.ndarray, memo: dict | None = None) -> np.ndarray:
         with np.errstate(all="ignore"):
-            y = _walk32(formula.body, {formula.arg: x}, consts, cache, {} if memo is None else memo)
+            y = _walk32(formula.body, {formula.arg: x}, prog, {} if memo is None else memo)
         return np.broadcast_to(y, x.shape).astype(np.float32)
 
     return run
@@ -340,7 +332,7 @@ def _check32(e: fc.Expr) -> None:
         if prec is not None and getattr(prec, "name", str(prec)) not in ("binary32", "fp32"):
             raise _Unsupported
     if isinstance(e, fc.Op) and e.op not in _F32_BINARY and e.op not in _F32_UNARY and e.op not in _CMP \
-            and e.op not in ("and", "or", "not", "fma", "-"):
+            and e.op not in libm.ELEMENTARY and e.op not in ("and", "or", "not", "fma", "-"):
         raise _Unsupported
     for sub in _children(e):
         _check32(sub)
@@ -358,18 +350,18 @@ def _children(e: fc.Expr) -> list:
     return []
 
 
-def _walk32(e: fc.Expr, env: dict, consts: dict, cache: dict, memo: dict):
+def _walk32(e: fc.Expr, env: dict, prog: _Prog32, memo: dict):
     """Value of `e` as a float32 array or scalar (bool for conditions); nodes with a key in
-    `cache` (node id -> canonical key) go through `memo`."""
-    k = cache.get(id(e))
+    `prog.cache` (node id -> canonical key) go through `memo`."""
+    k = prog.cache.get(id(e))
     if k is not None:
         if k not in memo:
-            memo[k] = _eval32(e, env, consts, cache, memo)
+            memo[k] = _eval32(e, env, prog, memo)
         return memo[k]
-    return _eval32(e, env, consts, cache, memo)
+    return _eval32(e, env, prog, memo)
 
 
-def _eval32(e: fc.Expr, env: dict, consts: dict, cache: dict, memo: dict):
+def _eval32(e: fc.Expr, env: dict, prog: _Prog32, memo: dict):
     if isinstance(e, fc.Num):
         return np.float32(_round_exact(e.value, FP32))
     if isinstance(e, fc.Const):
@@ -377,18 +369,18 @@ def _eval32(e: fc.Expr, env: dict, consts: dict, cache: dict, memo: dict):
             return np.bool_(e.name == "TRUE")
         return np.float32(_round_exact(_const_value(e.name), FP32))
     if isinstance(e, fc.Var):
-        return env[e.name] if e.name in env else consts[e.name]
+        return env[e.name] if e.name in env else prog.consts[e.name]
     if isinstance(e, fc.Let):
         inner = dict(env)
         for name, sub in e.bindings:
-            inner[name] = _walk32(sub, inner if e.sequential else env, consts, cache, memo)
-        return _walk32(e.body, inner, consts, cache, memo)
+            inner[name] = _walk32(sub, inner if e.sequential else env, prog, memo)
+        return _walk32(e.body, inner, prog, memo)
     if isinstance(e, fc.If):
-        return np.where(_walk32(e.cond, env, consts, cache, memo), _walk32(e.then, env, consts, cache, memo),
-                        _walk32(e.other, env, consts, cache, memo))
+        return np.where(_walk32(e.cond, env, prog, memo), _walk32(e.then, env, prog, memo),
+                        _walk32(e.other, env, prog, memo))
     if isinstance(e, fc.Annot):
-        return _walk32(e.body, env, consts, cache, memo)
-    args = [_walk32(a, env, consts, cache, memo) for a in e.args]
+        return _walk32(e.body, env, prog, memo)
+    args = [_walk32(a, env, prog, memo) for a in e.args]
     op = e.op
     if op in _CMP:
         f = _CMP[op]
@@ -410,6 +402,10 @@ def _eval32(e: fc.Expr, env: dict, consts: dict, cache: dict, memo: dict):
         return _fma_rto(a, b, c, FP32).astype(np.float32)
     if op in _F32_UNARY:
         return _F32_UNARY[op](args[0])
-    if op == "pow":  # numpy turns a scalar exponent 2 into a square: keep the general kernel
-        return np.power(*(np.ascontiguousarray(a) for a in np.broadcast_arrays(*args)))
+    if op in libm.ELEMENTARY:
+        if prog.libm == "cr":
+            return libm.correctly_rounded(op, [np.asarray(a, dtype=np.float64) for a in args], FP32).astype(np.float32)
+        if op == "pow":  # numpy turns a scalar exponent 2 into a square: keep the general kernel
+            return np.power(*(np.ascontiguousarray(a) for a in np.broadcast_arrays(*args)))
+        return libm.NUMPY_UFUNCS[op](args[0])
     return _F32_BINARY[op](args[0], args[1])

@@ -6,14 +6,15 @@ subnormals, k >= 1 the normal binade 2^(emin+k-1). A sample of N inputs takes
 N / (number of strata) uniformly random ordinals in every binade of both signs
 (restricted to the domain), the two extreme values of the domain, and the 16
 neighbours on each side of every
-point where a formula changes behaviour: the constants its comparisons, fmin
-and fmax test x against, and the edges of exp (overflow, subnormal, underflow
-to zero, for exp(x) and exp(2x)). A domain holding no more than N values is
-enumerated instead ("exhaustive").
+point where the formulation changes behaviour: the constants its comparisons, fmin
+and fmax test x against (its own, never another formulation's), and the edges of exp
+(overflow, subnormal, underflow to zero, for exp(x) and exp(2x)). A domain holding no
+more than N values is enumerated instead ("exhaustive").
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -108,19 +109,7 @@ def sample(fmt: Format, n: int, seed: int, domain: Domain = Domain(), thresholds
     if ohi - olo + 1 <= n:
         x = from_ordinal(np.arange(olo, ohi + 1, dtype=np.int64), fmt)
         return InputSet(_with_neg_zero(x, domain), "exhaustive", fmt)
-    width = 1 << (fmt.p - 1)
-    # strata: binades of |ordinal|, both signs, clipped to [olo, ohi]
-    strata = []
-    kmax = (int(ordinal(np.array([fmt.max]), fmt)[0]) // width) + 1
-    for k in range(kmax):
-        for a, b in ((k * width, (k + 1) * width - 1), (-(k + 1) * width + 1, -k * width)):
-            a, b = max(a, olo), min(b, ohi)
-            if a <= b and (a, b) not in strata:
-                strata.append((a, b))
-    rng = np.random.default_rng(seed)
-    per = max(1, n // len(strata))
-    ords = [rng.integers(a, b + 1, size=min(per, b - a + 1), dtype=np.int64) for a, b in strata]
-    x = from_ordinal(np.concatenate(ords), fmt)
+    x = _stratified(fmt, n, seed, olo, ohi)
     edges = round_to(edge_points(fmt, thresholds), fmt)
     edges = edges[np.isfinite(edges)]
     eo = ordinal(edges, fmt)
@@ -131,6 +120,26 @@ def sample(fmt: Format, n: int, seed: int, domain: Domain = Domain(), thresholds
     return InputSet(_with_neg_zero(np.unique(x), domain), "sampled", fmt)
 
 
+@functools.lru_cache(maxsize=8)
+def _stratified(fmt: Format, n: int, seed: int, olo: int, ohi: int) -> np.ndarray:
+    """The seeded random part of a sample: n / (number of strata) ordinals in every binade of |ordinal|,
+    both signs, clipped to [olo, ohi] (the same for every formulation; read-only)."""
+    width = 1 << (fmt.p - 1)
+    strata = []
+    kmax = (int(ordinal(np.array([fmt.max]), fmt)[0]) // width) + 1
+    for k in range(kmax):
+        for a, b in ((k * width, (k + 1) * width - 1), (-(k + 1) * width + 1, -k * width)):
+            a, b = max(a, olo), min(b, ohi)
+            if a <= b and (not strata or strata[-1] != (a, b)) and (a, b) not in strata[-2:]:
+                strata.append((a, b))
+    rng = np.random.default_rng(seed)
+    per = max(1, n // len(strata))
+    ords = [rng.integers(a, b + 1, size=min(per, b - a + 1), dtype=np.int64) for a, b in strata]
+    x = from_ordinal(np.concatenate(ords), fmt)
+    x.flags.writeable = False
+    return x
+
+
 def _with_neg_zero(x: np.ndarray, domain: Domain) -> np.ndarray:
     x = x[x != 0]
     zeros = [v for v in (-0.0, 0.0) if domain.lo <= v <= domain.hi]
@@ -138,11 +147,12 @@ def _with_neg_zero(x: np.ndarray, domain: Domain) -> np.ndarray:
 
 
 def formula_thresholds(formula, fmt: Format) -> list[float]:
-    """Constants that the formula compares x-derived values with (if, fmin, fmax), evaluated in `fmt`."""
+    """Constants that the formula compares x-derived values with (if, fmin, fmax), evaluated in `fmt`
+    (elementary functions correctly rounded, so the sample is the same under every libm model)."""
     from .evaluate import Policy, evaluate
 
     probe = np.array([0.5, 3.0, -7.0])
-    ev = evaluate(formula, probe, Policy(fmt), record=True)
+    ev = evaluate(formula, probe, Policy(fmt, libm="cr"), record=True)
     out = []
     for r in ev.records:
         if r.op in fc.COMPARISONS or r.op in ("fmin", "fmax"):
@@ -152,11 +162,13 @@ def formula_thresholds(formula, fmt: Format) -> list[float]:
     return out
 
 
-def input_set(fmt: Format, domain: Domain, samples: int, seed: int, formulas=()) -> InputSet:
-    """The default set for a format: every value for 16-bit formats, else a sample."""
+def input_set(fmt: Format, domain: Domain, samples: int, seed: int, formula=None) -> InputSet:
+    """The inputs a formulation is audited on: every value for 16-bit formats, else the seeded
+    sample with the neighbours of that formulation's own thresholds (never of others', so its
+    figures do not depend on which formulations run beside it)."""
     if fmt.bits == 16:
         return enumerate_all(fmt, domain)
-    th = sorted({t for f in formulas for t in formula_thresholds(f, fmt)})
+    th = sorted(set(formula_thresholds(formula, fmt))) if formula is not None else []
     return sample(fmt, samples, seed, domain, th)
 
 

@@ -124,9 +124,10 @@ class Reference:
     computed: int = 0  # inputs not found in the cache
     fallback: int = 0  # of those, inputs the fast path could not decide (computed with mpmath)
 
-    def ulp(self, fmt: Format) -> np.ndarray:
-        """ulp(r) = 2^(E - p + 1), E = max(floor(log2|r|), emin)."""
-        return np.ldexp(1.0, self.E - fmt.p + 1)
+    def take(self, idx: np.ndarray) -> "Reference":
+        """The reference of the inputs x[idx]."""
+        return Reference(self.x[idx], self.rn[idx], self.d[idx], self.E[idx], self.r64[idx], self.computed,
+                         self.fallback)
 
 
 # ---------------------------------------------------------------- cache
@@ -255,7 +256,8 @@ def _compute_parallel(xs: np.ndarray, fmt: Format, advance=None) -> dict:
 
 
 def _compute_with_progress(xs: np.ndarray, fmt: Format, show: bool) -> dict:
-    """Reference arrays for `xs`: the proven fast path (fastref) where it decides, mpmath elsewhere."""
+    """Reference arrays for `xs`: a fast path where it decides (fastref's binary64 evaluation with a
+    proven bound for p <= 24, MPFR interval enclosures otherwise), mpmath's Ziv loop elsewhere."""
     if fmt.p <= 24:
         from .fastref import fast_reference
 
@@ -268,8 +270,16 @@ def _compute_with_progress(xs: np.ndarray, fmt: Format, show: bool) -> dict:
                 out[k][rest] = slow[k]
         out["fallback"] = len(rest)
         return out
-    out = _compute_mpmath(xs, fmt, show)
-    out["fallback"] = len(xs)
+    from .mpfrref import mpfr_reference
+
+    rn, d, E, r64, ok = mpfr_reference(xs, fmt)
+    out = {"rn": rn, "d": d, "E": E, "r64": r64}
+    rest = np.flatnonzero(~ok)
+    if len(rest):
+        slow = _compute_mpmath(xs[rest], fmt, show)
+        for k in out:
+            out[k][rest] = slow[k]
+    out["fallback"] = len(rest)
     return out
 
 

@@ -115,7 +115,45 @@ def load_text(text: str, src: str, stem: str) -> Formula:
         name = sorted(unknown)[0]
         line, col = _first_use(core.body, name)
         raise UserError(f"{src}:{line}:{col}: unknown variable {name!r}: bind it with let or declare it in :mishaudit-constants")
+    if _type(core.body, {n: "real" for n in known}, src) != "real":
+        line, col = core.body.pos
+        raise UserError(f"{src}:{line}:{col}: the body must be a number, not a truth value: wrap it in (if ... a b)")
     return Formula(ident, core, src, text, constants)
+
+
+def _type(e, env: dict, src: str) -> str:
+    """'real' or 'bool' for expression e; UserError (file:line:col) where an operand has the wrong type."""
+
+    def want(sub, kind: str) -> None:
+        got = _type(sub, env, src)
+        if got != kind:
+            line, col = getattr(sub, "pos", (0, 0))
+            a, b = ("a truth value", "a number") if got == "bool" else ("a number", "a truth value")
+            raise UserError(f"{src}:{line}:{col}: {a} where {b} is needed: "
+                            + ("compare it, e.g. (< x 0)" if kind == "bool" else "use (if condition a b)"))
+
+    if isinstance(e, fpcore.Num):
+        return "real"
+    if isinstance(e, fpcore.Const):
+        return "bool" if e.name in ("TRUE", "FALSE") else "real"
+    if isinstance(e, fpcore.Var):
+        return env.get(e.name, "real")
+    if isinstance(e, fpcore.Let):
+        inner = dict(env)
+        for name, sub in e.bindings:
+            inner[name] = _type(sub, inner if e.sequential else env, src)
+        return _type(e.body, inner, src)
+    if isinstance(e, fpcore.Annot):
+        return _type(e.body, env, src)
+    if isinstance(e, fpcore.If):
+        want(e.cond, "bool")
+        kind = _type(e.then, env, src)
+        want(e.other, kind)
+        return kind
+    operand = "bool" if e.op in ("and", "or", "not") else "real"
+    for a in e.args:
+        want(a, operand)
+    return "bool" if e.op in fpcore.BOOLEAN_OPS else "real"
 
 
 def _first_use(e, name):

@@ -15,15 +15,17 @@ JSON_KEYS = (
     "p99_ulp", "worst_x", "worst_y", "worst_ref", "cr_frac", "faithful_frac", "max_abs_err", "max_rel_err",
     "mean_bits", "max_bits", "nonfinite", "signed_zero_mismatch", "max_formula_rel_err",
 )
-EXTRA_KEYS = BUCKETS + ("formula_err_worst_x", "formula_err_undecided", "specials_wrong")
+EXTRA_KEYS = ("libm",) + BUCKETS + ("formula_ulp", "formula_ulp_worst_x", "formula_exact", "formula_err_worst_x",
+                                    "formula_err_undecided", "specials_wrong")
 ALL_KEYS = JSON_KEYS + EXTRA_KEYS
 ASCENDING_IS_WORSE = {"cr_frac", "faithful_frac"}  # for these a smaller value is worse
 
 LEGEND = (
     "ulp error |y - r|/ulp(r), ulp(r) = 2^(max(floor(log2|r|), emin) - p + 1), r = mish(x) exact (mpmath, Ziv); "
     "statistics over finite outputs; cr = y == RN(r); faithful = y brackets r; "
-    "formula err = |F(x) - mish(x)|/|mish(x)| with F evaluated exactly (thresholds, clamps, blends); "
-    "dULP = |ord(y) - ord(RN(r))|."
+    "formula ulp = max |F(x) - mish(x)|/ulp(mish(x)) with F the formula in exact arithmetic (the error of its "
+    "thresholds, clamps and blends, apart from rounding; 'exact' when every branch is mish, '< 2^-10' when an "
+    "approximation stays below 2^-10 ulp); dULP = |ord(y) - ord(RN(r))|."
 )
 
 
@@ -77,8 +79,18 @@ TABLE_COLUMNS = (
     ("formula", "formula", str), ("max ulp", "max_ulp", _short), ("mean ulp", "mean_ulp", _short),
     ("p99 ulp", "p99_ulp", _short), ("worst x", "worst_x", repr), ("CR", "cr_frac", _pct), ("faithful", "faithful_frac", _pct),
     ("nonfinite", "nonfinite", str), ("±0", "signed_zero_mismatch", str),
-    ("formula err", "max_formula_rel_err", _short), ("dULP 0/1/2/3/>3", None, None),
+    ("formula ulp", "formula_ulp", None), ("dULP 0/1/2/3/>3", None, None),
 )
+
+
+def formula_ulp_text(r: dict) -> str:
+    """'exact' (every path is mish), '< 2^-10' (approximations below the resolution), or the value."""
+    v = r.get("formula_ulp")
+    if v is None:
+        return "—"
+    if r.get("formula_exact"):
+        return "exact"
+    return "< 2^-10" if v == 0 else _short(v)
 
 
 def _cells(r: dict) -> list[str]:
@@ -86,18 +98,20 @@ def _cells(r: dict) -> list[str]:
     for _, key, fmt in TABLE_COLUMNS:
         if key is None:
             out.append("/".join(str(r[b]) for b in BUCKETS))
+        elif key == "formula_ulp":
+            out.append(formula_ulp_text(r))
         else:
             out.append("—" if r.get(key) is None else fmt(r[key]))
     return out
 
 
 def undecided_note(rows: list[dict]) -> str:
-    """A sentence naming the formulations whose formula err leaves inputs out (empty when none)."""
+    """A sentence naming the formulations whose formula ulp leaves inputs out (empty when none)."""
     parts = [f"{r['formula']} {r['dtype']} {r['formula_err_undecided']:,}" for r in rows if r.get("formula_err_undecided")]
     if not parts:
         return ""
-    return ("formula err is the maximum over inputs the exact evaluation decides; inputs left out "
-            "(interval not tight at 192 bits, or |mish(x)| < 2^-1022 off an exact branch): " + ", ".join(parts) + ".")
+    return ("formula ulp is the maximum over inputs whose exact deviation MPFR pins down; inputs left out "
+            "(not decided at 1024 bits): " + ", ".join(parts) + ".")
 
 
 def to_markdown(rows: list[dict], specials: list[dict]) -> str:
@@ -106,6 +120,11 @@ def to_markdown(rows: list[dict], specials: list[dict]) -> str:
     for r in rows:
         lines.append("| " + " | ".join([r["dtype"]] + _cells(r)) + " |")
     lines += ["", LEGEND]
+    models = sorted({r.get("libm", "cr") for r in rows})
+    if models:
+        from .libm import describe
+
+        lines += ["", "; ".join(describe(m) for m in models) + "."]
     if undecided_note(rows):
         lines += ["", undecided_note(rows)]
     bad = [s for s in specials if not s["ok"]]
@@ -142,8 +161,8 @@ def print_table(rows: list[dict], specials: list[dict], meta: dict, console) -> 
         grp = [r for r in rows if r["dtype"] == dtype]
         r0 = grp[0]
         mode = f"computed in {r0['compute_dtype']}" if r0["compute_dtype"] != dtype else "native"
-        title = (f"{dtype} ({mode}{', ftz' if r0['ftz'] else ''}): {r0['inputs']:,} inputs, {r0['strategy']} "
-                 "- error against mish(x), worst first")
+        title = (f"{dtype} ({mode}{', ftz' if r0['ftz'] else ''}, libm {r0.get('libm', 'cr')}): {r0['inputs']:,} "
+                 f"inputs, {r0['strategy']} - error against mish(x), worst first")
         t = Table(title=title, title_justify="left")
         for name, key, _ in TABLE_COLUMNS:
             t.add_column(name, justify="left" if key == "formula" else "right", no_wrap=key != "formula")
@@ -158,8 +177,8 @@ def print_table(rows: list[dict], specials: list[dict], meta: dict, console) -> 
     note = undecided_note(rows)
     if note:
         console.print("[dim]" + note + "[/]")
-    console.print(f"[dim]numpy {meta['numpy']}, ml_dtypes {meta['ml_dtypes']}, mpmath {meta['mpmath']}; "
-                  f"{meta['elementary_functions']}.[/]")
+    console.print(f"[dim]numpy {meta['numpy']}, ml_dtypes {meta['ml_dtypes']}, mpmath {meta['mpmath']}, "
+                  f"MPFR {meta['mpfr']}; {meta['elementary_functions']}.[/]")
     bad = [s for s in specials if not s["ok"]]
     if bad:
         s = Table(title="special inputs: expected vs got (wrong ones only)", title_justify="left")

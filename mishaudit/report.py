@@ -24,7 +24,7 @@ import numpy as np
 
 from . import plots, render
 from . import render_overflow as ro
-from .audit import run_audit
+from .audit import policy_for, run_audit
 from .evaluate import Policy, evaluate
 from .formats import Format
 from .inputs import formula_thresholds
@@ -44,17 +44,17 @@ def measure_ns(formula, x: np.ndarray, policy: Policy) -> float:
 
 
 
-def collect(formulas: list, fmts: list[Format], compute, ftz, domain, samples, seed, use_cache=True, progress=False):
+def collect(formulas: list, fmts: list[Format], compute, ftz, domain, samples, seed, use_cache=True, progress=False,
+            model: str = "cr"):
     """Everything the figures and tables need, per format."""
     audit = run_audit(formulas, fmts, compute, ftz, domain, samples, seed, use_cache=use_cache, progress=progress,
-                      keep_errors=True)
+                      keep_errors=True, model=model)
     per_fmt = {}
     for fmt in fmts:
-        policy = Policy(fmt, compute if compute and compute != fmt else None, ftz)
-        th = sorted({t for f in formulas for t in formula_thresholds(f, fmt)}) if fmt.bits > 16 else ()
+        policy = policy_for(fmt, compute, ftz, model)
         maps, attrib, series, cost = [], [], [], []
         for f in formulas:
-            m, a = overflow_map(f, policy, domain, samples, seed, th)
+            m, a = overflow_map(f, policy, domain, samples, seed)
             maps += m
             attrib.append(a)
             err = audit.errors[(f.id, fmt.name)]
@@ -123,6 +123,8 @@ def _html_table(rows: list[dict], cols: list[tuple[str, str]]) -> str:
             shown = render._short(v) if isinstance(v, float) and k not in ("worst_x",) else ("—" if v is None else str(v))
             if k == "worst_x" and v is not None:
                 shown = repr(v)
+            if k == "formula_ulp":
+                shown = render.formula_ulp_text(r)
             sort = "" if v is None else f' data-v="{html.escape(str(v))}"'
             cells.append(f"<td{sort}>{html.escape(shown)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
@@ -131,7 +133,7 @@ def _html_table(rows: list[dict], cols: list[tuple[str, str]]) -> str:
 
 COMPARE_COLS = [("formula", "formula"), ("dtype", "dtype"), ("max ulp", "max_ulp"), ("mean ulp", "mean_ulp"),
                 ("p99 ulp", "p99_ulp"), ("worst x", "worst_x"), ("CR", "cr_frac"), ("faithful", "faithful_frac"),
-                ("nonfinite", "nonfinite"), ("±0", "signed_zero_mismatch"), ("formula err", "max_formula_rel_err")]
+                ("nonfinite", "nonfinite"), ("±0", "signed_zero_mismatch"), ("formula ulp", "formula_ulp")]
 
 
 def write_report(out: Path, audit, per_fmt: dict, meta: dict) -> None:

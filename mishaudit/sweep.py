@@ -44,7 +44,7 @@ from .inputs import Domain, _inward
 from .iofiles import atomic_write_bytes
 from .reference import REF_VERSION, _compute_with_progress, cache_dir
 
-SWEEP_VERSION = 3
+SWEEP_VERSION = 4
 CHUNK = 1 << 22
 BLOCK = 1 << 15  # inputs per numpy pass: a block's arrays stay in cache
 CHECKPOINT_SECONDS = 5.0
@@ -236,6 +236,7 @@ class Sweep:
         return {"version": SWEEP_VERSION, "reference": REF_VERSION, "mishaudit": __version__, "mode": self.mode,
                 "formulas": [[f.id, f.digest] for f in self.formulas], "dtype": self.policy.storage.name,
                 "compute_dtype": (self.policy.compute or self.policy.storage).name, "ftz": self.policy.ftz,
+                "libm": self.policy.libm,
                 "domain": [self.domain.lo, self.domain.hi], "chunk": self.chunk}
 
     def folder(self) -> str:

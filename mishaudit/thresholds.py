@@ -7,6 +7,8 @@
     dtype = "fp16"                 # storage format
     compute_dtype = "fp32"         # optional (default: dtype)
     ftz = false                    # optional
+    libm = "cr"                    # optional: "cr" (default) or "numpy"
+    numpy_dispatch = "..."         # written by baseline for libm = "numpy": the CPU it was measured on
     domain = [-20.0, 20.0]         # optional input interval [lo, hi]
     samples = 65536                # optional, fp32/fp64 sample size
     seed = 0                       # optional
@@ -33,7 +35,7 @@ from .formats import get_format
 AT_MOST = ("max_ulp", "mean_ulp", "p99_ulp", "nonfinite", "dulp_1", "dulp_2", "dulp_3", "dulp_gt3")
 AT_LEAST = ("cr_frac", "dulp_0")
 LIMIT_KEYS = AT_MOST + AT_LEAST
-SELECT_KEYS = ("formula", "dtype", "compute_dtype", "ftz", "domain", "samples", "seed")
+SELECT_KEYS = ("formula", "dtype", "compute_dtype", "ftz", "libm", "numpy_dispatch", "domain", "samples", "seed")
 
 
 @dataclass(frozen=True)
@@ -47,11 +49,13 @@ class Limit:
     seed: int
     limits: tuple  # ((measure, value), ...)
     line: int  # line of the [[limit]] header
+    libm: str = "cr"
+    numpy_dispatch: str | None = None  # for libm "numpy": the dispatch it was measured with
 
     @property
     def mode(self) -> tuple:
         """What one audit run is keyed by (formulas sharing it run together)."""
-        return (self.dtype, self.compute_dtype, self.ftz, self.domain, self.samples, self.seed)
+        return (self.dtype, self.compute_dtype, self.ftz, self.domain, self.samples, self.seed, self.libm)
 
     def label(self) -> str:
         s = f"{self.formula} {self.dtype}"
@@ -59,6 +63,8 @@ class Limit:
             s += f" (compute {self.compute_dtype})"
         if self.ftz:
             s += " ftz"
+        if self.libm != "cr":
+            s += f" libm {self.libm}"
         if self.domain:
             s += f" x in [{self.domain[0]!r}, {self.domain[1]!r}]"
         return s
@@ -128,6 +134,12 @@ def parse_thresholds(text: str, path: str, known_formulas=None) -> Thresholds:
         ftz = item.get("ftz", False)
         if not isinstance(ftz, bool):
             raise bad("ftz", "ftz must be true or false")
+        model = item.get("libm", "cr")
+        if model not in ("cr", "numpy"):
+            raise bad("libm", f"libm must be \"cr\" or \"numpy\", not {model!r}")
+        dispatch = item.get("numpy_dispatch")
+        if dispatch is not None and not isinstance(dispatch, str):
+            raise bad("numpy_dispatch", "numpy_dispatch must be a string (as `mishaudit baseline` writes it)")
         dom = item.get("domain")
         if dom is not None:
             if (not isinstance(dom, list) or len(dom) != 2 or not all(isinstance(v, (int, float)) for v in dom)
@@ -147,7 +159,8 @@ def parse_thresholds(text: str, path: str, known_formulas=None) -> Thresholds:
                 lims.append((key, float(v)))
         if not lims:
             raise bad("[[limit]]", f"this [[limit]] sets no limit: add one of {', '.join(LIMIT_KEYS)}")
-        out.entries.append(Limit(item["formula"], dtype, compute, ftz, dom, samples, seed, tuple(lims), line))
+        out.entries.append(Limit(item["formula"], dtype, compute, ftz, dom, samples, seed, tuple(lims), line, model,
+                                 dispatch))
     return out
 
 
@@ -160,6 +173,10 @@ def read_thresholds(path, known_formulas=None) -> Thresholds:
     except UnicodeDecodeError:
         raise UserError(f"thresholds file {path} is not UTF-8 text: give a TOML file") from None
     return parse_thresholds(text, str(path), known_formulas)
+
+
+def _toml_string(v: str) -> str:
+    return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _round_up(v: float, digits: int = 3) -> float:
@@ -182,7 +199,8 @@ def _round_down(v: float, digits: int = 4) -> float:
     return r if r <= v else math.nextafter(r, -math.inf)
 
 
-def baseline_text(rows: list[dict], margin: float, command: str, samples: int, seed: int, domain) -> str:
+def baseline_text(rows: list[dict], margin: float, command: str, samples: int, seed: int, domain,
+                  dispatch: str | None = None) -> str:
     """A thresholds file whose limits are the measured values loosened by `margin` (relative)."""
     lines = ["# mishaudit thresholds: `mishaudit check` fails when a measured value breaks a limit.",
              f"# written by: {command}",
@@ -197,6 +215,9 @@ def baseline_text(rows: list[dict], margin: float, command: str, samples: int, s
             lines.append(f'compute_dtype = "{r["compute_dtype"]}"')
         if r["ftz"]:
             lines.append("ftz = true")
+        lines.append(f'libm = "{r.get("libm", "cr")}"')
+        if r.get("libm") == "numpy" and dispatch:
+            lines.append(f"numpy_dispatch = {_toml_string(dispatch)}")
         if domain is not None and (domain.lo != -math.inf or domain.hi != math.inf):
             lines.append(f"domain = [{domain.lo!r}, {domain.hi!r}]")
         if r["strategy"] == "sampled":

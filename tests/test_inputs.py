@@ -28,7 +28,7 @@ def test_sample_covers_every_binade_of_both_signs(fmt):
 def test_sample_holds_neighbourhoods_of_thresholds_and_exp_edges():
     reg = load_registry()
     f = reg["softplus-threshold"]
-    s = input_set(FP32, Domain(), 1 << 12, 1, [f])
+    s = input_set(FP32, Domain(), 1 << 12, 1, f)
     o = set(ordinal(s.x, FP32).tolist())
     o20 = int(ordinal(np.array([20.0]), FP32)[0])
     assert all(o20 + k in o for k in range(-16, 17))
@@ -37,6 +37,20 @@ def test_sample_holds_neighbourhoods_of_thresholds_and_exp_edges():
     oe = int(ordinal(np.array([edge]), FP32)[0])
     assert all(oe + k in o for k in range(-16, 17))
     assert formula_thresholds(f, FP32) == [20.0]
+
+
+def test_a_formulations_sample_holds_its_own_thresholds_only():
+    """The sample of one formulation does not depend on which others run (DESIGN.md): it holds
+    the neighbours of its own thresholds, never those of another formulation."""
+    reg = load_registry()
+    a = input_set(FP32, Domain(), 1 << 12, 1, reg["softplus-threshold"]).x
+    b = input_set(FP32, Domain(), 1 << 12, 1, reg["openvino-gpu"]).x  # threshold 9.9
+    o = set(ordinal(a, FP32).tolist())
+    o99 = int(ordinal(np.array([float(np.float32(9.9))]), FP32)[0])
+    assert not all(o99 + k in o for k in range(-16, 17))  # 9.9's neighbourhood is openvino's, not ours
+    assert all(o99 + k in set(ordinal(b, FP32).tolist()) for k in range(-16, 17))
+    again = input_set(FP32, Domain(), 1 << 12, 1, reg["softplus-threshold"]).x
+    assert np.array_equal(a, again)
 
 
 def test_sample_is_deterministic_and_seeded():

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from mishaudit.evaluate import Policy, evaluate
-from mishaudit.formats import FP16, FP32, all_finite, from_ordinal, ordinal
+from fractions import Fraction
+
+from mishaudit.formats import FP16, FP32, FP64, all_finite, from_ordinal, ordinal, round_fraction
 from mishaudit.metrics import errors
 from mishaudit.overflow import overflow_map
 from mishaudit.reference import reference
@@ -25,13 +27,21 @@ def intervals(maps, node, event):
     return [[i.lo, i.hi] for i in got[0].intervals]
 
 
-def fp32_first(pred, lo: float, hi: float) -> float:
-    """Smallest fp32 x in [lo, hi] with pred(x) true, scanning the lattice with plain numpy."""
-    o = np.arange(ordinal(np.array([lo]), FP32)[0], ordinal(np.array([hi]), FP32)[0] + 1)
-    x = from_ordinal(o, FP32).astype(np.float32)
-    with np.errstate(all="ignore"):
-        ok = pred(x)
-    return float(x[np.argmax(ok)])
+def first_at_or_above(t, fmt) -> float:
+    """The smallest value of fmt that is >= the mpmath number t."""
+    v = float(t)
+    v = float(np.asarray(v).astype(fmt.dtype)) if fmt is not FP64 else v
+    o = int(ordinal(np.array([v]), fmt)[0])
+    while from_ordinal([o], fmt)[0] < t:
+        o += 1
+    while from_ordinal([o - 1], fmt)[0] >= t:
+        o -= 1
+    return float(from_ordinal([o], fmt)[0])
+
+
+def last_at_or_below(t, fmt) -> float:
+    v = first_at_or_above(t, fmt)
+    return v if v <= t else float(from_ordinal([int(ordinal(np.array([v]), fmt)[0]) - 1], fmt)[0])
 
 
 def test_fp16_exp_overflow_edge():
@@ -45,9 +55,10 @@ def test_fp16_exp_overflow_edge():
 def test_fp32_exp_overflow_edge_is_a_single_float():
     maps, _ = overflow_map(REG["softplus-tanh"], Policy(FP32), samples=4096)
     # mpmath: RN32(exp(x)) overflows iff exp(x) >= 2^128 - 2^103 (max + half an ulp)
-    t = float(mpmath.log(mpmath.mpf(2) ** 128 - mpmath.mpf(2) ** 103))
-    want = fp32_first(lambda x: np.exp(x) == np.inf, 88.7, 88.8)  # what numpy's binary32 exp does
-    assert abs(want - t) < 1e-5
+    with mpmath.workprec(200):
+        t = mpmath.log(mpmath.mpf(2) ** 128 - mpmath.mpf(2) ** 103)
+        want = first_at_or_above(t, FP32)
+    assert want == 88.72283935546875  # the figure the README quotes
     assert intervals(maps, "(exp x)", "overflow") == [[want, float(np.finfo(np.float32).max)]]
 
 
@@ -57,23 +68,33 @@ def test_fp32_absorption_of_exp_in_one_plus_exp():
     neg = [v for v in iv if v[1] < 0]
     assert len(neg) == 1
     lo, hi = neg[0]
-    # by hand: 1 + e rounds to 1 iff e <= 2^-24 (the tie goes to even 1.0): x <= ln(2^-24) = -16.6355...
-    last = -fp32_first(lambda x: np.exp(-x) <= np.float32(2.0**-24), 16.5, 16.7)
-    assert abs(last - float(mpmath.log(mpmath.mpf(2) ** -24))) < 1e-5
-    assert hi == last
-    # and it stops where exp(x) underflows to 0 (then there is nothing to absorb)
-    first = -fp32_first(lambda x: np.exp(-x) == 0, 103.0, 104.5)
-    assert lo == float(np.nextafter(np.float32(first), np.float32(0)))
+    # by hand: 1 + e rounds to 1 iff RN(e) <= 2^-24 (the tie goes to even 1.0), i.e. iff
+    # e <= 2^-24 + 2^-48 (RN(e) rounds down to 2^-24 up to half its ulp above, ties to even)
+    with mpmath.workprec(200):
+        assert hi == last_at_or_below(mpmath.log(mpmath.mpf(2) ** -24 + mpmath.mpf(2) ** -48), FP32)
+        # and it stops where RN(exp(x)) is 0, exp(x) <= 2^-150 (then there is nothing to absorb)
+        assert lo == first_at_or_above(mpmath.log(mpmath.mpf(2) ** -150), FP32) or \
+            mpmath.exp(mpmath.mpf(lo)) > mpmath.mpf(2) ** -150 >= mpmath.exp(mpmath.mpf(lo) - mpmath.mpf(2) ** -17)
+
+
+def _rn16_exp(x: float) -> float:
+    with mpmath.workprec(200):
+        v = mpmath.exp(mpmath.mpf(x))
+        sign, man, exp, _ = v._mpf_
+        return round_fraction(Fraction(int(man)) * Fraction(2) ** exp, FP16)
 
 
 def test_fp16_interval_where_exp_rational_divides_by_zero():
     maps, _ = overflow_map(REG["exp-rational"], Policy(FP16))
     x = np.sort(all_finite(FP16))
-    h = x.astype(np.float16)
-    with np.errstate(all="ignore"):
-        e = np.exp(h.astype(np.float32)).astype(np.float16)
-        d = (np.float16(2) / (e * (e + np.float16(2)))).astype(np.float16)
-        inf = np.isinf(d) & np.isfinite(e)
+    # by hand: e = RN16(exp x) from mpmath, then e + 2, e (e + 2), 2 / that, each rounded once
+    inf = np.zeros(len(x), dtype=bool)
+    for i, xi in enumerate(x.tolist()):
+        if xi > -9:  # e(e + 2) >= 2/65520 there: no overflow possible
+            continue
+        e = _rn16_exp(xi)
+        n = round_fraction(Fraction(e) * Fraction(round_fraction(Fraction(e) + 2, FP16)), FP16)
+        inf[i] = n == 0 or np.isinf(round_fraction(Fraction(2) / Fraction(n), FP16))
     runs, start = [], None
     for i, f in enumerate(inf):
         if f and start is None:
@@ -120,18 +141,39 @@ def test_overflow_json_contract(tmp_path):
 
 
 def test_fp64_exp_overflow_edge_despite_int64_ordinals():
-    from mishaudit.formats import FP64
-
     maps, _ = overflow_map(REG["softplus-tanh"], Policy(FP64), samples=2048)
     # mpmath: RN64(exp(x)) overflows iff exp(x) >= 2^1024 - 2^970; the first double at or above
-    # that logarithm for which numpy's exp is inf
-    t = float(mpmath.log(mpmath.mpf(2) ** 1024 - mpmath.mpf(2) ** 970))
-    x = np.nextafter(t, -np.inf)
-    with np.errstate(over="ignore"):
-        while not np.isinf(np.exp(x)):
-            x = np.nextafter(x, np.inf)
-    assert abs(x - t) < 1e-12
-    assert intervals(maps, "(exp x)", "overflow") == [[float(x), float(np.finfo(np.float64).max)]]
+    # that logarithm
+    with mpmath.workprec(300):
+        x = first_at_or_above(mpmath.log(mpmath.mpf(2) ** 1024 - mpmath.mpf(2) ** 970), FP64)
+    assert intervals(maps, "(exp x)", "overflow") == [[x, float(np.finfo(np.float64).max)]]
+
+
+@pytest.mark.parametrize("x", [-40.0, -50.0, -80.0])
+@pytest.mark.parametrize("fid, culprit", [("log-exp-plus-one", "(log (+ (exp x) 1))"),
+                                          ("pytorch-75251", "(- 1 (/ 2 (+ 1 (pow (+ 1 e) 2))))")])
+def test_attribution_below_minus_36_blames_the_absorbed_sum_not_exp(fid, culprit, x):
+    """Below x = -36.7 binary64 absorbs e = exp(x) in 1 + e too, so a binary64 'exact' run blamed
+    node 0, (exp x). By hand, in binary32: RN(e) < 2^-24, so 1 + e rounds to 1 correctly (0 bits
+    at the sum), exp is correctly rounded (0 bits), and the log (or 1 - 2/(1 + (1+e)^2)) of 1 gives
+    0 where the exact operand 1 + e gives about e: its local error is log2(1 + ord(RN32(e))) bits,
+    RN32 of the exact result being RN32(e) (log(1 + e) = e - e^2/2 + ..., and 1 - 2/(2 + 2e + e^2)
+    = e - e^2/2 + ..., both within a tiny relative distance of e)."""
+    from mishaudit.overflow import local_culprits
+
+    recs, who, local = local_culprits(REG[fid], Policy(FP32), np.array([x]))
+    assert recs[who[0]].label == culprit
+    with mpmath.workprec(200):
+        e = mpmath.exp(mpmath.mpf(x))
+        rn = float(mpmath.fadd(e, 0, prec=24, rounding="n"))  # e is a normal binary32 number here
+    want = np.log2(1 + float(np.float32(rn).view(np.int32)))
+    assert abs(local[who[0], 0] - want) < 0.01
+
+
+def test_fp64_gets_an_attribution_now():
+    _, att = overflow_map(REG["log-exp-plus-one"], Policy(FP64), samples=2048)
+    assert att["bad_inputs"] > 0 and att["culprits"]
+    assert att["culprits"][0]["node"] == "(log (+ (exp x) 1))"  # 1 + e absorbs e below -36.7
 
 
 EXHAUSTIVE_DOMAINS = [
