@@ -18,12 +18,13 @@ import time
 
 import numpy as np
 
-from mishaudit.evaluate import Policy
+from mishaudit.analysis.sweep import BLOCK, Acc, Sweep, programs, summarize_block
+from mishaudit.eval.evaluate import Policy
 from mishaudit.formats import FP32
 from mishaudit.heap import keep_heap
-from mishaudit.reference import _compute_with_progress, compute_points
-from mishaudit.registry import load_registry
-from mishaudit.sweep import BLOCK, Acc, Sweep, programs, summarize_block
+from mishaudit.lang.registry import load_registry
+from mishaudit.reference.table import reference_arrays
+from mishaudit.reference.ziv import compute_points
 
 FULL = 4_278_190_080
 
@@ -42,7 +43,7 @@ def main() -> None:
     cores = os.cpu_count() or 1
     Acc().add_block(np.zeros(1, np.float32), np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1, np.int64),
                     np.zeros(1))  # compile (or load) the fold before timing
-    _compute_with_progress(blocks[len(blocks) // 2][:64].astype(np.float64), FP32, False)  # imports, first calls
+    reference_arrays(blocks[len(blocks) // 2][:64].astype(np.float64), FP32, False)  # imports, first calls
 
     xs = np.concatenate(blocks).astype(np.float64)
     rng = np.random.default_rng(0)

@@ -20,13 +20,14 @@ import time
 
 import numpy as np
 
-from mishaudit.approx import approx_error
-from mishaudit.evaluate import Policy, evaluate
+from mishaudit.eval.evaluate import Policy, evaluate
+from mishaudit.eval.inputs import Domain, input_set
 from mishaudit.formats import get_format
-from mishaudit.inputs import Domain, input_set
-from mishaudit.metrics import errors
-from mishaudit.reference import _compute_with_progress, compute_points, reference
-from mishaudit.registry import load_registry
+from mishaudit.lang.registry import load_registry
+from mishaudit.measure.approx import approx_error
+from mishaudit.measure.metrics import errors
+from mishaudit.reference.table import reference, reference_arrays
+from mishaudit.reference.ziv import compute_points
 
 
 def best(f, repeats: int = 3) -> float:
@@ -48,7 +49,7 @@ def stages(fmt_name: str, n: int) -> None:
     print(f"{fmt.name}: {len(x)} inputs; one core, best of 3 (the mpmath loop: one run)")
     print(f"{'stage':40s} {'inputs/s':>12s} {'x mpmath':>9s}   {'numpy libm':>12s} {'cr/numpy time':>14s}")
     print(f"{'mpmath reference (baseline)':40s} {base:12.3g} {1.0:9.1f}")
-    t = best(lambda: _compute_with_progress(x, fmt, False))
+    t = best(lambda: reference_arrays(x, fmt, False))
     print(f"{'fast reference':40s} {len(x) / t:12.3g} {len(x) / t / base:9.1f}")
     ref = reference(x, fmt, show_progress=False)
     for fid, f in sorted(reg.items()):

@@ -1,3 +1,24 @@
-"""mishaudit: audit the numerical accuracy of formulations of Mish, mish(x) = x*tanh(log1p(exp(x)))."""
+"""mishaudit: audit the numerical accuracy of formulations of Mish, mish(x) = x * tanh(softplus(x)).
 
-__version__ = "0.1.0"
+The package reads as the pipeline: lang (FPCore formulas, the registry) -> eval (the evaluator,
+libm models, input sets) -> reference (the exact values) -> measure (errors, summaries,
+approximation error) -> analysis (audits, sweeps, overflow events, attribution) -> output
+(tables, plots, reports) and gate (thresholds, verdicts); api.py and cli.py at the edge.
+
+Python API (pandas DataFrames): compare, overflow, check, load_formulas (api.py).
+"""
+
+__version__ = "0.2.0"
+
+from mishaudit.errors import UserError  # noqa: E402
+
+__all__ = ["compare", "overflow", "check", "load_formulas", "UserError", "__version__"]
+
+
+def __getattr__(name: str):
+    """The API functions, imported on first use (pandas is slow to import and the CLI rarely needs it)."""
+    if name in ("compare", "overflow", "check", "load_formulas"):
+        from mishaudit import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'mishaudit' has no attribute {name!r}")

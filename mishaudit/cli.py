@@ -1,4 +1,11 @@
-"""The command line: `mishaudit list`, `mishaudit compare`."""
+"""The command line: a thin edge over the Python API (api.py) and the renderers (output/).
+
+Conventions, the same in every command: `--output`/`--out` names the file (or folder) written,
+atomically; `--format` picks table, markdown, csv or json where a table is printed; every option
+has help; an option that does not apply is an error, not ignored. Exit codes: 0 ok, 1 a gate
+limit broken, 2 bad input (one line naming the problem and the fix), 3 an internal error (one
+line asking for a report), 130 interrupted.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,9 @@ import sys
 
 import click
 
-from .errors import UserError
+from mishaudit.errors import UserError
+
+FORMATS = ("table", "markdown", "csv", "json")
 
 
 class _Group(click.Group):
@@ -30,9 +39,8 @@ class _Group(click.Group):
             click.echo("mishaudit: interrupted", err=True)
             sys.exit(130)
         except Exception as exc:  # a bug of ours: one line, exit 3 (1 means a gate limit broke)
-            where = _innermost(exc)
-            click.echo(f"mishaudit: internal error: {type(exc).__name__}: {exc} ({where}); this is a bug in "
-                       "mishaudit: please report it with the command line that caused it", err=True)
+            click.echo(f"mishaudit: internal error: {type(exc).__name__}: {exc} ({_innermost(exc)}); this is a bug "
+                       "in mishaudit: please report it with the command line that caused it", err=True)
             sys.exit(3)
 
 
@@ -64,69 +72,66 @@ def _console():
     return c if c.is_terminal else Console(width=160)
 
 
-_formulas_opt = click.option("--formulas", "formula_dirs", multiple=True, metavar="DIR",
+def _options(*opts):
+    def deco(f):
+        for opt in reversed(opts):
+            f = opt(f)
+        return f
+
+    return deco
+
+
+FORMULAS_DIRS = click.option("--formulas", "formula_dirs", multiple=True, metavar="DIR",
                              help="Also load the .fpcore files in DIR (repeatable).")
+NO_CACHE = click.option("--no-cache", is_flag=True, help="Recompute the exact reference; do not read or write the cache.")
+AUDIT = _options(
+    click.option("--dtype", "dtypes", multiple=True, default=("fp16",), show_default=True, metavar="FMT",
+                 help="Format: fp16, bf16, fp32, fp64 (repeatable)."),
+    click.option("--formula", "formula_ids", multiple=True, metavar="ID", help="Formulation id (repeatable; default all)."),
+    FORMULAS_DIRS,
+    click.option("--compute-dtype", metavar="FMT", help="Round every operation to FMT, the result once to --dtype."),
+    click.option("--ftz", is_flag=True, help="Flush subnormal inputs and results to zero."),
+    click.option("--domain", metavar="LO:HI", help="Only inputs x with LO <= x <= HI."),
+    click.option("--samples", default=1 << 16, show_default=True, type=click.IntRange(min=1),
+                 help="Sample size for fp32/fp64 (fp16 and bf16 use every input)."),
+    click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
+                 help="Seed of the fp32/fp64 sample (a non-negative integer)."),
+    click.option("--libm", "model", type=click.Choice(["cr", "numpy"]), default="cr", show_default=True,
+                 help="Elementary functions: cr = correctly rounded in the working format (the same bits on "
+                      "every machine); numpy = numpy's own kernels (figures hold for this CPU only)."),
+    NO_CACHE,
+)
+SWEEP = _options(
+    click.option("--exhaustive", is_flag=True,
+                 help="fp32: stream every finite input of the domain instead of a sample (checkpointed)."),
+    click.option("--jobs", default=0, help="Processes for --exhaustive (default: all cores)."),
+    click.option("--resume", is_flag=True, help="--exhaustive: continue an interrupted sweep from its checkpoint."),
+)
 
 
-_libm_opt = click.option(
-    "--libm", "model", type=click.Choice(["cr", "numpy"]), default="cr", show_default=True,
-    help="Elementary functions: cr = correctly rounded in the working format (the same bits on every "
-         "machine); numpy = numpy's own kernels (figures hold for this CPU only).")
+def _format_opt(default: str = "table"):
+    return click.option("--format", "out_format", type=click.Choice(FORMATS), default=default, show_default=True,
+                        help="table (rich, for a terminal), markdown, csv or json.")
 
 
-def _audit_options(f):
-    for opt in reversed([
-        click.option("--dtype", "dtypes", multiple=True, default=("fp16",), show_default=True, metavar="FMT",
-                     help="Format: fp16, bf16, fp32, fp64 (repeatable)."),
-        click.option("--formula", "formula_ids", multiple=True, metavar="ID", help="Formulation id (repeatable; default all)."),
-        _formulas_opt,
-        click.option("--compute-dtype", metavar="FMT", help="Round every operation to FMT, the result once to --dtype."),
-        click.option("--ftz", is_flag=True, help="Flush subnormal inputs and results to zero."),
-        click.option("--domain", metavar="LO:HI", help="Only inputs x with LO <= x <= HI."),
-        click.option("--samples", default=1 << 16, show_default=True, type=click.IntRange(min=1),
-                     help="Sample size for fp32/fp64."),
-        click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
-                     help="Seed of the fp32/fp64 sample (a non-negative integer)."),
-        _libm_opt,
-    ]):
-        f = opt(f)
-    return f
+def _output_opt(what: str = "FILE", help_text: str = "Write to FILE (atomically) instead of stdout.", required=False):
+    return click.option("--output", "--out", "output", required=required, metavar=what,
+                        type=click.Path(dir_okay=what != "FILE", file_okay=what == "FILE"), help=help_text)
 
 
-def _exhaustive_options(f):
-    for opt in reversed([
-        click.option("--exhaustive", is_flag=True,
-                     help="fp32: stream every finite input instead of a sample (checkpointed)."),
-        click.option("--jobs", default=0, show_default="all cores", help="Processes for --exhaustive."),
-        click.option("--resume", is_flag=True, help="--exhaustive: continue an interrupted sweep from its checkpoint."),
-    ]):
-        f = opt(f)
-    return f
+def _not_for_16_bit(ctx, fmts) -> None:
+    """--samples and --seed choose fp32/fp64 samples: given for fp16/bf16 alone they do nothing."""
+    from click.core import ParameterSource
 
-
-def _check_exhaustive(exhaustive: bool, jobs: int, resume: bool, fmts=()) -> None:
-    if jobs < 0:
-        raise UserError(f"--jobs {jobs}: give a number of processes >= 1 (0 means all cores)")
-    if resume and not exhaustive:
-        raise UserError("--resume continues an --exhaustive sweep: add --exhaustive (and --dtype fp32)")
-    if exhaustive and any(f.name == "fp64" for f in fmts):
-        raise UserError("--exhaustive: fp64 has 2^64 inputs; use it with --dtype fp32 (fp16/bf16 are always exhaustive)")
-
-
-def _parse_common(dtypes, compute_dtype, domain, formula_dirs, formula_ids):
-    from .formats import get_format
-    from .inputs import parse_domain
-    from .registry import load_registry, select
-
-    fmts = list(dict.fromkeys(get_format(d) for d in dtypes))
-    comp = get_format(compute_dtype) if compute_dtype else None
-    dom = parse_domain(domain)
-    return fmts, comp, dom, select(load_registry(formula_dirs), formula_ids)
+    if all(f.bits == 16 for f in fmts):
+        for name in ("samples", "seed"):
+            if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE:
+                raise UserError(f"--{name} sets the fp32/fp64 sample; fp16 and bf16 use every input: drop --{name}")
 
 
 def _emit(out_format: str, output, print_table, texts: dict) -> None:
     """Print or atomically write: a rich table (print_table(console)) or one of `texts` (name -> thunk)."""
-    from .iofiles import write_output
+    from mishaudit.files import write_output
 
     if out_format == "table":
         if output:
@@ -146,139 +151,123 @@ def _emit(out_format: str, output, print_table, texts: dict) -> None:
         click.echo(text, nl=False)
 
 
+class _SweepBar:
+    """A progress bar for an exhaustive sweep (chunks, inputs/s, time left), on a terminal only; it
+    remembers how far the sweep got, for the message when it is interrupted."""
+
+    def __init__(self, what: str):
+        import time
+
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.time = time.perf_counter
+        self.chunks = self.total = self.inputs = 0
+        self.start = None
+        self.bar = Progress(TextColumn(f"exhaustive fp32 {what}"), BarColumn(),
+                            TextColumn("{task.completed}/{task.total} chunks"), TextColumn("{task.fields[rate]}"),
+                            TimeRemainingColumn(), console=Console(stderr=True), transient=True,
+                            disable=not sys.stderr.isatty())
+        self.task = None
+
+    def __enter__(self):
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.bar.__exit__(*exc)
+        if exc[0] is KeyboardInterrupt and self.total:
+            click.echo(f"mishaudit: interrupted after {self.chunks} of {self.total} chunks ({self.inputs:,} inputs); "
+                       "run the same command with --resume to continue", err=True)
+            sys.exit(130)
+
+    def __call__(self, done: int, total: int, inputs: int) -> None:
+        if self.task is None:
+            self.task = self.bar.add_task("sweep", total=total, rate="")
+            self.start = (self.time(), inputs)
+        t, i0 = self.start
+        rate = (inputs - i0) / max(self.time() - t, 1e-9)
+        self.chunks, self.total, self.inputs = done, total, inputs
+        self.bar.update(self.task, completed=done, rate=f"{rate / 1e6:.2f} M inputs/s" if inputs > i0 else "")
+
+
+def _check_output(output, option: str = "--output") -> None:
+    if output:
+        from mishaudit.files import check_writable
+
+        check_writable(output, option)
+
+
 @main.command("list")
-@_formulas_opt
-def list_cmd(formula_dirs):
+@FORMULAS_DIRS
+@_format_opt()
+@_output_opt()
+def list_cmd(formula_dirs, out_format, output):
     """List the registered formulations: id, description, source.
 
     \b
     Example:
       mishaudit list --formulas ./my-formulas
     """
-    from rich.table import Table
+    from mishaudit import api
+    from mishaudit.output import tables
 
-    from .registry import load_registry
-
-    reg = load_registry(formula_dirs)
-    t = Table(title=f"{len(reg)} registered formulations", title_justify="left")
-    for c in ("id", "description", "source"):
-        t.add_column(c, overflow="fold")
-    for k in sorted(reg):
-        t.add_row(k, reg[k].description, reg[k].source)
-    _console().print(t)
+    _check_output(output)
+    rows = [{"id": f.id, "description": f.description, "source": f.source, "file": f.path}
+            for f in sorted(api.load_formulas(*formula_dirs).values(), key=lambda f: f.id)]
+    _emit(out_format, output, lambda c: tables.print_formulas(rows, c),
+          {"markdown": lambda: tables.plain_markdown(rows), "csv": lambda: tables.plain_csv(rows),
+           "json": lambda: tables.plain_json(rows)})
 
 
 @main.command()
-@_audit_options
-@click.option("--format", "out_format", type=click.Choice(["table", "markdown", "csv", "json"]), default="table",
-              show_default=True)
-@click.option("--output", type=click.Path(dir_okay=False), help="Write to FILE (atomically) instead of stdout.")
+@AUDIT
+@_format_opt()
+@_output_opt()
 @click.option("--sort", "sort_col", metavar="COLUMN", help="Sort by COLUMN, worst first (default: nonfinite, max_ulp).")
-@click.option("--no-cache", is_flag=True, help="Recompute the mpmath reference; do not read or write the cache.")
-@_exhaustive_options
-def compare(dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, samples, seed, model, out_format, output,
-            sort_col, no_cache, exhaustive, jobs, resume):
+@SWEEP
+@click.pass_context
+def compare(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, samples, seed, model, no_cache,
+            out_format, output, sort_col, exhaustive, jobs, resume):
     """Error of every formulation against the exact mish, per format.
 
     fp16 and bf16: every finite input. fp32 and fp64: a seeded stratified
     sample (every binade of both signs, plus the neighbourhood of every
-    threshold and of exp's overflow and underflow points).
+    threshold and of exp's overflow and underflow points), or with
+    --exhaustive every fp32 input.
 
     \b
     Example:
       mishaudit compare --dtype fp16 --dtype bf16 --formula softplus-tanh --compute-dtype fp32
     """
-    from . import render
-    from .audit import run_audit
-    from .iofiles import check_writable
+    from mishaudit import api
+    from mishaudit.formats import get_format
+    from mishaudit.output import tables
+    from mishaudit.output.frames import records
 
     if sort_col is not None:
-        render.sort_rows([], sort_col)  # validates the column name before any work
-    _check_exhaustive(exhaustive, jobs, resume)
-    if output:
-        check_writable(output)
-    fmts, comp, dom, formulas = _parse_common(dtypes, compute_dtype, domain, formula_dirs, formula_ids)
-    _check_exhaustive(exhaustive, jobs, resume, fmts)
-    sampled = [f for f in fmts if not (exhaustive and f.name == "fp32")]
-    audit = run_audit(formulas, sampled, comp, ftz, dom, samples, seed, use_cache=not no_cache,
-                      progress=sys.stderr.isatty(), model=model)
-    if exhaustive and len(sampled) < len(fmts):
-        audit.rows += _exhaustive_rows(formulas, comp, ftz, dom, jobs, resume, audit, model)
-    rows = render.sort_rows(audit.rows, sort_col)
-    _emit(out_format, output, lambda console: render.print_table(rows, audit.specials, audit.meta, console),
-          {"markdown": lambda: render.to_markdown(rows, audit.specials), "csv": lambda: render.to_csv(rows),
-           "json": lambda: render.to_json(rows)})
-
-
-def _run_sweep(sweep, jobs: int, resume: bool):
-    """Run a sweep with a progress bar (chunks, inputs/s, time left); Ctrl-C says how far it got."""
-    import time
-
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from .sweep import run_sweep
-
-    state = {"chunks": 0, "inputs": 0, "start": None}
-    with Progress(TextColumn(f"exhaustive fp32 {sweep.mode}"), BarColumn(),
-                  TextColumn("{task.completed}/{task.total} chunks"), TextColumn("{task.fields[rate]}"),
-                  TimeRemainingColumn(), console=Console(stderr=True), transient=True,
-                  disable=not sys.stderr.isatty()) as prog:
-        task = prog.add_task("sweep", total=sweep.nchunks, rate="")
-
-        def progress(done, total, inputs):
-            if state["start"] is None:
-                state["start"] = (time.perf_counter(), inputs)
-            t, i0 = state["start"]
-            rate = (inputs - i0) / max(time.perf_counter() - t, 1e-9)
-            state.update(chunks=done, inputs=inputs)
-            prog.update(task, completed=done, rate=f"{rate / 1e6:.2f} M inputs/s" if inputs > i0 else "")
-
-        try:
-            return run_sweep(sweep, jobs=jobs, resume=resume, progress=progress)
-        except KeyboardInterrupt:
-            click.echo(f"mishaudit: interrupted after {state['chunks']} of {sweep.nchunks} chunks "
-                       f"({state['inputs']:,} inputs); run the same command with --resume to continue", err=True)
-            sys.exit(130)
-
-
-def _exhaustive_rows(formulas, comp, ftz, dom, jobs, resume, audit, model) -> list:
-    """Stream every fp32 input (mishaudit.sweep) into the compare rows."""
-    import time
-
-    from .audit import approx_row, check_specials, policy_for
-    from .formats import FP32
-    from .sweep import Sweep, summary_row
-
-    policy = policy_for(FP32, comp, ftz, model)
-    sweep = Sweep(formulas, policy, dom)
-    t0 = time.perf_counter()
-    job = _run_sweep(sweep, jobs, resume)
-    merged = job.accs
-    audit.meta.setdefault("reference", {})["fp32"] = {"inputs": int(next(iter(merged.values())).counts[0]),
-                                                      "mpmath_fallback": job.fallback,
-                                                      "seconds": time.perf_counter() - t0}
-    rows = []
-    for f in formulas:
-        row = {"formula": f.id, "dtype": "fp32", "compute_dtype": policy.work.name, "ftz": ftz, "libm": model,
-               "strategy": "exhaustive"}
-        row.update(summary_row(merged[f.id]))
-        row.update(approx_row(None))
-        sp = check_specials(f, policy)
-        row["specials_wrong"] = sum(not s["ok"] for s in sp)
-        audit.specials += sp
-        rows.append(row)
-    return rows
+        tables.sort_rows([], sort_col)  # validates the column name before any work
+    _not_for_16_bit(ctx, [get_format(d) for d in dtypes])
+    _check_output(output)
+    with _SweepBar("compare") as bar:
+        df = api.compare(list(dtypes), formula_ids, formula_dirs=formula_dirs, compute_dtype=compute_dtype, ftz=ftz,
+                         domain=domain, samples=samples, seed=seed, libm=model, exhaustive=exhaustive, jobs=jobs,
+                         resume=resume, use_cache=not no_cache, progress=sys.stderr.isatty(), on_sweep=bar)
+    rows = tables.sort_rows(records(df), sort_col)
+    specials = records(df.attrs["specials"])
+    _emit(out_format, output, lambda console: tables.print_table(rows, specials, df.attrs["meta"], console),
+          {"markdown": lambda: tables.to_markdown(rows, specials), "csv": lambda: tables.to_csv(rows),
+           "json": lambda: tables.to_json(rows)})
 
 
 @main.command()
-@_audit_options
-@click.option("--format", "out_format", type=click.Choice(["table", "markdown", "csv", "json"]), default="table",
-              show_default=True)
-@click.option("--output", type=click.Path(dir_okay=False), help="Write to FILE (atomically) instead of stdout.")
-@_exhaustive_options
-def overflow(dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, samples, seed, model, out_format, output,
-             exhaustive, jobs, resume):
+@AUDIT
+@_format_opt()
+@_output_opt()
+@SWEEP
+@click.pass_context
+def overflow(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, samples, seed, model, no_cache,
+             out_format, output, exhaustive, jobs, resume):
     """Which intermediate overflows, turns NaN, underflows, goes subnormal or absorbs, for which inputs.
 
     Intervals are exact: every input for fp16/bf16 (and fp32 with --exhaustive);
@@ -291,87 +280,75 @@ def overflow(dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, samp
     Example:
       mishaudit overflow --dtype fp16 --formula exp-rational --formula pytorch-75251
     """
-    from . import render_overflow as ro
-    from .audit import policy_for
-    from .iofiles import check_writable
-    from .overflow import overflow_map
+    from mishaudit import api
+    from mishaudit.formats import get_format
+    from mishaudit.output import overflow_tables as ro
 
-    _check_exhaustive(exhaustive, jobs, resume)
-    if output:
-        check_writable(output)
-    fmts, comp, dom, formulas = _parse_common(dtypes, compute_dtype, domain, formula_dirs, formula_ids)
-    _check_exhaustive(exhaustive, jobs, resume, fmts)
-    maps, attributions = [], []
-    for fmt in fmts:
-        policy = policy_for(fmt, comp, ftz, model)
-        if exhaustive and fmt.name == "fp32":
-            from .sweep import Sweep
-
-            job = _run_sweep(Sweep(formulas, policy, dom, mode="overflow"), jobs, resume)
-            for f in formulas:
-                m, a = job.result(f)
-                maps += m
-                attributions.append(a)
-            continue
-        for f in formulas:
-            m, a = overflow_map(f, policy, dom, samples, seed)
-            maps += m
-            attributions.append(a)
-    _emit(out_format, output, lambda console: ro.print_overflow(maps, attributions, console),
-          {"markdown": lambda: ro.to_markdown(maps, attributions), "csv": lambda: ro.to_csv(maps),
-           "json": lambda: ro.to_json(maps, attributions)})
+    _not_for_16_bit(ctx, [get_format(d) for d in dtypes])
+    _check_output(output)
+    with _SweepBar("overflow") as bar:
+        events, culprits = api.overflow(list(dtypes), formula_ids, formula_dirs=formula_dirs,
+                                        compute_dtype=compute_dtype, ftz=ftz, domain=domain, samples=samples,
+                                        seed=seed, libm=model, exhaustive=exhaustive, jobs=jobs, resume=resume,
+                                        on_sweep=bar)
+    _emit(out_format, output, lambda console: ro.print_overflow(events, culprits, console),
+          {"markdown": lambda: ro.to_markdown(events, culprits), "csv": lambda: ro.to_csv(events),
+           "json": lambda: ro.to_json(events)})
 
 
 @main.command()
-@_audit_options
+@AUDIT
 @click.option("--kind", type=click.Choice(["error", "overflow", "cdf", "cost"]), default="error", show_default=True,
               help="error: ulp error against x; overflow: events per intermediate; cdf: error distribution; "
                    "cost: accuracy against measured speed.")
-@click.option("--overlay", is_flag=True, help="error: draw the chosen formulations on one axes instead of small multiples.")
-@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), metavar="FILE",
-              help="Figure file; .png or .svg.")
-@click.option("--no-cache", is_flag=True, help="Recompute the mpmath reference; do not read or write the cache.")
-def plot(dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, samples, seed, model, kind, overlay, out_path,
-         no_cache):
-    """Draw one figure (PNG or SVG) for the first --dtype.
+@click.option("--overlay", is_flag=True, help="--kind error: draw the formulations on one axes, not small multiples.")
+@_output_opt(help_text="Figure file, .png or .svg.", required=True)
+@click.pass_context
+def plot(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, samples, seed, model, no_cache, kind,
+         overlay, output):
+    """Draw one figure (PNG or SVG) for one --dtype.
 
     \b
     Example:
       mishaudit plot --dtype fp16 --formula softplus-tanh --formula exp-rational --overlay --out err.png
     """
+    import io
     from pathlib import Path
 
-    from . import plots
-    from .iofiles import atomic_write_bytes, check_writable
-    from .report import collect
+    from mishaudit import api
+    from mishaudit.files import atomic_write_bytes
+    from mishaudit.formats import get_format
+    from mishaudit.output import plots
+    from mishaudit.output.report import collect
 
-    if Path(out_path).suffix.lower() not in (".png", ".svg"):
-        raise UserError(f"--out {out_path}: give a .png or .svg file name")
-    check_writable(out_path, "--out")
-    fmts, comp, dom, formulas = _parse_common(dtypes[:1], compute_dtype, domain, formula_dirs, formula_ids)
+    if Path(output).suffix.lower() not in (".png", ".svg"):
+        raise UserError(f"--output {output}: give a .png or .svg file name")
+    if len(dtypes) != 1:
+        raise UserError(f"plot draws one format: give one --dtype, not {len(dtypes)} (mishaudit report draws them all)")
+    if overlay and kind != "error":
+        raise UserError(f"--overlay draws --kind error on one axes; --kind {kind} has no overlay: drop --overlay")
+    _not_for_16_bit(ctx, [get_format(d) for d in dtypes])
+    _check_output(output)
+    fmts, comp, dom, formulas, model = api.select_audit(dtypes, formula_ids, formula_dirs, compute_dtype, domain, model)
     if kind == "overflow" and len(formulas) != 1:
         raise UserError("--kind overflow draws one formulation: give exactly one --formula")
     _, per = collect(formulas, fmts, comp, ftz, dom, samples, seed, use_cache=not no_cache, model=model)
-    d = per[fmts[0].name]
-    name = fmts[0].name
-    fig = {"error": lambda: plots.error_figure(d["series"], name, fmts[0].max, overlay=overlay),
-           "overflow": lambda: plots.overflow_figure(d["maps"], formulas[0].id, name, fmts[0].max),
-           "cdf": lambda: plots.cdf_figure(d["series"], name),
-           "cost": lambda: plots.cost_figure(d["cost"], name)}[kind]()
-    import io
-
+    d, fmt = per[fmts[0].name], fmts[0]
+    fig = {"error": lambda: plots.error_figure(d["series"], fmt.name, fmt.max, overlay=overlay),
+           "overflow": lambda: plots.overflow_figure(d["maps"], formulas[0].id, fmt.name, fmt.max),
+           "cdf": lambda: plots.cdf_figure(d["series"], fmt.name),
+           "cost": lambda: plots.cost_figure(d["cost"], fmt.name)}[kind]()
     buf = io.BytesIO()
-    fig.savefig(buf, format=Path(out_path).suffix[1:].lower(), dpi=110)
-    atomic_write_bytes(out_path, buf.getvalue())
-    click.echo(f"wrote {out_path}", err=True)
+    fig.savefig(buf, format=Path(output).suffix[1:].lower(), dpi=110)
+    atomic_write_bytes(output, buf.getvalue())
+    click.echo(f"wrote {output}", err=True)
 
 
 @main.command()
-@_audit_options
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), metavar="DIR",
-              help="Report folder (replaced atomically).")
-@click.option("--no-cache", is_flag=True, help="Recompute the mpmath reference; do not read or write the cache.")
-def report(dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, samples, seed, model, out_dir, no_cache):
+@AUDIT
+@_output_opt("DIR", help_text="Report folder (the old one is swapped for the new one at once).", required=True)
+@click.pass_context
+def report(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, samples, seed, model, no_cache, output):
     """Write a report folder: index.md, self-contained index.html, PNG/SVG figures, CSV tables, meta.json.
 
     \b
@@ -380,142 +357,113 @@ def report(dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, sample
     """
     from pathlib import Path
 
-    from .report import collect, report_meta, write_report
+    from mishaudit import api
+    from mishaudit.formats import get_format
+    from mishaudit.output.report import collect, report_meta, write_report
 
-    parent = Path(out_dir).resolve().parent
+    parent = Path(output).resolve().parent
     if not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise UserError(f"cannot write --out {out_dir}: folder {parent} is missing or not writable; create it first")
-    if Path(out_dir).exists() and not Path(out_dir).is_dir():
-        raise UserError(f"--out {out_dir} is a file: give a folder name")
-    fmts, comp, dom, formulas = _parse_common(dtypes, compute_dtype, domain, formula_dirs, formula_ids)
+        raise UserError(f"cannot write --output {output}: folder {parent} is missing or not writable; create it first")
+    if Path(output).exists() and not Path(output).is_dir():
+        raise UserError(f"--output {output} is a file: give a folder name")
+    _not_for_16_bit(ctx, [get_format(d) for d in dtypes])
+    fmts, comp, dom, formulas, model = api.select_audit(dtypes, formula_ids, formula_dirs, compute_dtype, domain, model)
     audit, per = collect(formulas, fmts, comp, ftz, dom, samples, seed, use_cache=not no_cache,
                          progress=sys.stderr.isatty(), model=model)
-    cmd = "mishaudit " + " ".join(sys.argv[1:])
-    write_report(Path(out_dir), audit, per, report_meta(audit.meta, cmd))
-    click.echo(f"wrote {out_dir}/index.html and index.md", err=True)
+    write_report(Path(output), audit, per, report_meta(audit.meta, "mishaudit " + " ".join(sys.argv[1:])))
+    click.echo(f"wrote {output}/index.html and index.md", err=True)
+
+
+DEFAULT_THRESHOLDS = os.path.join("reports", "thresholds.toml")
 
 
 @main.command()
-@click.option("--thresholds", "thresholds_path", default="reports/thresholds.toml", show_default=True, metavar="FILE",
-              help="The thresholds file (TOML) to check.")
-@_formulas_opt
+@click.option("--thresholds", "thresholds_path", metavar="FILE",
+              help=f"The thresholds file (TOML) to check (default: {DEFAULT_THRESHOLDS} in this folder).")
+@FORMULAS_DIRS
 @click.option("--junit", metavar="FILE", type=click.Path(dir_okay=False), help="Also write JUnit XML, one test case per limit.")
-@click.option("--format", "out_format", type=click.Choice(["table", "json"]), default="table", show_default=True)
-@click.option("--no-cache", is_flag=True, help="Recompute the mpmath reference; do not read or write the cache.")
-def check(thresholds_path, formula_dirs, junit, out_format, no_cache):
+@_format_opt()
+@_output_opt()
+@NO_CACHE
+def check(thresholds_path, formula_dirs, junit, out_format, output, no_cache):
     """Fail (exit 1) when a formulation's error breaks a limit of the thresholds file.
 
     Runs exactly the audits the file names, prints every limit with its measured
     value and verdict, and lists the limits that could be tightened. Exit codes:
-    0 all limits hold, 1 a limit is broken, 2 bad input.
+    0 all limits hold, 1 a limit is broken, 2 bad input, 3 an internal error.
 
     \b
     Example:
       mishaudit check --thresholds reports/thresholds.toml --junit check.xml
     """
-    import json
     import time
 
-    from rich.table import Table
+    from mishaudit import api
+    from mishaudit.files import atomic_write_bytes
+    from mishaudit.gate.check import dispatch_warnings
+    from mishaudit.gate.thresholds import read_thresholds
+    from mishaudit.output import tables
+    from mishaudit.output import verdicts as vt
+    from mishaudit.output.frames import records
 
-    from .audit import run_audit
-    from .formats import get_format
-    from .gate import judge, junit_xml
-    from .inputs import Domain
-    from .iofiles import atomic_write_bytes, check_writable
-    from .libm import numpy_dispatch
-    from .registry import load_registry
-    from .thresholds import read_thresholds
-
+    if thresholds_path is None:
+        thresholds_path = DEFAULT_THRESHOLDS
+        if not os.path.exists(thresholds_path):
+            raise UserError(f"no thresholds file at {os.path.abspath(thresholds_path)} (the default, "
+                            f"{DEFAULT_THRESHOLDS} in this folder): pass --thresholds FILE, or write one with "
+                            "`mishaudit baseline --out FILE`")
+    _check_output(output)
+    _check_output(junit, "--junit")
     t0 = time.perf_counter()
-    reg = load_registry(formula_dirs)
-    th = read_thresholds(thresholds_path, set(reg))
-    if junit:
-        check_writable(junit, "--junit")
-    verdicts = []
-    modes = list(dict.fromkeys(e.mode for e in th.entries))
-    here = numpy_dispatch()
-    for e in th.entries:
-        if e.libm == "numpy" and e.numpy_dispatch and e.numpy_dispatch != here:
-            click.echo(f"mishaudit: warning: {e.label()} (line {e.line}) was measured with {e.numpy_dispatch}; "
-                       f"this machine has {here}: numpy's kernels differ between CPUs, so this limit may pass or "
-                       "fail for that reason alone (libm = \"cr\" gives the same verdict everywhere)", err=True)
-    for mode in modes:
-        entries = [e for e in th.entries if e.mode == mode]
-        dtype, compute, ftz, dom, samples, seed, model = mode
-        fids = list(dict.fromkeys(e.formula for e in entries))
-        audit = run_audit([reg[f] for f in fids], [get_format(dtype)], get_format(compute), ftz,
-                          Domain(*dom) if dom else Domain(), samples, seed, use_cache=not no_cache,
-                          progress=sys.stderr.isatty(), with_formula_error=False, model=model)
-        rows = {r["formula"]: r for r in audit.rows}
-        for e in entries:
-            verdicts += judge(e, rows[e.formula])
-    failed = [v for v in verdicts if not v.ok]
+    for w in dispatch_warnings(read_thresholds(thresholds_path, set(api.load_formulas(*formula_dirs)))):
+        click.echo(f"mishaudit: warning: {w}", err=True)
+    df = api.check(thresholds_path, formula_dirs, use_cache=not no_cache, progress=sys.stderr.isatty())
+    verdicts = df.attrs["verdicts"]
     if junit:
         try:
-            atomic_write_bytes(junit, junit_xml(verdicts, time.perf_counter() - t0))
+            atomic_write_bytes(junit, vt.junit_xml(verdicts, time.perf_counter() - t0))
         except OSError as exc:
             raise UserError(f"cannot write --junit {junit}: {exc.strerror}; choose a writable location") from None
-    if out_format == "json":
-        click.echo(json.dumps([{"formula": v.entry.formula, "dtype": v.entry.dtype, "compute_dtype": v.entry.compute_dtype,
-                                "ftz": v.entry.ftz, "libm": v.entry.libm,
-                                "domain": list(v.entry.domain) if v.entry.domain else None,
-                                "measure": v.measure, "measured": v.measured, "limit": v.limit, "ok": v.ok,
-                                "can_tighten": v.slack} for v in verdicts], indent=2))
-    else:
-        console = _console()
-        t = Table(title=f"mishaudit check: {thresholds_path}", title_justify="left")
-        for c in ("audit", "measure", "measured", "limit", "verdict"):
-            t.add_column(c, justify="right" if c in ("measured", "limit") else "left")
-        from .gate import _fmt
-        from .thresholds import AT_LEAST
-
-        for v in verdicts:
-            rel = ">=" if v.measure in AT_LEAST else "<="
-            t.add_row(v.entry.label(), v.measure, _fmt(v.measured), f"{rel} {_fmt(v.limit)}",
-                      "[green]ok[/]" if v.ok else "[bold red]FAILED[/]")
-        console.print(t)
-        slack = [v for v in verdicts if v.slack]
-        if slack:
-            console.print(f"{len(slack)} limit(s) could be tightened (measured more than 10% better), e.g.:")
-            for v in slack[:10]:
-                console.print("  " + v.line())
-        console.print(f"{len(verdicts) - len(failed)} passed, {len(failed)} failed")
+    rows = records(df)
+    _emit(out_format, output, lambda c: vt.print_verdicts(verdicts, f"mishaudit check: {thresholds_path}", c),
+          {"markdown": lambda: vt.verdicts_markdown(verdicts), "csv": lambda: tables.plain_csv(rows),
+           "json": lambda: tables.plain_json(rows)})
+    failed = [v for v in verdicts if not v.ok]
     for v in failed:
         click.echo("mishaudit: check failed: " + v.line(), err=True)
     sys.exit(1 if failed else 0)
 
 
 @main.command()
-@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), metavar="FILE",
-              help="Where to write the thresholds file.")
-@_audit_options
+@AUDIT
+@_output_opt(help_text="Where to write the thresholds file (TOML).", required=True)
 @click.option("--margin", default=0.05, show_default=True, help="Relative slack added to each measured value.")
-@click.option("--no-cache", is_flag=True, help="Recompute the mpmath reference; do not read or write the cache.")
-def baseline(out_path, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, samples, seed, model, margin,
-             no_cache):
+@click.pass_context
+def baseline(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, samples, seed, model, no_cache,
+             output, margin):
     """Write a thresholds file from a current run, so a project adopts the gate in one command.
 
     \b
     Example:
       mishaudit baseline --dtype fp16 --dtype bf16 --formulas ./mine --formula my-mish --out thresholds.toml
     """
-    from .audit import run_audit
-    from .iofiles import check_writable, write_output
-    from .thresholds import baseline_text
+    from mishaudit import api
+    from mishaudit.analysis.audit import run_audit
+    from mishaudit.eval.libm import numpy_dispatch
+    from mishaudit.files import write_output
+    from mishaudit.formats import get_format
+    from mishaudit.gate.thresholds import baseline_text
 
     if not (0 <= margin < 1):
         raise UserError(f"--margin {margin}: give a fraction in [0, 1), e.g. 0.05")
-    check_writable(out_path, "--out")
-    fmts, comp, dom, formulas = _parse_common(dtypes, compute_dtype, domain, formula_dirs, formula_ids)
+    _not_for_16_bit(ctx, [get_format(d) for d in dtypes])
+    _check_output(output)
+    fmts, comp, dom, formulas, model = api.select_audit(dtypes, formula_ids, formula_dirs, compute_dtype, domain, model)
     audit = run_audit(formulas, fmts, comp, ftz, dom, samples, seed, use_cache=not no_cache,
                       progress=sys.stderr.isatty(), with_formula_error=False, model=model)
     command = "mishaudit baseline " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "mishaudit baseline"
-    from .libm import numpy_dispatch
-
-    text = baseline_text(audit.rows, margin, command, samples, seed, dom, numpy_dispatch())
-    write_output(out_path, text, "--out")
-    click.echo(f"wrote {len(audit.rows)} limits to {out_path}", err=True)
+    write_output(output, baseline_text(audit.rows, margin, command, samples, seed, dom, numpy_dispatch()), "--output")
+    click.echo(f"wrote {len(audit.rows)} limits to {output}", err=True)
 
 
 def _examples_last(group) -> None:

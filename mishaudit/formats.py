@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import ml_dtypes
 import numpy as np
 
-from .errors import UserError
+from mishaudit.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -53,11 +53,6 @@ class Format:
     def min_subnormal(self) -> float:
         """Smallest positive subnormal value, 2^(emin - p + 1) (= ulp(0))."""
         return math.ldexp(1.0, self.emin - self.p + 1)
-
-    @property
-    def eps(self) -> float:
-        """Machine epsilon 2^(1-p): the gap between 1 and the next value."""
-        return math.ldexp(1.0, 1 - self.p)
 
     def __str__(self) -> str:
         return self.name

@@ -4,12 +4,12 @@ import mpmath
 import numpy as np
 import pytest
 
-from mishaudit.approx import TAU, approx_error
-from mishaudit.enclose import enclose_array, enclose_mpfr
+from mishaudit.eval.inputs import Domain, input_set
 from mishaudit.formats import BF16, FP16, FP32, all_finite
-from mishaudit.inputs import Domain, input_set
-from mishaudit.reference import reference
-from mishaudit.registry import load_registry, load_text
+from mishaudit.lang.registry import load_registry, load_text
+from mishaudit.measure.approx import TAU, approx_error
+from mishaudit.reference.enclose import enclose_array, enclose_mpfr
+from mishaudit.reference.table import reference
 
 REG = load_registry()
 

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from mishaudit.cli import main
-from mishaudit.render import JSON_KEYS
+from mishaudit.output.tables import JSON_KEYS
 
 
 def run(*args):
@@ -65,7 +65,15 @@ def test_specials_table_reports_nan_from_the_clamp():
     (["overflow", "--exhaustive", "--dtype", "fp64"], "2^64 inputs"),
     (["overflow", "--resume"], "add --exhaustive"),
     (["overflow", "--exhaustive", "--dtype", "fp32", "--jobs", "-3"], "--jobs -3"),
-    (["compare", "--seed", "-1"], "--seed"),
+    (["compare", "--seed", "-1", "--dtype", "fp32"], "--seed"),
+    (["compare", "--exhaustive"], "--exhaustive streams every fp32 input"),
+    (["compare", "--exhaustive", "--dtype", "fp32", "--dtype", "bf16"], "not bf16"),
+    (["compare", "--dtype", "fp32", "--jobs", "2"], "add --exhaustive or drop --jobs"),
+    (["compare", "--samples", "100"], "fp16 and bf16 use every input"),
+    (["overflow", "--seed", "3", "--dtype", "bf16"], "fp16 and bf16 use every input"),
+    (["plot", "--dtype", "fp16", "--dtype", "bf16", "--out", "/tmp/x.png"], "plot draws one format"),
+    (["plot", "--kind", "cdf", "--overlay", "--out", "/tmp/x.png"], "drop --overlay"),
+    (["check", "--format", "yaml"], "--format"),
     (["compare", "--samples", "0"], "--samples"),
     (["compare", "--libm", "glibc"], "--libm"),
     (["overflow", "--seed", "-1", "--dtype", "fp32"], "--seed"),
@@ -76,6 +84,44 @@ def test_bad_input_is_one_line_exit_2(args, words):
     lines = err.strip().splitlines()
     assert len(lines) == 1 and words in lines[0], err
     assert "Traceback" not in err
+
+
+def test_check_without_thresholds_says_where_it_looked(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "mishaudit.cli", "check"], capture_output=True, text=True,
+                       env=os.environ.copy(), cwd=tmp_path, timeout=120)
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1
+    assert str(tmp_path / "reports" / "thresholds.toml") in p.stderr and "--thresholds" in p.stderr
+
+
+def test_every_option_of_every_command_has_help():
+    for name, cmd in main.commands.items():
+        for param in cmd.params:
+            if isinstance(param, __import__("click").Option):
+                assert param.help, f"{name} {param.opts}"
+
+
+@pytest.mark.parametrize("cmd", ["compare", "overflow", "list", "check"])
+def test_output_and_out_and_the_same_formats_everywhere(cmd, tmp_path):
+    import click
+
+    opts = {o for p in main.commands[cmd].params for o in p.opts}
+    assert {"--output", "--out", "--format"} <= opts
+    fmt = next(p for p in main.commands[cmd].params if "--format" in p.opts)
+    assert isinstance(fmt.type, click.Choice) and list(fmt.type.choices) == ["table", "markdown", "csv", "json"]
+    for c in ("plot", "report", "baseline"):
+        assert {"--output", "--out"} <= {o for p in main.commands[c].params for o in p.opts}
+
+
+def test_list_and_check_in_every_format(tmp_path):
+    th = tmp_path / "t.toml"
+    th.write_text('version = 1\n[[limit]]\nformula = "yashas2"\ndtype = "fp16"\nmax_ulp = 9.0\n')
+    for fmt in ("markdown", "csv", "json"):
+        r = CliRunner().invoke(main, ["list", "--format", fmt])
+        assert r.exit_code == 0 and "softplus-tanh" in r.output
+        out = tmp_path / f"check.{fmt}"
+        r = CliRunner().invoke(main, ["check", "--thresholds", str(th), "--format", fmt, "--output", str(out)])
+        assert r.exit_code == 0 and "max_ulp" in out.read_text()
+    assert json.loads(out.read_text())[0]["ok"] is True
 
 
 def test_malformed_fpcore_names_file_line_column(tmp_path):

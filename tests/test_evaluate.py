@@ -7,9 +7,9 @@ import mpmath
 import numpy as np
 import pytest
 
-from mishaudit.evaluate import Policy, evaluate
+from mishaudit.eval.evaluate import Policy, evaluate
 from mishaudit.formats import BF16, FP16, FP32, FP64, all_finite, round_fraction
-from mishaudit.registry import load_registry, load_text
+from mishaudit.lang.registry import load_registry, load_text
 
 
 def formula(body: str):
@@ -56,9 +56,9 @@ def test_fma_random_fp32_against_exact_rationals():
     c = c.astype(np.float32).astype(np.float64)
     f = load_text("(FPCore t (x) (fma x (! :precision binary32 0.0) 0))", "t", "t")  # parse check only
     assert f.id == "t"
-    from mishaudit.evaluate import _fma_rto
+    from mishaudit.eval.evaluate import fma_round_to_odd
 
-    got = _fma_rto(a, b, c, FP32)
+    got = fma_round_to_odd(a, b, c, FP32)
     for i in range(2000):
         want = _rn(Fraction(a[i]) * Fraction(b[i]) + Fraction(c[i]), 24)
         assert got[i] == want
@@ -110,7 +110,7 @@ def test_ftz_flushes_subnormal_results():
 
 def test_records_carry_let_names_and_live_masks():
     f = load_registry()["softplus-threshold"]
-    from mishaudit.evaluate import Evaluator
+    from mishaudit.eval.evaluate import Evaluator
 
     ev = Evaluator(f, Policy(FP32), record=True)
     out = ev.run(np.array([-1.0, 25.0]))
@@ -123,7 +123,7 @@ def test_records_carry_let_names_and_live_masks():
 
 @pytest.mark.parametrize("model", ["cr", "numpy"])
 def test_binary32_program_equals_the_evaluator_bit_for_bit(model):
-    from mishaudit.evaluate import binary32_program
+    from mishaudit.eval.program32 import binary32_program
     from mishaudit.formats import from_ordinal
 
     rng = np.random.default_rng(7)
@@ -140,8 +140,8 @@ def test_binary32_program_equals_the_evaluator_bit_for_bit(model):
 
 
 def test_binary32_program_declines_other_policies_and_precisions():
-    from mishaudit.evaluate import binary32_program
-    from mishaudit.registry import load_text
+    from mishaudit.eval.program32 import binary32_program
+    from mishaudit.lang.registry import load_text
 
     f = load_registry()["softplus-tanh"]
     assert binary32_program(f, Policy(FP16)) is None
@@ -152,7 +152,7 @@ def test_binary32_program_declines_other_policies_and_precisions():
 
 
 def test_shared_subexpressions_change_no_bit():
-    from mishaudit.evaluate import binary32_program, shared_subexpressions
+    from mishaudit.eval.program32 import binary32_program, shared_subexpressions
     from mishaudit.formats import from_ordinal
 
     forms = list(load_registry().values())
@@ -171,7 +171,7 @@ def test_a_policy_sent_to_a_worker_keeps_the_fast_path():
     """Formats pickle by name: identity checks (`fmt is FP32`) hold in worker processes."""
     import pickle
 
-    from mishaudit.evaluate import binary32_program
+    from mishaudit.eval.program32 import binary32_program
 
     pol = pickle.loads(pickle.dumps(Policy(FP32)))
     assert pol.storage is FP32

@@ -5,12 +5,13 @@ import mpmath
 import numpy as np
 import pytest
 
-from mishaudit.evaluate import Policy, evaluate
-from mishaudit.fastref import EPS, exp_bounded, fast_reference
+from mishaudit.eval.evaluate import Policy, evaluate
 from mishaudit.formats import BF16, FP16, FP32, FP64, all_finite, from_ordinal
-from mishaudit.metrics import errors
-from mishaudit.reference import Reference, compute_points
-from mishaudit.registry import load_registry
+from mishaudit.lang.registry import load_registry
+from mishaudit.measure.metrics import errors
+from mishaudit.reference.fastref import EPS, exp_bounded, fast_reference
+from mishaudit.reference.table import Reference
+from mishaudit.reference.ziv import compute_points
 
 
 def test_exp_error_within_the_proven_bound():

@@ -9,7 +9,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mishaudit.formats import BF16, FORMATS, FP16, FP32, all_finite, from_ordinal, ordinal, round_fraction, round_mpf, round_to, ulp
+from mishaudit.formats import (
+    BF16,
+    FORMATS,
+    FP16,
+    FP32,
+    all_finite,
+    from_ordinal,
+    ordinal,
+    round_fraction,
+    round_mpf,
+    round_to,
+    ulp,
+)
 
 
 @pytest.mark.parametrize("fmt", FORMATS, ids=lambda f: f.name)

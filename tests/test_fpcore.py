@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mishaudit import fpcore as fc
 from mishaudit.errors import UserError
-from mishaudit.registry import builtin_files, load_registry, load_text
+from mishaudit.lang import fpcore as fc
+from mishaudit.lang.registry import builtin_files, load_registry, load_text
 
 names = st.sampled_from(["x", "y", "e", "n", "sp", "t"])
 numbers = st.fractions(min_value=-(10**6), max_value=10**6, max_denominator=10**6).map(lambda v: fc.Num(v))

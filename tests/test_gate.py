@@ -93,8 +93,8 @@ def test_unreadable_or_invalid_toml(tmp_path):
 def test_committed_thresholds_are_valid():
     from pathlib import Path
 
-    from mishaudit.registry import load_registry
-    from mishaudit.thresholds import read_thresholds
+    from mishaudit.gate.thresholds import read_thresholds
+    from mishaudit.lang.registry import load_registry
 
     path = Path(__file__).resolve().parent.parent / "reports" / "thresholds.toml"
     th = read_thresholds(path, set(load_registry()))

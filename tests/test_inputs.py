@@ -8,9 +8,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mishaudit.errors import UserError
+from mishaudit.eval.inputs import (
+    Domain,
+    formula_thresholds,
+    input_set,
+    parse_domain,
+    sample,
+)
 from mishaudit.formats import FP32, FP64, ordinal
-from mishaudit.inputs import Domain, formula_thresholds, input_set, parse_domain, sample
-from mishaudit.registry import load_registry
+from mishaudit.lang.registry import load_registry
 
 
 @pytest.mark.parametrize("fmt", [FP32, FP64], ids=lambda f: f.name)

@@ -9,9 +9,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mishaudit import libm
 from mishaudit.errors import UserError
-from mishaudit.formats import BF16, FP16, FP32, FP64, all_finite, from_ordinal, round_fraction
+from mishaudit.eval import libm
+from mishaudit.formats import (
+    BF16,
+    FP16,
+    FP32,
+    FP64,
+    all_finite,
+    from_ordinal,
+    round_fraction,
+)
 
 FMTS = [FP16, BF16, FP32, FP64]
 MP = {"exp": mpmath.exp, "expm1": mpmath.expm1, "log": mpmath.log, "log1p": mpmath.log1p, "tanh": mpmath.tanh}

@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mishaudit.formats import FP16, FP32, from_ordinal, ordinal
-from mishaudit.metrics import errors, summarize
-from mishaudit.reference import reference
+from mishaudit.measure.metrics import errors, summarize
+from mishaudit.reference.table import reference
 
 
 def mish(x):

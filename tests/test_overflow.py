@@ -4,19 +4,26 @@ import json
 import os
 import subprocess
 import sys
+from fractions import Fraction
 
 import mpmath
 import numpy as np
 import pytest
 
-from mishaudit.evaluate import Policy, evaluate
-from fractions import Fraction
-
-from mishaudit.formats import FP16, FP32, FP64, all_finite, from_ordinal, ordinal, round_fraction
-from mishaudit.metrics import errors
-from mishaudit.overflow import overflow_map
-from mishaudit.reference import reference
-from mishaudit.registry import load_registry
+from mishaudit.analysis.events import overflow_map
+from mishaudit.eval.evaluate import Policy, evaluate
+from mishaudit.formats import (
+    FP16,
+    FP32,
+    FP64,
+    all_finite,
+    from_ordinal,
+    ordinal,
+    round_fraction,
+)
+from mishaudit.lang.registry import load_registry
+from mishaudit.measure.metrics import errors
+from mishaudit.reference.table import reference
 
 REG = load_registry()
 
@@ -159,7 +166,7 @@ def test_attribution_below_minus_36_blames_the_absorbed_sum_not_exp(fid, culprit
     0 where the exact operand 1 + e gives about e: its local error is log2(1 + ord(RN32(e))) bits,
     RN32 of the exact result being RN32(e) (log(1 + e) = e - e^2/2 + ..., and 1 - 2/(2 + 2e + e^2)
     = e - e^2/2 + ..., both within a tiny relative distance of e)."""
-    from mishaudit.overflow import local_culprits
+    from mishaudit.analysis.attribution import local_culprits
 
     recs, who, local = local_culprits(REG[fid], Policy(FP32), np.array([x]))
     assert recs[who[0]].label == culprit
@@ -187,16 +194,16 @@ EXHAUSTIVE_DOMAINS = [
 @pytest.mark.parametrize("lo,hi", EXHAUSTIVE_DOMAINS)
 def test_exhaustive_overflow_equals_the_enumerated_map(lo, hi):
     """Where the sample already enumerates every input, the streamed sweep must give the same maps."""
-    from mishaudit.inputs import Domain, sample
-    from mishaudit.sweep import Sweep, run_sweep
+    from mishaudit.analysis.sweep import Sweep, run_sweep
+    from mishaudit.eval.inputs import Domain, sample
 
     dom = Domain(lo, hi)
-    if sample(FP32, 1 << 16, 0, dom).strategy != "exhaustive":  # keep the domain small enough to enumerate
-        dom = Domain(lo, float(from_ordinal([ordinal(np.array([lo]), FP32)[0] + 60000], FP32)[0]))
+    if sample(FP32, 12_000, 0, dom).strategy != "exhaustive":  # keep the domain small enough to enumerate
+        dom = Domain(lo, float(from_ordinal([ordinal(np.array([lo]), FP32)[0] + 12_000], FP32)[0]))
     forms = [REG[i] for i in ("onednn-jit", "exp-rational", "softplus-tanh", "log-exp-plus-one")]
     job = run_sweep(Sweep(forms, Policy(FP32), dom, chunk=1 << 13, mode="overflow"), jobs=1)
     for f in forms:
-        want_maps, want_att = overflow_map(f, Policy(FP32), dom, 1 << 16, 0)
+        want_maps, want_att = overflow_map(f, Policy(FP32), dom, 12_001, 0)
         got_maps, got_att = job.result(f)
         assert [m.as_json() for m in got_maps] == [m.as_json() for m in want_maps], f.id
         assert got_att["bad_inputs"] == want_att["bad_inputs"]

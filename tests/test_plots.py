@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mishaudit import plots
+from mishaudit.eval.inputs import Domain
 from mishaudit.formats import FP16
-from mishaudit.inputs import Domain
-from mishaudit.registry import load_registry
-from mishaudit.report import collect, report_meta, write_report
+from mishaudit.lang.registry import load_registry
+from mishaudit.output import plots
+from mishaudit.output.report import collect, report_meta, write_report
 
 REG = load_registry()
 IDS = ["softplus-threshold", "exp-rational", "onednn-jit"]
@@ -129,7 +129,7 @@ def test_report_files_are_valid_and_atomic(data, tmp_path, monkeypatch):
         assert (out / name).stat().st_size > 0
     # an interrupted rebuild leaves the previous report as it was
     before = (out / "index.md").read_text()
-    import mishaudit.report as rep
+    import mishaudit.output.report as rep
 
     def boom(*a, **k):
         raise KeyboardInterrupt
@@ -154,8 +154,8 @@ def test_every_command_help_ends_with_an_example():
 
 @pytest.mark.parametrize("fmt_name", ["fp16", "bf16", "fp32", "fp64"])
 def test_ticks_stay_legible_over_every_format_range(fmt_name):
+    from mishaudit.analysis.events import EventMap, Interval
     from mishaudit.formats import get_format
-    from mishaudit.overflow import EventMap, Interval
 
     fmt = get_format(fmt_name)
     maps = [EventMap("f", fmt_name, fmt_name, False, "e", "(exp x)", "overflow", [Interval(88.0, fmt.max, 10, True)]),

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from mishaudit.formats import BF16, FP16, FP32, FP64, all_finite
-from mishaudit.reference import _cache_path, reference, reference_point
+from mishaudit.reference.table import cache_path, reference
+from mishaudit.reference.ziv import reference_point
 
 
 def mish_textbook(x, prec=400):
@@ -61,7 +62,7 @@ def test_cache_roundtrip_and_corruption(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("MISHAUDIT_CACHE_DIR", str(tmp_path))
     xs = np.sort(all_finite(FP16))[::50]
     a = reference(xs, FP16, show_progress=False)
-    path = _cache_path(FP16)
+    path = cache_path(FP16)
     assert path.exists()
     b = reference(xs, FP16, show_progress=False)
     assert np.array_equal(a.rn, b.rn) and np.array_equal(a.d, b.d)
@@ -95,7 +96,7 @@ def test_d_keeps_its_digits_when_mish_is_just_below_x(x, fmt):
 
 
 def test_metrics_do_not_invent_absolute_errors_at_huge_x():
-    from mishaudit.metrics import errors
+    from mishaudit.measure.metrics import errors
 
     x = np.array([1e30, 3e38, 2.0**100], dtype=np.float32).astype(np.float64)
     ref = reference(x, FP32, show_progress=False)

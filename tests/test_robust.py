@@ -1,18 +1,16 @@
 """No tracebacks: every operator the reader accepts works in every command, type errors are refused
 at load, an internal error is one line and exit 3 (distinct from 1, a broken gate limit)."""
 
-import json
 import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from mishaudit.cli import main
 from mishaudit.errors import UserError
-from mishaudit.registry import load_text
+from mishaudit.lang.registry import load_text
 
 # every operator and form the reader accepts, in one (odd but valid) formulation
 ALL_OPS = """(FPCore every-op (x)
@@ -54,7 +52,7 @@ def test_every_operator_in_every_command(every_op, args):
 
 
 def test_every_operator_in_plot_report_baseline_check(every_op, tmp_path):
-    common = ["--formulas", str(every_op), "--formula", "every-op", "--dtype", "fp16"]
+    common = ["--formulas", str(every_op), "--formula", "every-op", "--dtype", "fp16", "--domain", "-4:4"]
     assert run("plot", *common, "--out", str(tmp_path / "e.png"))[0] == 0
     code, _, err = run("report", *common, "--out", str(tmp_path / "rep"))
     assert code == 0, err
@@ -76,12 +74,12 @@ def test_type_errors_are_refused_at_load(body, words):
 
 
 def test_an_internal_error_is_one_line_and_exit_3(monkeypatch):
-    import mishaudit.audit
+    import mishaudit.analysis.audit
 
     def boom(*a, **k):
         raise ZeroDivisionError("simulated bug")
 
-    monkeypatch.setattr(mishaudit.audit, "run_audit", boom)
+    monkeypatch.setattr(mishaudit.analysis.audit, "run_audit", boom)
     r = CliRunner().invoke(main, ["compare", "--formula", "softplus-tanh"])
     assert r.exit_code == 3
     lines = [ln for ln in r.output.strip().splitlines() if ln]

@@ -6,16 +6,17 @@ import math
 import numpy as np
 import pytest
 
-from mishaudit.audit import run_audit
+from mishaudit.analysis.audit import run_audit
+from mishaudit.analysis.sweep import Sweep, run_sweep, values
 from mishaudit.errors import UserError
-from mishaudit.evaluate import Policy
-from mishaudit.fastref import fast_reference
+from mishaudit.eval.evaluate import Policy
+from mishaudit.eval.inputs import Domain
 from mishaudit.formats import FP16, FP32, from_ordinal
-from mishaudit.metrics import errors, summarize
-from mishaudit.reference import Reference
-from mishaudit.inputs import Domain
-from mishaudit.registry import load_registry, load_text
-from mishaudit.sweep import Acc, Sweep, _values, hist_keys, hist_upper, run_sweep, summary_row
+from mishaudit.lang.registry import load_registry, load_text
+from mishaudit.measure.metrics import errors, summarize
+from mishaudit.measure.summary import Acc, ExactBlock, hist_upper, summary_row
+from mishaudit.reference.fastref import fast_reference
+from mishaudit.reference.table import Reference
 
 REG = load_registry()
 DOM = Domain(-3.0, -3.0 + 6000 * 2.0**-22)  # 6001 consecutive fp32 values
@@ -68,7 +69,7 @@ def test_fold_equals_the_numpy_metrics_on_crafted_outputs():
     """Outputs moved off RN(r) by random ordinal steps (1 to 2^20), NaN, inf and flipped zeros."""
     rng = np.random.default_rng(3)
     for lo in (-2000, -(2**31 - 2**23 - 1), 1_060_000_000, -1_100_000_000):
-        x32 = _values(lo, lo + 4095)
+        x32 = values(lo, lo + 4095)
         x = x32.astype(np.float64)
         rn, d, E, r64, ok = fast_reference(x, FP32)
         x, x32, rn, d, E, r64 = x[ok], x32[ok], rn[ok], d[ok], E[ok], r64[ok]
@@ -102,13 +103,13 @@ def test_values_are_the_ordinals_in_order_with_both_zeros():
         want = from_ordinal(np.arange(lo, hi + 1), FP32)
         if lo <= 0 <= hi:
             want = np.insert(want, -lo, -0.0)
-        got = _values(lo, hi).astype(np.float64)
+        got = values(lo, hi).astype(np.float64)
         assert np.array_equal(got, want) and np.array_equal(np.signbit(got), np.signbit(want))
         assert np.all(got[1:] >= got[:-1])
 
 
 def test_merge_order_does_not_matter():
-    x32 = _values(-3000, 3000)
+    x32 = values(-3000, 3000)
     x = x32.astype(np.float64)
     rn, d, E, r64, _ = fast_reference(x, FP32)
     y = from_ordinal(np.arange(-3000, 3001) // 2, FP32).astype(np.float32)
@@ -179,19 +180,24 @@ def test_only_fp32():
 
 
 def test_histogram_bins_bound_their_values():
+    """The keys the compiled fold writes (the production path) bound each ulp error from above,
+    within 2^-11 relative: outputs y = RN(r) + k ulps with d = 0 have ulp error exactly |k|."""
+    from mishaudit.measure.fold import fold
+
     rng = np.random.default_rng(5)
-    u = np.concatenate([10 ** rng.uniform(-12, 8, 5000), [0.0, 2.0**-31, 0.5, 1.0]])
-    for v, k in zip(u, hist_keys(u)):
-        assert v <= hist_upper(int(k)) <= max(v * (1 + 2.0**-10), 2.0**-30)
-
-
+    k = np.concatenate([rng.integers(-2**22, 2**22, 3000), [0, 1, -1, 2, 1000, 2**22]])
+    rn = np.full(len(k), 1.5)  # binade 0 of binary32: ulp 2^-23, every rn + k ulp stays finite
+    y = (rn + k * 2.0**-23).astype(np.float32)
+    keys = np.empty(len(k), dtype=np.int64)
+    fold(y, rn, np.zeros(len(k)), np.zeros(len(k), dtype=np.int64), np.zeros(10, dtype=np.int64),
+         np.empty(0, dtype=np.int64), np.empty(7), keys)
+    for v, key in zip(np.abs(k).astype(float), keys):
+        assert v <= hist_upper(int(key)) <= max(v * (1 + 2.0**-10), 2.0**-30)
 
 
 def test_exact_block_shortcut_equals_the_full_fold():
-    from mishaudit.sweep import ExactBlock
-
     for lo in (-3000, 1_060_000_000, -(2**31 - 2**23 - 1)):
-        x32 = _values(lo, lo + 4000)
+        x32 = values(lo, lo + 4000)
         x = x32.astype(np.float64)
         rn, d, E, r64, ok = fast_reference(x, FP32)
         assert ok.all()

@@ -34,9 +34,10 @@ from fractions import Fraction
 
 import numpy as np
 
-from . import fpcore as fc
-from .formats import Format
-from .libm import host, increasing_bounds, mpfr_array
+from mishaudit.eval.evaluate import truth
+from mishaudit.eval.libm import host, increasing_bounds, mpfr_array
+from mishaudit.formats import Format
+from mishaudit.lang import fpcore as fc
 
 SLACK = 2.0**-40
 ABS_SLACK = 2.0**-1060
@@ -220,7 +221,7 @@ _RANGE = {"exp": (0.0, np.inf), "expm1": (-1.0, np.inf), "tanh": (-1.0, 1.0)}
 
 
 @functools.lru_cache(maxsize=None)
-def _ctxs(prec: int):
+def mpfr_contexts(prec: int):
     """(round-down, round-up) MPFR contexts at `prec` bits with MPFR's widest exponent range."""
     import gmpy2
 
@@ -231,7 +232,7 @@ def _ctxs(prec: int):
 @functools.lru_cache(maxsize=None)
 def _ufuncs(prec: int):
     """numpy ufuncs over object arrays applying each context method (down, up) element by element."""
-    d, u = _ctxs(prec)
+    d, u = mpfr_contexts(prec)
     names = ("add", "sub", "mul", "div", "exp", "expm1", "log", "log1p", "tanh", "sqrt", "pow")
     nargs = {"exp": 1, "expm1": 1, "log": 1, "log1p": 1, "tanh": 1, "sqrt": 1}
     return {k: (np.frompyfunc(getattr(d, k), nargs.get(k, 2), 1), np.frompyfunc(getattr(u, k), nargs.get(k, 2), 1))
@@ -252,7 +253,7 @@ class MpfrIv(ArrayIv):
     def __init__(self, n: int, prec: int):
         super().__init__(n)
         self.prec = prec
-        self.d, self.u = _ctxs(prec)
+        self.d, self.u = mpfr_contexts(prec)
         self.f = _ufuncs(prec)
         _, self.isnan, self.pzero, self.nzero = _helpers()
         self.zero = self.pzero
@@ -372,6 +373,9 @@ class Enclosure:
     undecided: np.ndarray | None = None  # bool per input (enclose_array)
 
 
+_METHODS = {"+": "add", "*": "mul", "/": "div", "fabs": "fabs", "copysign": "copysign", "pow": "pow"}
+
+
 class _Walk:
     def __init__(self, formula, storage: Format, B, record: bool):
         self.B = B
@@ -428,6 +432,18 @@ class _Walk:
             self.nodes[id(e)] = v
         return v
 
+    def compare(self, op: str, p, q):
+        """p op q where the enclosures decide it; an input where they do not is marked undecided."""
+        B = self.B
+        if op in ("<", ">"):
+            v, und = B.less(p, q) if op == "<" else B.less(q, p)
+        elif op in ("<=", ">="):
+            v, und = B.less_eq(p, q) if op == "<=" else B.less_eq(q, p)
+        else:
+            v, und = B.equal(p, q)
+            v = v if op == "==" else ~v
+        return self.cond(v, und)
+
     def _named(self, name: str):
         if isinstance(self.B, MpfrIv):
             return self.B.named(name)
@@ -442,46 +458,14 @@ class _Walk:
 
     def op(self, op, a):
         B = self.B
-        if op in ("<", ">", "<=", ">="):
-            out = None
-            for p, q in zip(a, a[1:]):
-                v, und = {"<": lambda: B.less(p, q), ">": lambda: B.less(q, p),
-                          "<=": lambda: B.less_eq(p, q), ">=": lambda: B.less_eq(q, p)}[op]()
-                v = self.cond(v, und)
-                out = v if out is None else out & v
-            return out
-        if op in ("==", "!="):
-            out = None
-            pairs = list(zip(a, a[1:])) if op == "==" else [(a[i], a[j]) for i in range(len(a))
-                                                            for j in range(i + 1, len(a))]
-            for p, q in pairs:
-                v, und = B.equal(p, q)
-                v = self.cond(v, und)
-                v = v if op == "==" else ~v
-                out = v if out is None else out & v
-            return out
-        if op == "and":
-            return np.logical_and.reduce(a)
-        if op == "or":
-            return np.logical_or.reduce(a)
-        if op == "not":
-            return ~a[0]
-        if op == "+":
-            return B.add(*a)
+        if op in fc.BOOLEAN_OPS:
+            return truth(op, a, {k: functools.partial(self.compare, k) for k in fc.COMPARISONS})
+        if op in _METHODS:
+            return getattr(B, _METHODS[op])(*a)
         if op == "-":
             return B.neg(a[0]) if len(a) == 1 else B.sub(*a)
-        if op == "*":
-            return B.mul(*a)
-        if op == "/":
-            return B.div(*a)
         if op == "fma":
             return B.add(B.mul(a[0], a[1]), a[2])
-        if op == "fabs":
-            return B.fabs(a[0])
-        if op == "copysign":
-            return B.copysign(a[0], a[1])
-        if op == "pow":
-            return B.pow(a[0], a[1])
         if op in ("fmax", "fmin"):
             # which operand is taken is a branch: decided when the intervals do not overlap (or
             # are the same point)

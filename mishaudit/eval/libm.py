@@ -40,8 +40,8 @@ import math
 
 import numpy as np
 
-from .errors import UserError
-from .formats import FP32, FP64, Format, round_to
+from mishaudit.errors import UserError
+from mishaudit.formats import FP32, FP64, Format, round_to
 
 MODELS = ("cr", "numpy")
 ELEMENTARY = ("exp", "expm1", "log", "log1p", "tanh", "pow")

@@ -20,9 +20,9 @@ from fractions import Fraction
 from importlib import resources
 from pathlib import Path
 
-from . import fpcore
-from .errors import UserError
-from .formats import Format
+from mishaudit.errors import UserError
+from mishaudit.formats import Format
+from mishaudit.lang import fpcore
 
 
 @dataclass(frozen=True)

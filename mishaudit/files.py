@@ -6,7 +6,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from .errors import UserError
+from mishaudit.errors import UserError
 
 
 def atomic_write_bytes(path, data: bytes) -> None:
@@ -46,3 +46,41 @@ def check_writable(path, option: str = "--output") -> None:
         raise UserError(f"cannot write {option} {path}: folder {parent} does not exist; create it first")
     if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise UserError(f"cannot write {option} {path}: permission denied; choose a writable location")
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one atomic step where the OS can (Linux renameat2 RENAME_EXCHANGE, macOS
+    renamex_np RENAME_SWAP); False where it cannot."""
+    import ctypes
+    import ctypes.util
+    import sys
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        if sys.platform.startswith("linux") and hasattr(libc, "renameat2"):
+            at_fdcwd, exchange = -100, 2
+            return libc.renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), exchange) == 0
+        if sys.platform == "darwin" and hasattr(libc, "renamex_np"):
+            return libc.renamex_np(os.fsencode(a), os.fsencode(b), 0x2) == 0
+    except (OSError, AttributeError):
+        pass
+    return False
+
+
+def replace_folder(new: Path, target: Path) -> None:
+    """Put folder `new` in place of `target`: an atomic exchange where the OS offers one (the old folder
+    then goes away), so a reader sees the old or the new folder at every instant; a plain rename when
+    there is no old folder; elsewhere two renames (a moment without `target`)."""
+    import shutil
+
+    new, target = Path(new), Path(target)
+    if not target.exists():
+        os.replace(new, target)
+        return
+    if _exchange(new, target):
+        shutil.rmtree(new, ignore_errors=True)  # `new` now holds the old folder
+        return
+    old = target.parent / f".{target.name}.old-{os.getpid()}"
+    os.replace(target, old)
+    os.replace(new, target)
+    shutil.rmtree(old, ignore_errors=True)

@@ -1,4 +1,5 @@
-"""Render audit rows: rich table, Markdown, CSV, JSON (pure functions returning text, and one printer)."""
+"""Render result records (output/frames.py's rows): rich tables, Markdown, CSV, JSON (pure functions
+returning text, and printers)."""
 
 from __future__ import annotations
 
@@ -7,17 +8,12 @@ import io
 import json
 import math
 
-from .errors import UserError
-from .metrics import BUCKETS
+from mishaudit.errors import UserError
+from mishaudit.measure.metrics import BUCKETS
+from mishaudit.output.frames import COMPARE_JSON_KEYS, COMPARE_KEYS
 
-JSON_KEYS = (
-    "formula", "dtype", "compute_dtype", "ftz", "strategy", "inputs", "max_ulp", "mean_ulp", "median_ulp",
-    "p99_ulp", "worst_x", "worst_y", "worst_ref", "cr_frac", "faithful_frac", "max_abs_err", "max_rel_err",
-    "mean_bits", "max_bits", "nonfinite", "signed_zero_mismatch", "max_formula_rel_err",
-)
-EXTRA_KEYS = ("libm",) + BUCKETS + ("formula_ulp", "formula_ulp_worst_x", "formula_exact", "formula_err_worst_x",
-                                    "formula_err_undecided", "specials_wrong")
-ALL_KEYS = JSON_KEYS + EXTRA_KEYS
+JSON_KEYS = COMPARE_JSON_KEYS
+ALL_KEYS = COMPARE_KEYS
 ASCENDING_IS_WORSE = {"cr_frac", "faithful_frac"}  # for these a smaller value is worse
 
 LEGEND = (
@@ -61,7 +57,7 @@ def _pct(v) -> str:
     return "—" if v is None else f"{100 * v:.1f}%"
 
 
-def _short(v) -> str:
+def short(v) -> str:
     """3 significant digits without an exponent between 0.001 and 1e5."""
     if v is None:
         return "—"
@@ -76,8 +72,8 @@ def _short(v) -> str:
 
 
 TABLE_COLUMNS = (
-    ("formula", "formula", str), ("max ulp", "max_ulp", _short), ("mean ulp", "mean_ulp", _short),
-    ("p99 ulp", "p99_ulp", _short), ("worst x", "worst_x", repr), ("CR", "cr_frac", _pct), ("faithful", "faithful_frac", _pct),
+    ("formula", "formula", str), ("max ulp", "max_ulp", short), ("mean ulp", "mean_ulp", short),
+    ("p99 ulp", "p99_ulp", short), ("worst x", "worst_x", repr), ("CR", "cr_frac", _pct), ("faithful", "faithful_frac", _pct),
     ("nonfinite", "nonfinite", str), ("±0", "signed_zero_mismatch", str),
     ("formula ulp", "formula_ulp", None), ("dULP 0/1/2/3/>3", None, None),
 )
@@ -90,7 +86,7 @@ def formula_ulp_text(r: dict) -> str:
         return "—"
     if r.get("formula_exact"):
         return "exact"
-    return "< 2^-10" if v == 0 else _short(v)
+    return "< 2^-10" if v == 0 else short(v)
 
 
 def _cells(r: dict) -> list[str]:
@@ -122,7 +118,7 @@ def to_markdown(rows: list[dict], specials: list[dict]) -> str:
     lines += ["", LEGEND]
     models = sorted({r.get("libm", "cr") for r in rows})
     if models:
-        from .libm import describe
+        from mishaudit.eval.libm import describe
 
         lines += ["", "; ".join(describe(m) for m in models) + "."]
     if undecided_note(rows):
@@ -189,3 +185,41 @@ def print_table(rows: list[dict], specials: list[dict], meta: dict, console) -> 
         console.print(s)
     else:
         console.print("[dim]special inputs ±0, ±inf, NaN: every formulation gives mish's value.[/]")
+
+
+# ---------------------------------------------------------------- any records (list, check)
+
+
+def plain_json(rows: list[dict]) -> str:
+    return json.dumps([{k: _json_safe(v) for k, v in r.items()} for r in rows], indent=2) + "\n"
+
+
+def plain_csv(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    if rows:
+        w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: "" if v is None else (repr(v) if isinstance(v, float) else v) for k, v in r.items()})
+    return buf.getvalue()
+
+
+def plain_markdown(rows: list[dict]) -> str:
+    if not rows:
+        return ""
+    head = list(rows[0])
+    cell = lambda v: "—" if v is None else str(v).replace("|", "\\|")  # noqa: E731
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    lines += ["| " + " | ".join(cell(r[k]) for k in head) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def print_formulas(rows: list[dict], console) -> None:
+    from rich.table import Table
+
+    t = Table(title=f"{len(rows)} registered formulations", title_justify="left")
+    for c in ("id", "description", "source"):
+        t.add_column(c, overflow="fold")
+    for r in rows:
+        t.add_row(r["id"], r["description"], r["source"])
+    console.print(t)

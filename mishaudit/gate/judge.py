@@ -1,11 +1,10 @@
-"""The CI gate: thresholds x measured rows -> a verdict per limit (pure), and JUnit XML."""
+"""The CI gate's judgement: thresholds x measured rows -> a verdict per limit (pure)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from xml.etree import ElementTree as ET
 
-from .thresholds import AT_LEAST, Limit
+from mishaudit.gate.thresholds import AT_LEAST, Limit
 
 COUNTS = ("nonfinite", "dulp_0", "dulp_1", "dulp_2", "dulp_3", "dulp_gt3")
 
@@ -21,13 +20,21 @@ class Verdict:
     ok: bool
     slack: bool  # better than the limit by more than TIGHTEN
 
+    def row(self) -> dict:
+        """The verdict as a record (output/frames.py's VERDICT_KEYS)."""
+        e = self.entry
+        return {"formula": e.formula, "dtype": e.dtype, "compute_dtype": e.compute_dtype, "ftz": e.ftz,
+                "libm": e.libm, "domain": list(e.domain) if e.domain else None, "measure": self.measure,
+                "measured": self.measured, "limit": self.limit, "ok": self.ok, "can_tighten": self.slack}
+
     def line(self) -> str:
         rel = ">=" if self.measure in AT_LEAST else "<="
         word = "ok" if self.ok else "FAILED"
-        return f"{self.entry.label()}: {self.measure} = {_fmt(self.measured)} (limit {rel} {_fmt(self.limit)}) {word}"
+        return f"{self.entry.label()}: {self.measure} = {fmt_value(self.measured)} (limit {rel} {fmt_value(self.limit)}) {word}"
 
 
-def _fmt(v) -> str:
+def fmt_value(v) -> str:
+    """A measured value or limit as the gate prints it: an integer as such, else 6 significant digits."""
     if v is None:
         return "none"
     return repr(int(v)) if float(v).is_integer() and abs(v) < 1e15 else f"{v:.6g}"
@@ -51,19 +58,3 @@ def judge(entry: Limit, row: dict) -> list[Verdict]:
                 slack = slack and limit - v >= 2
         out.append(Verdict(entry, measure, limit, float(v), bool(ok), bool(ok and slack)))
     return out
-
-
-def junit_xml(verdicts: list[Verdict], seconds: float) -> bytes:
-    """JUnit XML: one <testcase> per limit, a <failure> for each broken one."""
-    failures = sum(not v.ok for v in verdicts)
-    suite = ET.Element("testsuite", name="mishaudit check", tests=str(len(verdicts)), failures=str(failures),
-                       errors="0", time=f"{seconds:.3f}")
-    for v in verdicts:
-        case = ET.SubElement(suite, "testcase", classname=f"mishaudit.{v.entry.formula}.{v.entry.dtype}",
-                             name=f"{v.entry.label()}: {v.measure}")
-        if not v.ok:
-            f = ET.SubElement(case, "failure", message=v.line(), type="ThresholdExceeded")
-            f.text = v.line()
-    root = ET.Element("testsuites", tests=str(len(verdicts)), failures=str(failures))
-    root.append(suite)
-    return ET.tostring(root, encoding="utf-8", xml_declaration=True)

@@ -29,8 +29,8 @@ import math
 import tomllib
 from dataclasses import dataclass, field
 
-from .errors import UserError
-from .formats import get_format
+from mishaudit.errors import UserError
+from mishaudit.formats import get_format
 
 AT_MOST = ("max_ulp", "mean_ulp", "p99_ulp", "nonfinite", "dulp_1", "dulp_2", "dulp_3", "dulp_gt3")
 AT_LEAST = ("cr_frac", "dulp_0")

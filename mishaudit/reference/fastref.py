@@ -53,7 +53,7 @@ import math
 
 import numpy as np
 
-from .formats import Format, pow2, round_to
+from mishaudit.formats import Format, pow2, round_to
 
 EPS = 2.0**-46
 TINY_D = 2.0**-1000  # stands for a |d| below any resolution (its sign is what matters)

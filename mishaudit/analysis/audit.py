@@ -9,13 +9,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import __version__, libm
-from .approx import approx_error
-from .evaluate import Policy, evaluate
-from .formats import Format
-from .inputs import SPECIALS, Domain, expected_special, input_set
-from .metrics import errors, summarize
-from .reference import reference
+from mishaudit import __version__
+from mishaudit.eval import libm
+from mishaudit.eval.evaluate import Policy, evaluate
+from mishaudit.eval.inputs import SPECIALS, Domain, expected_special, input_set
+from mishaudit.formats import Format
+from mishaudit.measure.approx import approx_error
+from mishaudit.measure.metrics import errors, summarize
+from mishaudit.reference.table import reference
 
 
 @dataclass
@@ -76,10 +77,17 @@ def _input_sets(formulas: list, fmt: Format, domain: Domain, samples: int, seed:
 
 def run_audit(formulas: list, fmts: list[Format], compute: Format | None, ftz: bool, domain: Domain,
               samples: int, seed: int, use_cache: bool = True, progress: bool = True,
-              with_formula_error: bool = True, keep_errors: bool = False, model: str = "cr") -> Audit:
-    """Evaluate every formula on every format's input set against the reference."""
+              with_formula_error: bool = True, keep_errors: bool = False, model: str = "cr",
+              exhaustive: bool = False, jobs: int = 0, resume: bool = False, on_sweep=None) -> Audit:
+    """Evaluate every formula on every format's input set against the reference; with `exhaustive`,
+    fp32 streams every input of the domain (analysis/sweep.py; `on_sweep(done, total, inputs)` hears
+    of its progress)."""
     out = Audit(meta=environment(model))
     for fmt in fmts:
+        if exhaustive and fmt.name == "fp32":
+            out.rows += _exhaustive_rows(formulas, policy_for(fmt, compute, ftz, model), domain, jobs, resume,
+                                         on_sweep, out)
+            continue
         sets, bits = _input_sets(formulas, fmt, domain, samples, seed)
         ref_all = reference(bits.view(np.float64), fmt, use_cache=use_cache, show_progress=progress)
         out.meta.setdefault("reference", {})[fmt.name] = {
@@ -106,6 +114,33 @@ def run_audit(formulas: list, fmts: list[Format], compute: Format | None, ftz: b
     return out
 
 
+def _exhaustive_rows(formulas, policy: Policy, domain: Domain, jobs: int, resume: bool, on_sweep, audit) -> list:
+    """Stream every fp32 input of the domain into the compare rows (no approximation error: it would
+    cost another pass over every input)."""
+    import time
+
+    from mishaudit.analysis.sweep import Sweep, run_sweep
+    from mishaudit.measure.summary import summary_row
+
+    t0 = time.perf_counter()
+    job = run_sweep(Sweep(formulas, policy, domain), jobs=jobs, resume=resume, progress=on_sweep)
+    merged = job.accs
+    audit.meta.setdefault("reference", {})["fp32"] = {"inputs": int(next(iter(merged.values())).counts[0]),
+                                                      "mpmath_fallback": job.fallback,
+                                                      "seconds": time.perf_counter() - t0}
+    rows = []
+    for f in formulas:
+        row = {"formula": f.id, "dtype": "fp32", "compute_dtype": policy.work.name, "ftz": policy.ftz,
+               "libm": policy.libm, "strategy": "exhaustive"}
+        row.update(summary_row(merged[f.id]))
+        row.update(approx_row(None))
+        sp = check_specials(f, policy)
+        row["specials_wrong"] = sum(not s["ok"] for s in sp)
+        audit.specials += sp
+        rows.append(row)
+    return rows
+
+
 def _approx_job(args):
     formula, x, fmt, ref = args
     return formula.id, approx_error(formula, x, fmt, ref)
@@ -113,16 +148,10 @@ def _approx_job(args):
 
 def approx_errors(formulas: list, sets: dict, refs: dict, fmt: Format) -> dict:
     """formula id -> ApproxError, the formulations spread over the cores (each is independent)."""
-    import os
+    from mishaudit.pool import run_all, workers_for
 
     jobs = [(f, sets[f.id].x, fmt, refs[f.id]) for f in formulas]
-    workers = min(len(jobs), os.cpu_count() or 1)
-    if workers < 2:
-        return dict(map(_approx_job, jobs))
-    from concurrent.futures import ProcessPoolExecutor
-
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        return dict(pool.map(_approx_job, jobs))
+    return dict(run_all(_approx_job, jobs, workers_for(len(jobs))))
 
 
 def approx_row(ae) -> dict:

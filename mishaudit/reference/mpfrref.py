@@ -6,11 +6,11 @@ holds mish(x) by MPFR's correct rounding, with no error analysis to trust):
   x <= 0: e = exp(x), n = e (e + 2), r = x * (n / (n + 2))   (n / (n + 2) increases with n)
   x > 0:  t = exp(-x), delta = 2 t^2 / (1 + 2 t + 2 t^2)     (increasing in t), r = x - x delta
 For x > 0, r - RN(r) is enclosed as (x - RN(r)) - x delta, with x - RN(r) exact, so d keeps its
-digits when x delta is far below 2^-P x (as in reference.py).
+digits when x delta is far below 2^-P x (as in ziv.py).
 An input is decided when both ends of r's enclosure round to the same format value and lie in
 the same binade, and the side of r around RN(r) is certain (d's enclosure excludes 0, or RN(r)
 is 0 or x, whose side is known: |mish(x)| < |x|, mish(x) has the sign of x). The rest go to the
-mpmath Ziv loop (reference.py). Each output is as reference_point's: rn, d = (r - RN(r))/ulp(r),
+mpmath Ziv loop (ziv.py). Each output is as reference_point's: rn, d = (r - RN(r))/ulp(r),
 E = max(floor(log2|r|), emin), r64 = r rounded to binary64.
 """
 
@@ -18,17 +18,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from .formats import Format
-from .libm import format_context, mpfr_array
+from mishaudit.eval.libm import format_context, mpfr_array
+from mishaudit.formats import Format
+from mishaudit.reference.enclose import mpfr_contexts
 
 EXTRA_BITS = 64
 TINY_D = 2.0**-1000
-
-
-def _ctx(prec: int):
-    from .enclose import _ctxs
-
-    return _ctxs(prec)
 
 
 def mpfr_reference(x: np.ndarray, fmt: Format):
@@ -64,7 +59,7 @@ def _one_pass(x: np.ndarray, fmt: Format, prec: int):
     import gmpy2
 
     n = len(x)
-    dn, up = _ctx(prec)
+    dn, up = mpfr_contexts(prec)
     F = lambda f, k=1: np.frompyfunc(f, k, 1)  # noqa: E731
     rn = np.zeros(n)
     d = np.zeros(n)
@@ -129,7 +124,7 @@ def _decide(fmt, idx, x, xm, r_lo, r_hi, xd_lo, xd_hi, prec, rn, d, E, r64, ok, 
     Eu = np.where(at_pow2, np.maximum(k2 - 2, fmt.emin), Eu)
     binade |= at_pow2
     sh = np.array([int(fmt.p - 1 - e) for e in Eu], dtype=object)  # d = (r - RN) 2^(p-1-E)
-    dn, up = _ctx(prec + 64)
+    dn, up = mpfr_contexts(prec + 64)
     F = lambda f, k=2: np.frompyfunc(f, k, 1)  # noqa: E731
     rnm = mpfr_array(a)
     if xd_lo is None:  # x <= 0: r - RN(r)

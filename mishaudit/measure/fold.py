@@ -23,6 +23,7 @@ import math
 import numba
 import numpy as np
 
+HIST_SUB = 2048  # histogram bins per binade of the ulp error (the top 11 significand bits)
 HIST_FLOOR = -30  # ulp errors below 2^-30 share bin 0
 KEY_BASE = ((1023 + HIST_FLOOR) << 11) - 1  # key = (binary64 bits >> 41) - KEY_BASE, at least 0
 _OFF = 600

@@ -37,15 +37,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .enclose import _ctxs, enclose_array, enclose_mpfr
-from .formats import Format
+from mishaudit.formats import Format
+from mishaudit.reference.enclose import enclose_array, enclose_mpfr, mpfr_contexts
 
 TAU = 2.0**-10  # resolution of formula_ulp, in ulps
 IDENTITY_PREC = 256
 IDENTITY_TOL = 2.0**-200
 PRECISIONS = (64, 96, 128, 256, 512, 1024)
 REL_TOL = 2.0**-60
-REF_REL = 2.0**-42  # relative error bound of the reference's r (reference.py, fastref.py)
+REF_REL = 2.0**-42  # relative error bound of the reference's r (ziv.py, fastref.py, mpfrref.py)
 REF_ABS = 2.0**-999  # ulps: the stand-in d = -2^-1000 of |d| below any resolution
 
 
@@ -64,7 +64,7 @@ class ApproxError:
 @functools.lru_cache(maxsize=1)
 def mish_formula():
     """mish itself as a formula, for its MPFR enclosures."""
-    from .registry import load_text
+    from mishaudit.lang.registry import load_text
 
     return load_text("(FPCore mish (x) (* x (tanh (log1p (exp x)))))", "<mish>", "mish")
 
@@ -73,7 +73,7 @@ def _identity(formula, x: np.ndarray, fmt: Format) -> np.ndarray:
     """Per input: F and mish agree to IDENTITY_TOL relative (MPFR at IDENTITY_PREC bits)."""
     F = enclose_mpfr(formula, x, fmt, IDENTITY_PREC)
     M = enclose_mpfr(mish_formula(), x, fmt, IDENTITY_PREC)
-    d, u = _ctxs(IDENTITY_PREC + 8)  # (Python's operators on MPFR numbers would round to 53 bits)
+    d, u = mpfr_contexts(IDENTITY_PREC + 8)  # (Python's operators on MPFR numbers would round to 53 bits)
     ab, sub = np.frompyfunc(u.abs, 1, 1), np.frompyfunc(u.sub, 2, 1)
     mul = np.frompyfunc(d.mul, 2, 1)
     scale = np.maximum(ab(M.lo), ab(M.hi))
@@ -86,7 +86,7 @@ def _mpfr_bounds(formula, x: np.ndarray, fmt: Format, q: np.ndarray, prec: int, 
     arrays of MPFR numbers."""
     F = enclose_mpfr(formula, x, fmt, prec)
     M = enclose_mpfr(mish_formula(), x, fmt, prec)
-    d, u = _ctxs(prec)
+    d, u = mpfr_contexts(prec)
     sub_d, sub_u = np.frompyfunc(d.sub, 2, 1), np.frompyfunc(u.sub, 2, 1)
     neg_ = np.frompyfunc(d.minus, 1, 1)  # exact (Python's unary minus would round to 53 bits)
     lo, hi = sub_d(F.lo, M.hi), sub_u(F.hi, M.lo)  # F - mish
@@ -185,7 +185,7 @@ def _maximum(formula, x, fmt, q, lo, hi, todo, tau: float, rel: bool):
         if ok.any():
             floor = max(floor, float(np.nextafter(flo[ok].max(), -np.inf)))
         keep = ~ok | (fhi >= floor)  # an undecided one is tried again at a higher precision
-        width = np.frompyfunc(_ctxs(PRECISIONS[lv])[1].sub, 2, 1)(bhi, blo)  # in MPFR: may exceed binary64
+        width = np.frompyfunc(mpfr_contexts(PRECISIONS[lv])[1].sub, 2, 1)(bhi, blo)  # in MPFR: may exceed binary64
         done = ok & keep & (width <= bhi * REL_TOL).astype(bool) & (bhi > 0).astype(bool)
         for k in np.flatnonzero(done).tolist():
             v = float((blo[k] + bhi[k]) / 2)

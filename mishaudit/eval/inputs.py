@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import fpcore as fc
-from .errors import UserError
-from .formats import Format, all_finite, from_ordinal, ordinal, round_to
+from mishaudit.errors import UserError
+from mishaudit.formats import Format, all_finite, from_ordinal, ordinal, round_to
+from mishaudit.lang import fpcore as fc
 
 NEIGHBOURS = 16
 
@@ -62,7 +62,7 @@ class InputSet:
     fmt: Format
 
 
-def _inward(domain: Domain, fmt: Format) -> tuple[int, int]:
+def inward(domain: Domain, fmt: Format) -> tuple[int, int]:
     """Ordinals of the smallest format value >= lo and the largest <= hi (finite)."""
     lo = max(domain.lo, -fmt.max)
     hi = min(domain.hi, fmt.max)
@@ -103,7 +103,7 @@ def sample(fmt: Format, n: int, seed: int, domain: Domain = Domain(), thresholds
     """A deterministic stratified sample of about `n` finite values (see the module docstring)."""
     if n < 1:
         raise UserError(f"--samples {n}: give a positive number of samples")
-    olo, ohi = _inward(domain, fmt)
+    olo, ohi = inward(domain, fmt)
     if olo > ohi:
         raise _empty(domain, fmt)
     if ohi - olo + 1 <= n:
@@ -149,7 +149,7 @@ def _with_neg_zero(x: np.ndarray, domain: Domain) -> np.ndarray:
 def formula_thresholds(formula, fmt: Format) -> list[float]:
     """Constants that the formula compares x-derived values with (if, fmin, fmax), evaluated in `fmt`
     (elementary functions correctly rounded, so the sample is the same under every libm model)."""
-    from .evaluate import Policy, evaluate
+    from mishaudit.eval.evaluate import Policy, evaluate
 
     probe = np.array([0.5, 3.0, -7.0])
     ev = evaluate(formula, probe, Policy(fmt, libm="cr"), record=True)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Union
 
-from .errors import UserError
+from mishaudit.errors import UserError
 
 # ---------------------------------------------------------------- the tree
 
@@ -27,51 +27,51 @@ Pos = tuple  # (line, column), 1-based; not part of a node's identity
 
 
 @dataclass(frozen=True)
-class Num:
+class _Node:
+    """Every expression node carries where it was read (keyword-only, outside equality)."""
+
+    pos: Pos = field(default=(0, 0), compare=False, repr=False, kw_only=True)
+
+
+@dataclass(frozen=True)
+class Num(_Node):
     value: Fraction
-    pos: Pos = field(default=(0, 0), compare=False, repr=False)
 
 
 @dataclass(frozen=True)
-class Const:
+class Const(_Node):
     name: str  # INFINITY NAN E PI LN2 TRUE FALSE
-    pos: Pos = field(default=(0, 0), compare=False, repr=False)
 
 
 @dataclass(frozen=True)
-class Var:
+class Var(_Node):
     name: str
-    pos: Pos = field(default=(0, 0), compare=False, repr=False)
 
 
 @dataclass(frozen=True)
-class Op:
+class Op(_Node):
     op: str
     args: tuple
-    pos: Pos = field(default=(0, 0), compare=False, repr=False)
 
 
 @dataclass(frozen=True)
-class If:
+class If(_Node):
     cond: "Expr"
     then: "Expr"
     other: "Expr"
-    pos: Pos = field(default=(0, 0), compare=False, repr=False)
 
 
 @dataclass(frozen=True)
-class Let:
+class Let(_Node):
     bindings: tuple  # ((name, Expr), ...)
     body: "Expr"
     sequential: bool  # let* when True
-    pos: Pos = field(default=(0, 0), compare=False, repr=False)
 
 
 @dataclass(frozen=True)
-class Annot:
+class Annot(_Node):
     props: tuple  # ((":key", value), ...)
     body: "Expr"
-    pos: Pos = field(default=(0, 0), compare=False, repr=False)
 
 
 Expr = Union[Num, Const, Var, Op, If, Let, Annot]
@@ -242,12 +242,12 @@ class _Reader:
                 raise self.err(node, "a string is not an expression: use a number or a variable")
             num = parse_number(node.text)
             if num is not None:
-                return Num(num, pos)
+                return Num(num, pos=pos)
             if node.text in CONSTANTS:
-                return Const(node.text, pos)
+                return Const(node.text, pos=pos)
             if node.text in OPERATORS or node.text in ("if", "let", "let*", "!"):
                 raise self.err(node, f"operator {node.text!r} used as a value: write ({node.text} ...)")
-            return Var(self.symbol(node), pos)
+            return Var(self.symbol(node), pos=pos)
         items, pos = node.items, (node.line, node.col)
         if not items:
             raise self.err(node, "empty expression (): write an operation or a value")
@@ -258,7 +258,7 @@ class _Reader:
         if op == "if":
             if len(items) != 4:
                 raise self.err(node, "if takes three parts: (if condition then else)")
-            return If(self.expr(items[1]), self.expr(items[2]), self.expr(items[3]), pos)
+            return If(self.expr(items[1]), self.expr(items[2]), self.expr(items[3]), pos=pos)
         if op in ("let", "let*"):
             if len(items) != 3 or not isinstance(items[1], _List):
                 raise self.err(node, f"{op} is written ({op} ([name expr] ...) body)")
@@ -267,12 +267,12 @@ class _Reader:
                 if not isinstance(b, _List) or len(b.items) != 2:
                     raise self.err(b if isinstance(b, _List) else b, "a binding is written [name expr]")
                 binds.append((self.symbol(b.items[0]), self.expr(b.items[1])))
-            return Let(tuple(binds), self.expr(items[2]), op == "let*", pos)
+            return Let(tuple(binds), self.expr(items[2]), op == "let*", pos=pos)
         if op == "!":
             props, i = self.props(items, 1, "!")
             if i != len(items) - 1:
                 raise self.err(node, "! is written (! :precision binary32 expr): properties, then one expression")
-            return Annot(props, self.expr(items[i]), pos)
+            return Annot(props, self.expr(items[i]), pos=pos)
         args = tuple(self.expr(a) for a in items[1:])
         if op in VARIADIC:
             if len(args) < 2:
@@ -283,7 +283,7 @@ class _Reader:
                 raise self.err(head, f"{op} takes {n} operand(s), got {len(args)}")
         else:
             raise self.err(head, f"unknown operator {op!r}: supported are {', '.join(sorted(OPERATORS))}, if, let, let*, !")
-        return Op(op, args, pos)
+        return Op(op, args, pos=pos)
 
 
 def parse(text: str, src: str = "<string>") -> FPCore:

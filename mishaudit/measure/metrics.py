@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .formats import Format, ordinal
-from .reference import Reference
+from mishaudit.formats import Format, ordinal
+from mishaudit.reference.table import Reference
 
 
 @dataclass

@@ -22,13 +22,16 @@ from pathlib import Path
 
 import numpy as np
 
-from . import plots, render
-from . import render_overflow as ro
-from .audit import policy_for, run_audit
-from .evaluate import Policy, evaluate
-from .formats import Format
-from .inputs import formula_thresholds
-from .overflow import overflow_map
+from mishaudit.analysis.audit import policy_for, run_audit
+from mishaudit.analysis.events import overflow_map
+from mishaudit.eval.evaluate import Policy, evaluate
+from mishaudit.eval.inputs import formula_thresholds
+from mishaudit.files import replace_folder
+from mishaudit.formats import Format
+from mishaudit.output import overflow_tables as ro
+from mishaudit.output import plots
+from mishaudit.output import tables as render
+from mishaudit.output.frames import COMPARE_KEYS, records, to_frame
 
 REPEATS = 3
 
@@ -120,7 +123,7 @@ def _html_table(rows: list[dict], cols: list[tuple[str, str]]) -> str:
         cells = []
         for _, k in cols:
             v = r.get(k)
-            shown = render._short(v) if isinstance(v, float) and k not in ("worst_x",) else ("—" if v is None else str(v))
+            shown = render.short(v) if isinstance(v, float) and k not in ("worst_x",) else ("—" if v is None else str(v))
             if k == "worst_x" and v is not None:
                 shown = repr(v)
             if k == "formula_ulp":
@@ -137,7 +140,8 @@ COMPARE_COLS = [("formula", "formula"), ("dtype", "dtype"), ("max ulp", "max_ulp
 
 
 def write_report(out: Path, audit, per_fmt: dict, meta: dict) -> None:
-    """Build the report in a temporary sibling folder, then rename it over `out`."""
+    """Build the report in a temporary sibling folder, then swap it for `out` in one step: at every
+    instant `out` holds the old report or the new one (files.replace_folder)."""
     out = Path(out)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     if tmp.exists():
@@ -145,13 +149,7 @@ def write_report(out: Path, audit, per_fmt: dict, meta: dict) -> None:
     (tmp / "figures").mkdir(parents=True)
     try:
         _build(tmp, audit, per_fmt, meta)
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -159,7 +157,7 @@ def write_report(out: Path, audit, per_fmt: dict, meta: dict) -> None:
 
 def _build(folder: Path, audit, per_fmt: dict, meta: dict) -> None:
     figs: list[tuple[str, str, dict]] = []  # (title, question, paths)
-    rows = render.sort_rows(audit.rows, None)
+    rows = render.sort_rows(records(to_frame(audit.rows, COMPARE_KEYS)), None)
     for name, d in per_fmt.items():
         fmt = d["fmt"]
         figs.append((f"ulp error against x, {name}", "Where in x does each formulation lose accuracy, and how much?",
@@ -176,7 +174,7 @@ def _build(folder: Path, audit, per_fmt: dict, meta: dict) -> None:
     (folder / "compare.csv").write_text(render.to_csv(rows))
     (folder / "specials.csv").write_text(_csv_table(audit.specials, ["formula", "dtype", "x", "expected", "got", "ok"]))
     all_maps = [m for d in per_fmt.values() for m in d["maps"]]
-    (folder / "overflow.csv").write_text(ro.to_csv(all_maps))
+    (folder / "overflow.csv").write_text(ro.to_csv([m.as_json() for m in all_maps]))
     cost_rows = [dict(c, dtype=n) for n, d in per_fmt.items() for c in d["cost"]]
     (folder / "cost.csv").write_text(_csv_table(cost_rows, ["id", "dtype", "ns", "max_ulp", "mean_ulp"]))
     attrib_rows = [{"formula": a["formula"], "dtype": a["dtype"], "node": c["node"], "inputs": c["inputs"],

@@ -1,0 +1,272 @@
+"""Streaming exhaustive sweep over every binary32 input (or every input of a domain).
+
+The finite inputs, as consecutive ordinals, are cut into chunks of 2^22 and blocks of 2^15.
+A block's reference comes from the reference table's fast path (mpmath for the few inputs it
+cannot decide); each formulation runs as a binary32 program (program32.py) and its errors are
+folded into a mergeable summary (measure/summary.py).
+
+Chunks run on `jobs` processes. The parent merges chunk results as they arrive and writes a
+checkpoint (the merged summaries and the set of finished chunks) every few seconds, when
+interrupted, and at the end; `resume` continues from it. A checkpoint records the formulas'
+file digests, format, mode, domain, chunk size and versions; one that differs is refused,
+never mixed in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mishaudit import __version__, cache, pool
+from mishaudit.errors import UserError
+from mishaudit.eval.evaluate import Policy, evaluate
+from mishaudit.eval.inputs import Domain, inward
+from mishaudit.eval.program32 import binary32_program, shared_subexpressions
+from mishaudit.formats import FP32
+from mishaudit.heap import keep_heap
+from mishaudit.measure.summary import Acc, ExactBlock
+from mishaudit.reference.table import REF_VERSION, reference_arrays
+
+SWEEP_VERSION = 4
+CHUNK = 1 << 22
+BLOCK = 1 << 15  # inputs per numpy pass: a block's arrays stay in cache
+CHECKPOINT_SECONDS = 5.0
+
+@dataclass
+class Sweep:
+    """A streamed run over the binary32 inputs of a domain: `mode` "compare" (error summaries,
+    Summaries) or "overflow" (event intervals, exhaustive_events.ExhaustiveEvents)."""
+
+    formulas: list
+    policy: Policy
+    domain: Domain = field(default_factory=Domain)
+    chunk: int = CHUNK
+    mode: str = "compare"
+
+    def __post_init__(self):
+        fmt = self.policy.storage
+        if fmt is not FP32:
+            raise UserError(f"--exhaustive streams binary32 only ({fmt.name}: fp16/bf16 are always exhaustive, "
+                            "fp64 has 2^64 inputs); use --dtype fp32")
+        self.olo, self.ohi = inward(self.domain, fmt)
+        if self.olo > self.ohi:
+            raise UserError(f"--domain {self.domain.lo!r}:{self.domain.hi!r} holds no finite fp32 value: widen it")
+        self.nchunks = (self.ohi - self.olo) // self.chunk + 1
+
+    def identity(self) -> dict:
+        """What a checkpoint must match to be resumed."""
+        return {"version": SWEEP_VERSION, "reference": REF_VERSION, "mishaudit": __version__, "mode": self.mode,
+                "formulas": [[f.id, f.digest] for f in self.formulas], "dtype": self.policy.storage.name,
+                "compute_dtype": (self.policy.compute or self.policy.storage).name, "ftz": self.policy.ftz,
+                "libm": self.policy.libm,
+                "domain": [self.domain.lo, self.domain.hi], "chunk": self.chunk}
+
+    def folder(self) -> str:
+        ids = json.dumps([self.mode] + [f.id for f in self.formulas]
+                         + [self.policy.describe(), repr(self.domain), self.chunk])
+        return str(cache.cache_dir() / "sweeps" / hashlib.sha256(ids.encode()).hexdigest()[:16])
+
+    def first_ordinal(self, i: int) -> int:
+        return self.olo + i * self.chunk
+
+    def blocks(self, i: int):
+        """The inputs of chunk i, block by block, ascending (-0 just before +0), as binary32."""
+        a = self.first_ordinal(i)
+        b = min(a + self.chunk - 1, self.ohi)
+        for lo in range(a, b + 1, BLOCK):
+            yield values(lo, min(lo + BLOCK - 1, b))
+
+    def job_class(self):
+        """The mode's state class: cls(sweep), cls.chunk(sweep, i) -> data (run in a worker),
+        .absorb(i, data), .dump() -> (JSON-able meta, arrays), .load(meta, arrays)."""
+        if self.mode == "overflow":
+            from mishaudit.analysis.exhaustive_events import ExhaustiveEvents
+
+            return ExhaustiveEvents
+        return Summaries
+
+
+def values(lo: int, hi: int) -> np.ndarray:
+    """The binary32 values of ordinals lo..hi, ascending, as float32 (-0 and +0 both when 0 is in,
+    as a domain holding 0 holds both)."""
+    parts = []
+    if lo <= 0:  # magnitudes -lo down to 0 (-0 included), sign bit set
+        parts.append(np.arange(-lo, max(-hi, 0) - 1, -1, dtype=np.uint32) | np.uint32(0x80000000))
+    if hi >= 0:
+        parts.append(np.arange(max(lo, 0), hi + 1, dtype=np.uint32))
+    bits = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    return bits.view(np.float32)
+
+
+class Summaries:
+    """compare --exhaustive: one Acc per formulation."""
+
+    def __init__(self, sweep: Sweep):
+        self.sweep = sweep
+        self.accs = {f.id: Acc() for f in sweep.formulas}
+        self.fallback = 0
+
+    @staticmethod
+    def chunk(sweep: Sweep, i: int) -> dict:
+        """Summaries of every formulation over chunk i, computed block by block."""
+        accs = {f.id: Acc() for f in sweep.formulas}
+        progs = programs(sweep.formulas, sweep.policy)
+        fallback = n = 0
+        for x32 in sweep.blocks(i):
+            fallback += summarize_block(x32, sweep.formulas, progs, sweep.policy, accs)
+            n += len(x32)
+        return {"fallback": fallback, "n": n, "formulas": {k: a.state() for k, a in accs.items()}}
+
+    def absorb(self, i: int, data: dict) -> None:
+        self.fallback += data["fallback"]
+        for fid, st in data["formulas"].items():
+            self.accs[fid].merge(*st)
+
+    def dump(self) -> tuple[dict, dict]:
+        ids = list(self.accs)
+        states = [self.accs[fid].state() for fid in ids]
+        arrays = {}
+        for j, (_, keys, counts) in enumerate(states):
+            arrays[f"k{j}"], arrays[f"c{j}"] = keys, counts
+        return {"ids": ids, "accs": [s[0] for s in states], "fallback": self.fallback}, arrays
+
+    def load(self, meta: dict, arrays) -> None:
+        for j, fid in enumerate(meta["ids"]):
+            self.accs[fid].merge(meta["accs"][j], arrays[f"k{j}"], arrays[f"c{j}"])
+        self.fallback = meta["fallback"]
+
+
+def programs(formulas: list, policy: Policy) -> dict:
+    """formula id -> binary32 program sharing common subexpressions (None: use the evaluator)."""
+    shared = shared_subexpressions(formulas)
+    return {f.id: binary32_program(f, policy, shared) for f in formulas}
+
+
+def summarize_block(x32: np.ndarray, formulas: list, progs: dict, policy: Policy, accs: dict, clock=None) -> int:
+    """Fold one block of inputs (ascending binary32) into every formulation's Acc; returns the
+    inputs sent to mpmath. `clock(stage, seconds)`, when given, receives the time of the
+    reference and of each formulation (evaluation and fold)."""
+    t = time.perf_counter()
+    x = x32.astype(np.float64)
+    arr = reference_arrays(x, FP32)
+    rn, d, E, r64 = arr["rn"], arr["d"], arr["E"], arr["r64"]
+    rn32 = rn.astype(np.float32)
+    if clock:
+        clock("reference", time.perf_counter() - t)
+    memo: dict = {}  # subexpressions common to several formulations, this block
+    exact = None
+    for f in formulas:
+        t = time.perf_counter()
+        prog = progs[f.id]
+        y = prog(x32, memo) if prog else evaluate(f, x, policy).y.astype(np.float32)
+        if len(formulas) > 1 and np.array_equal(y.view(np.int32), rn32.view(np.int32)):  # pays off when shared
+            if exact is None:
+                exact = ExactBlock.of(x, rn32, rn, d, E, r64)
+            accs[f.id].add_exact(exact)
+        else:
+            accs[f.id].add_block(y, x, rn, d, E, r64)
+        if clock:
+            clock(f.id, time.perf_counter() - t)
+    return int(arr["fallback"])
+
+
+def _worker_init():
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the workers
+    keep_heap()
+
+
+def _job(args):
+    sweep, i = args
+    return sweep.job_class().chunk(sweep, i)
+
+
+class _Checkpoint:
+    """The parent's job state, the finished chunks and the checkpoint file holding both (cache.py)."""
+
+    def __init__(self, sweep: Sweep, resume: bool):
+        self.sweep = sweep
+        self.job = sweep.job_class()(sweep)
+        self.folder = sweep.folder()
+        self.path = os.path.join(self.folder, "state.npz")
+        self.done: set = set()
+        self.inputs = 0
+        if not resume:
+            shutil.rmtree(self.folder, ignore_errors=True)
+        else:
+            self._load()
+        try:
+            os.makedirs(self.folder, exist_ok=True)
+        except OSError as e:
+            raise _unwritable(self.folder, e) from None
+        self.saved_at = time.monotonic()
+
+    def _load(self):
+        try:
+            got = cache.load(self.path)
+        except cache.Damaged:
+            raise UserError(f"checkpoint {self.path} is unreadable: delete {self.folder} or run without --resume"
+                            ) from None
+        if got is None:
+            return
+        arrays, meta = got
+        if meta.get("identity") != self.sweep.identity():
+            raise UserError(f"the checkpoint in {self.folder} belongs to a different run (formula file, "
+                            "format, mode or version changed): run without --resume to start over")
+        self.job.load(meta["job"], arrays)
+        self.done = set(meta["done"])
+        self.inputs = meta["inputs"]
+
+    def absorb(self, i: int, data: dict) -> None:
+        self.done.add(i)
+        self.inputs += data["n"]
+        self.job.absorb(i, data)
+
+    def save(self) -> None:
+        jmeta, arrays = self.job.dump()
+        meta = {"identity": self.sweep.identity(), "done": sorted(self.done), "inputs": self.inputs, "job": jmeta}
+        try:
+            cache.save(self.path, arrays, meta)
+        except OSError as e:
+            raise _unwritable(self.folder, e) from None
+        self.saved_at = time.monotonic()
+
+
+def _unwritable(folder: str, e: OSError) -> UserError:
+    return UserError(f"cannot write the sweep checkpoint in {folder} ({e.strerror or e}): set MISHAUDIT_CACHE_DIR "
+                     "to a writable folder")
+
+
+def run_sweep(sweep: Sweep, jobs: int = 0, resume: bool = False, progress=None, on_chunk=None):
+    """Run (or resume) the sweep on `jobs` processes (0: every core); returns the mode's job state
+    (`Summaries.accs`: formula id -> merged Acc, `.fallback`: inputs sent to mpmath).
+
+    `progress(done_chunks, total_chunks, inputs_done)` is called as chunks finish; `on_chunk(i)`
+    after each is merged (it may raise KeyboardInterrupt). Whatever was merged is checkpointed
+    before an interruption propagates."""
+    keep_heap()
+    st = _Checkpoint(sweep, resume)
+    pending = [i for i in range(sweep.nchunks) if i not in st.done]
+    if progress is not None:
+        progress(len(st.done), sweep.nchunks, st.inputs)
+    try:
+        for k, data in pool.run(_job, [(sweep, i) for i in pending], pool.workers_for(len(pending), jobs),
+                                initializer=_worker_init):
+            i = pending[k]
+            st.absorb(i, data)
+            if time.monotonic() - st.saved_at > CHECKPOINT_SECONDS:
+                st.save()
+            if progress is not None:
+                progress(len(st.done), sweep.nchunks, st.inputs)
+            if on_chunk is not None:
+                on_chunk(i)
+    finally:
+        st.save()
+    return st.job

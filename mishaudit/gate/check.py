@@ -1,0 +1,35 @@
+"""The CI gate's run: exactly the audits a thresholds file names, each limit judged (judge.py)."""
+
+from __future__ import annotations
+
+from mishaudit.analysis.audit import run_audit
+from mishaudit.eval.inputs import Domain
+from mishaudit.eval.libm import numpy_dispatch
+from mishaudit.formats import get_format
+from mishaudit.gate.judge import Verdict, judge
+from mishaudit.gate.thresholds import Thresholds
+
+
+def dispatch_warnings(th: Thresholds) -> list[str]:
+    """A sentence for every libm = "numpy" limit measured on another numpy dispatch than this machine's."""
+    here = numpy_dispatch()
+    return [f"{e.label()} (line {e.line}) was measured with {e.numpy_dispatch}; this machine has {here}: numpy's "
+            "kernels differ between CPUs, so this limit may pass or fail for that reason alone (libm = \"cr\" "
+            "gives the same verdict everywhere)"
+            for e in th.entries if e.libm == "numpy" and e.numpy_dispatch and e.numpy_dispatch != here]
+
+
+def run_check(th: Thresholds, registry: dict, use_cache: bool = True, progress: bool = False) -> list[Verdict]:
+    """Every limit of `th` against a fresh measurement; limits sharing an audit mode run together."""
+    verdicts = []
+    for mode in dict.fromkeys(e.mode for e in th.entries):
+        entries = [e for e in th.entries if e.mode == mode]
+        dtype, compute, ftz, dom, samples, seed, model = mode
+        fids = list(dict.fromkeys(e.formula for e in entries))
+        audit = run_audit([registry[f] for f in fids], [get_format(dtype)], get_format(compute), ftz,
+                          Domain(*dom) if dom else Domain(), samples, seed, use_cache=use_cache, progress=progress,
+                          with_formula_error=False, model=model)
+        rows = {r["formula"]: r for r in audit.rows}
+        for e in entries:
+            verdicts += judge(e, rows[e.formula])
+    return verdicts

@@ -1,0 +1,53 @@
+"""The one process-pool driver: the mpmath reference, the approximation errors and the exhaustive
+sweep's chunks fan out through it."""
+
+from __future__ import annotations
+
+import os
+
+
+def workers_for(items: int, jobs: int = 0) -> int:
+    """Processes to use for `items` jobs: `jobs` (0 = every core), never more than the items."""
+    return max(1, min(items, jobs or os.cpu_count() or 1))
+
+
+def run(fn, items: list, workers: int, initializer=None, per_worker: int = 2):
+    """Yield (index, fn(items[index])) for every item as it finishes, on `workers` processes (here, in
+    order, when workers < 2 or there is one item); at most per_worker * workers items are in flight,
+    so results never pile up. An exception, an interrupt or closing the generator stops the workers
+    at once and propagates."""
+    if workers < 2 or len(items) < 2:
+        for i, item in enumerate(items):
+            yield i, fn(item)
+        return
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=initializer)
+    running: dict = {}
+    todo = iter(enumerate(items))
+    try:
+        while True:
+            while len(running) < per_worker * workers:
+                nxt = next(todo, None)
+                if nxt is None:
+                    break
+                running[pool.submit(fn, nxt[1])] = nxt[0]
+            if not running:
+                break
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fut in done:
+                yield running.pop(fut), fut.result()
+    except BaseException:
+        for p in list(getattr(pool, "_processes", {}).values()):  # stop in-flight work now
+            p.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+
+
+def run_all(fn, items: list, workers: int) -> list:
+    """[fn(item) for item in items], in order, on `workers` processes."""
+    out = [None] * len(items)
+    for i, r in run(fn, items, workers):
+        out[i] = r
+    return out

@@ -1,0 +1,123 @@
+"""The reference table: RN(mish(x)), d, the binade and r for an array of inputs, cached on disk.
+
+Per input (all arrays aligned with x): rn = RN(r) in the target format, d = (r - rn)/ulp(r)
+(in [-1/2, 1/2]), E = max(floor(log2|r|), emin) (so ulp(r) = 2^(E - p + 1)), r64 = r rounded
+to binary64, for r = mish(x). Computed by a fast path with a proven bound where it decides
+(fastref.py: binary64 with its own exp, for binary16, bfloat16 and binary32 inputs; mpfrref.py:
+MPFR interval enclosures, for binary64), mpmath's Ziv loop elsewhere (ziv.py); cached per
+format in the cache folder (cache.py), a damaged cache file being reported and recomputed.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+from mishaudit import cache
+from mishaudit.formats import Format
+from mishaudit.reference.ziv import compute_parallel
+
+REF_VERSION = 7
+FIELDS = ("rn", "d", "E", "r64")
+
+
+@dataclass
+class Reference:
+    """Reference values for an array of inputs (all arrays aligned with `x`)."""
+
+    x: np.ndarray
+    rn: np.ndarray
+    d: np.ndarray
+    E: np.ndarray
+    r64: np.ndarray
+    computed: int = 0  # inputs not found in the cache
+    fallback: int = 0  # of those, inputs the fast path could not decide (computed with mpmath)
+
+    def take(self, idx: np.ndarray) -> "Reference":
+        """The reference of the inputs x[idx]."""
+        return Reference(self.x[idx], self.rn[idx], self.d[idx], self.E[idx], self.r64[idx], self.computed,
+                         self.fallback)
+
+
+def cache_path(fmt: Format):
+    return cache.cache_dir() / f"reference-{fmt.name}-v{REF_VERSION}.npz"
+
+
+def _empty() -> dict:
+    return {"bits": np.empty(0, np.uint64), "rn": np.empty(0), "d": np.empty(0), "E": np.empty(0, np.int64),
+            "r64": np.empty(0)}
+
+
+def _load(path) -> dict:
+    try:
+        got = cache.load(path)
+    except cache.Damaged:
+        print(f"mishaudit: warning: reference cache {path} is corrupt or truncated; recomputing it", file=sys.stderr)
+        return _empty()
+    if got is None or set(got[0]) != {"bits", *FIELDS}:
+        return _empty()
+    return got[0]
+
+
+def reference(x: np.ndarray, fmt: Format, use_cache: bool = True, show_progress: bool = True) -> Reference:
+    """Reference values for finite inputs `x` (float64 values of `fmt`), from the cache where possible."""
+    x = np.asarray(x, dtype=np.float64)
+    bits = np.ascontiguousarray(x).view(np.uint64)
+    path = cache_path(fmt)
+    table = _load(path) if use_cache else _empty()
+    pos = np.minimum(np.searchsorted(table["bits"], bits), max(len(table["bits"]) - 1, 0))
+    hit = (table["bits"][pos] == bits) if len(table["bits"]) else np.zeros(len(x), bool)
+    miss = np.unique(bits[~hit])
+    fallback = 0
+    if len(miss):
+        new = reference_arrays(miss.view(np.float64), fmt, show_progress)
+        fallback = new.pop("fallback")
+        new["bits"] = miss
+        merged = {k: np.concatenate([table[k], new[k]]) for k in table}
+        order = np.argsort(merged["bits"], kind="stable")
+        table = {k: v[order] for k, v in merged.items()}
+        if use_cache:
+            try:
+                cache.save(path, table)
+            except OSError as exc:
+                print(f"mishaudit: warning: cannot write the reference cache {path} ({exc.strerror}); "
+                      "set MISHAUDIT_CACHE_DIR to a writable folder to keep it", file=sys.stderr)
+        pos = np.searchsorted(table["bits"], bits)
+    return Reference(x, *(table[k][pos] for k in FIELDS), computed=len(miss), fallback=fallback)
+
+
+def reference_arrays(xs: np.ndarray, fmt: Format, show: bool = False) -> dict:
+    """rn, d, E, r64 for `xs` (no cache), and `fallback`, the inputs the fast path sent to mpmath."""
+    if fmt.p <= 24:
+        from mishaudit.reference.fastref import fast_reference as fast
+    else:
+        from mishaudit.reference.mpfrref import mpfr_reference as fast
+    rn, d, E, r64, ok = fast(xs, fmt)
+    out = {"rn": rn, "d": d, "E": E, "r64": r64}
+    rest = np.flatnonzero(~ok)
+    if len(rest):
+        slow = _mpmath(xs[rest], fmt, show)
+        for k in out:
+            out[k][rest] = slow[k]
+    out["fallback"] = len(rest)
+    return out
+
+
+def _mpmath(xs: np.ndarray, fmt: Format, show: bool) -> dict:
+    if not show or len(xs) < 2048:
+        return compute_parallel(xs, fmt)
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    with Progress(TextColumn(f"mpmath reference {fmt.name}"), BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), console=Console(stderr=True), transient=True) as prog:
+        task = prog.add_task("ref", total=len(xs))
+        return compute_parallel(xs, fmt, advance=lambda k: prog.advance(task, k))
