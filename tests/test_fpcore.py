@@ -93,3 +93,20 @@ def test_id_clash_and_user_dirs(tmp_path):
         load_registry((str(tmp_path),))
     (tmp_path / "a.fpcore").write_text("(FPCore (x) (* x 1))")  # no id: the file name
     assert "a" in load_registry((str(tmp_path),))
+
+
+def test_the_registry_finds_the_shipped_formulas_from_a_source_checkout(tmp_path):
+    """Run from the repository (the package imported from the source tree, not from an installed copy),
+    the shipped formulas are the top-level formulas/ folder."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    code = ("import sys; sys.modules.pop('mishaudit.formulas', None);"
+            "import importlib.resources as r; from mishaudit.lang import registry;"
+            "r.files = lambda name: (_ for _ in ()).throw(ModuleNotFoundError(name));"
+            "print(len(registry.builtin_files()))")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root)
+    assert p.returncode == 0, p.stderr
+    assert int(p.stdout) == len(list((root / "formulas").glob("*.fpcore"))) >= 16

@@ -179,7 +179,7 @@ def builtin_files() -> list[tuple[str, str, str]]:
     try:
         folder = resources.files("mishaudit.formulas")
     except ModuleNotFoundError:  # running from a source checkout: formulas/ beside the package
-        folder = Path(__file__).resolve().parent.parent / "formulas"
+        folder = Path(__file__).resolve().parents[2] / "formulas"
     for entry in sorted(folder.iterdir(), key=lambda p: p.name):
         if entry.name.endswith(".fpcore"):
             out.append((entry.read_text(encoding="utf-8"), f"formulas/{entry.name}", entry.name[: -len(".fpcore")]))
