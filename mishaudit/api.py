@@ -43,9 +43,9 @@ def load_formulas(*dirs, builtin: bool = True) -> dict:
 def select_audit(dtype, formulas, formula_dirs, compute_dtype, domain, model: str):
     """(formats, compute format, Domain, formulas, libm model) from what a user typed; UserError on bad input."""
     from mishaudit.eval.inputs import parse_domain
+    from mishaudit.eval.kernels import select
     from mishaudit.eval.libm import check_model
     from mishaudit.formats import get_format
-    from mishaudit.lang.registry import select
 
     dtypes = _names(dtype)
     if not dtypes:
@@ -54,6 +54,18 @@ def select_audit(dtype, formulas, formula_dirs, compute_dtype, domain, model: st
     comp = get_format(compute_dtype) if compute_dtype else None
     reg = load_formulas(*_names(formula_dirs))
     return fmts, comp, parse_domain(domain), select(reg, _names(formulas)), check_model(model)
+
+
+def check_kernel_options(impls: list, compute, ftz: bool, device: str) -> None:
+    """--compute-dtype and --ftz shape how formulations are evaluated, not kernels; --device moves torch
+    kernels only."""
+    kernels = [f for f in impls if f.kernel]
+    if kernels and (compute is not None or ftz):
+        opt = "--compute-dtype" if compute is not None else "--ftz"
+        raise UserError(f"{opt} shapes how FPCore formulations are evaluated; kernels ({kernels[0].id}) compute as "
+                        f"their framework does: drop {opt} or audit the kernel apart")
+    if device != "cpu" and not any(f.kernel and f.framework == "torch" for f in impls):
+        raise UserError(f"--device {device} moves torch kernels only: select one (e.g. --formula torch:mish) or drop it")
 
 
 def check_sweep_options(fmts, exhaustive: bool, jobs: int, resume: bool) -> None:
@@ -75,11 +87,12 @@ def check_sweep_options(fmts, exhaustive: bool, jobs: int, resume: bool) -> None
 def compare(dtype="fp16", formulas: Iterable[str] | str | None = None, *, formula_dirs=(), compute_dtype=None,
             ftz: bool = False, domain: str | None = None, samples: int = 1 << 16, seed: int = 0, libm: str = "cr",
             exhaustive: bool = False, jobs: int = 0, resume: bool = False, use_cache: bool = True,
-            progress: bool = False, on_sweep=None) -> pd.DataFrame:
-    """One row per formulation x format: the error against the exact mish (DESIGN.md's keys).
+            progress: bool = False, on_sweep=None, device: str = "cpu") -> pd.DataFrame:
+    """One row per formulation (or kernel) x format: the error against the exact mish (DESIGN.md's keys).
 
-    dtype: a format or a list of them; formulas: ids (default all); domain: "LO:HI"; libm: "cr" or
-    "numpy"; exhaustive: stream every fp32 input. `.attrs["specials"]` holds the special-input checks
+    dtype: a format or a list of them; formulas: ids or patterns, kernels such as "torch:mish"
+    included (default: every formulation); domain: "LO:HI"; libm: "cr", "numpy" or "torch";
+    exhaustive: stream every fp32 input; device: where torch kernels run. `.attrs["specials"]` holds the special-input checks
     (a DataFrame), `.attrs["meta"]` what produced the numbers."""
     from mishaudit.analysis.audit import run_audit
 
@@ -89,8 +102,10 @@ def compare(dtype="fp16", formulas: Iterable[str] | str | None = None, *, formul
         raise UserError(f"--seed {seed}: give a non-negative integer")
     fmts, comp, dom, forms, model = select_audit(dtype, formulas, formula_dirs, compute_dtype, domain, libm)
     check_sweep_options(fmts, exhaustive, jobs, resume)
+    check_kernel_options(forms, comp, ftz, device)
     audit = run_audit(forms, fmts, comp, ftz, dom, samples, seed, use_cache=use_cache, progress=progress,
-                      model=model, exhaustive=exhaustive, jobs=jobs, resume=resume, on_sweep=on_sweep)
+                      model=model, exhaustive=exhaustive, jobs=jobs, resume=resume, on_sweep=on_sweep,
+                      device=device)
     df = to_frame(audit.rows, COMPARE_KEYS)
     df.attrs["specials"] = to_frame(audit.specials, SPECIALS_KEYS)
     df.attrs["meta"] = audit.meta
@@ -114,6 +129,37 @@ def overflow(dtype="fp16", formulas: Iterable[str] | str | None = None, *, formu
                          for a in attributions for c in a["culprits"]], CULPRIT_KEYS)
     events.attrs["attributions"] = attributions
     return events, culprits
+
+
+def identify(kernel: str, dtype="fp16", formulas: Iterable[str] | str | None = None, *, formula_dirs=(),
+             compute_dtype=None, libm=None, domain: str | None = None, samples: int = 1 << 16, seed: int = 0,
+             device: str = "cpu", show: int = 8) -> pd.DataFrame:
+    """Which formulation is this kernel? One row per (formulation, compute dtype, libm model), ranked by
+    the share of inputs on which it reproduces the kernel bit for bit (analysis/identify.py);
+    compute_dtype and libm narrow the candidates (a name or a list). `.attrs["differences"]`: the
+    first inputs where the best candidate differs (x, kernel, formulation, rn_mish)."""
+    from mishaudit.analysis.identify import identify as run
+    from mishaudit.eval.kernels import get
+    from mishaudit.eval.libm import check_model
+    from mishaudit.formats import get_format
+
+    k = get(kernel)
+    k.require()
+    fmts, _, dom, forms, _ = select_audit(dtype, formulas, formula_dirs, None, domain, "cr")
+    if len(fmts) != 1:
+        raise UserError(f"identify compares in one format: give one --dtype, not {len(fmts)}")
+    if not k.supports(fmts[0]):
+        raise UserError(f"kernel {k.id} does not run in {fmts[0].name}: {k.why_not.get(fmts[0].name)}")
+    forms = [f for f in forms if not f.kernel]
+    computes = [get_format(c) for c in _names(compute_dtype)] or None
+    models = [check_model(m) for m in _names(libm)] or None
+    ranking, diffs = run(k, fmts[0], forms, dom, samples, seed, computes, models, device, show)
+    df = pd.DataFrame([{"formula": m.formula, "compute_dtype": m.compute_dtype, "libm": m.libm, "matches": m.matches,
+                        "inputs": m.inputs, "share": m.share} for m in ranking])
+    df.attrs["differences"] = pd.DataFrame(diffs, columns=["x", "kernel", "formulation", "rn_mish"])
+    df.attrs["kernel"] = k.id
+    df.attrs["dtype"] = fmts[0].name
+    return df
 
 
 def check(thresholds="reports/thresholds.toml", formula_dirs=(), use_cache: bool = True,

@@ -96,10 +96,13 @@ AUDIT = _options(
                  help="Sample size for fp32/fp64 (fp16 and bf16 use every input)."),
     click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
                  help="Seed of the fp32/fp64 sample (a non-negative integer)."),
-    click.option("--libm", "model", type=click.Choice(["cr", "numpy"]), default="cr", show_default=True,
+    click.option("--libm", "model", type=click.Choice(["cr", "numpy", "torch"]), default="cr", show_default=True,
                  help="Elementary functions: cr = correctly rounded in the working format (the same bits on "
-                      "every machine); numpy = numpy's own kernels (figures hold for this CPU only)."),
+                      "every machine); numpy = numpy's own kernels, torch = torch's CPU functions (figures hold "
+                      "for this CPU only)."),
     NO_CACHE,
+    click.option("--device", default="cpu", show_default=True, metavar="DEV",
+                 help="Where torch kernels (torch:mish, ...) run: cpu, or cuda where CUDA is present."),
 )
 SWEEP = _options(
     click.option("--exhaustive", is_flag=True,
@@ -203,7 +206,7 @@ def _check_output(output, option: str = "--output") -> None:
 @_format_opt()
 @_output_opt()
 def list_cmd(formula_dirs, out_format, output):
-    """List the registered formulations: id, description, source.
+    """List the registered formulations and the framework kernels: id, description, source.
 
     \b
     Example:
@@ -213,8 +216,13 @@ def list_cmd(formula_dirs, out_format, output):
     from mishaudit.output import tables
 
     _check_output(output)
-    rows = [{"id": f.id, "description": f.description, "source": f.source, "file": f.path}
+    from mishaudit.eval.kernels import EXTRAS, KERNELS, describe
+
+    rows = [{"id": f.id, "kind": "formulation", "description": f.description, "source": f.source, "file": f.path}
             for f in sorted(api.load_formulas(*formula_dirs).values(), key=lambda f: f.id)]
+    rows += [{"id": k.id, "kind": "kernel", "description": k.description + f" (runs in {', '.join(k.formats)})",
+              "source": describe(k.framework) if k.available() else
+              f"unavailable: pip install 'mishaudit[{EXTRAS[k.framework]}]'", "file": None} for k in KERNELS.values()]
     _emit(out_format, output, lambda c: tables.print_formulas(rows, c),
           {"markdown": lambda: tables.plain_markdown(rows), "csv": lambda: tables.plain_csv(rows),
            "json": lambda: tables.plain_json(rows)})
@@ -228,7 +236,7 @@ def list_cmd(formula_dirs, out_format, output):
 @SWEEP
 @click.pass_context
 def compare(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, samples, seed, model, no_cache,
-            out_format, output, sort_col, exhaustive, jobs, resume):
+            device, out_format, output, sort_col, exhaustive, jobs, resume):
     """Error of every formulation against the exact mish, per format.
 
     fp16 and bf16: every finite input. fp32 and fp64: a seeded stratified
@@ -252,7 +260,8 @@ def compare(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, 
     with _SweepBar("compare") as bar:
         df = api.compare(list(dtypes), formula_ids, formula_dirs=formula_dirs, compute_dtype=compute_dtype, ftz=ftz,
                          domain=domain, samples=samples, seed=seed, libm=model, exhaustive=exhaustive, jobs=jobs,
-                         resume=resume, use_cache=not no_cache, progress=sys.stderr.isatty(), on_sweep=bar)
+                         resume=resume, use_cache=not no_cache, progress=sys.stderr.isatty(), on_sweep=bar,
+                         device=device)
     rows = tables.sort_rows(records(df), sort_col)
     specials = records(df.attrs["specials"])
     _emit(out_format, output, lambda console: tables.print_table(rows, specials, df.attrs["meta"], console),
@@ -267,7 +276,7 @@ def compare(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, 
 @SWEEP
 @click.pass_context
 def overflow(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, samples, seed, model, no_cache,
-             out_format, output, exhaustive, jobs, resume):
+             device, out_format, output, exhaustive, jobs, resume):
     """Which intermediate overflows, turns NaN, underflows, goes subnormal or absorbs, for which inputs.
 
     Intervals are exact: every input for fp16/bf16 (and fp32 with --exhaustive);
@@ -286,6 +295,9 @@ def overflow(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain,
 
     _not_for_16_bit(ctx, [get_format(d) for d in dtypes])
     _check_output(output)
+    if device != "cpu":
+        raise UserError(f"--device {device}: overflow maps evaluate FPCore formulations on numpy; kernels have no "
+                        "intermediates to map: drop --device")
     with _SweepBar("overflow") as bar:
         events, culprits = api.overflow(list(dtypes), formula_ids, formula_dirs=formula_dirs,
                                         compute_dtype=compute_dtype, ftz=ftz, domain=domain, samples=samples,
@@ -304,8 +316,8 @@ def overflow(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain,
 @click.option("--overlay", is_flag=True, help="--kind error: draw the formulations on one axes, not small multiples.")
 @_output_opt(help_text="Figure file, .png or .svg.", required=True)
 @click.pass_context
-def plot(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, samples, seed, model, no_cache, kind,
-         overlay, output):
+def plot(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, samples, seed, model, no_cache, device,
+         kind, overlay, output):
     """Draw one figure (PNG or SVG) for one --dtype.
 
     \b
@@ -330,9 +342,11 @@ def plot(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, sam
     _not_for_16_bit(ctx, [get_format(d) for d in dtypes])
     _check_output(output)
     fmts, comp, dom, formulas, model = api.select_audit(dtypes, formula_ids, formula_dirs, compute_dtype, domain, model)
-    if kind == "overflow" and len(formulas) != 1:
-        raise UserError("--kind overflow draws one formulation: give exactly one --formula")
-    _, per = collect(formulas, fmts, comp, ftz, dom, samples, seed, use_cache=not no_cache, model=model)
+    api.check_kernel_options(formulas, comp, ftz, device)
+    if kind == "overflow" and (len(formulas) != 1 or formulas[0].kernel):
+        raise UserError("--kind overflow draws one formulation's intermediates: give exactly one FPCore --formula "
+                        "(kernels have none)")
+    _, per = collect(formulas, fmts, comp, ftz, dom, samples, seed, use_cache=not no_cache, model=model, device=device)
     d, fmt = per[fmts[0].name], fmts[0]
     fig = {"error": lambda: plots.error_figure(d["series"], fmt.name, fmt.max, overlay=overlay),
            "overflow": lambda: plots.overflow_figure(d["maps"], formulas[0].id, fmt.name, fmt.max),
@@ -348,7 +362,8 @@ def plot(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, sam
 @AUDIT
 @_output_opt("DIR", help_text="Report folder (the old one is swapped for the new one at once).", required=True)
 @click.pass_context
-def report(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, samples, seed, model, no_cache, output):
+def report(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, samples, seed, model, no_cache, device,
+           output):
     """Write a report folder: index.md, self-contained index.html, PNG/SVG figures, CSV tables, meta.json.
 
     \b
@@ -368,10 +383,54 @@ def report(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, s
         raise UserError(f"--output {output} is a file: give a folder name")
     _not_for_16_bit(ctx, [get_format(d) for d in dtypes])
     fmts, comp, dom, formulas, model = api.select_audit(dtypes, formula_ids, formula_dirs, compute_dtype, domain, model)
+    api.check_kernel_options(formulas, comp, ftz, device)
     audit, per = collect(formulas, fmts, comp, ftz, dom, samples, seed, use_cache=not no_cache,
-                         progress=sys.stderr.isatty(), model=model)
+                         progress=sys.stderr.isatty(), model=model, device=device)
     write_report(Path(output), audit, per, report_meta(audit.meta, "mishaudit " + " ".join(sys.argv[1:])))
     click.echo(f"wrote {output}/index.html and index.md", err=True)
+
+
+@main.command()
+@click.argument("kernel")
+@click.option("--dtype", default="fp16", show_default=True, metavar="FMT", help="The format to compare in (one).")
+@click.option("--formula", "formula_ids", multiple=True, metavar="ID", help="Candidate formulation (repeatable; default all).")
+@FORMULAS_DIRS
+@click.option("--compute-dtype", "computes", multiple=True, metavar="FMT",
+              help="Candidate compute format (repeatable; default: the storage format and every wider one).")
+@click.option("--libm", "models", multiple=True, type=click.Choice(["cr", "numpy", "torch"]),
+              help="Candidate libm model (repeatable; default: cr, numpy, and torch where installed).")
+@click.option("--domain", metavar="LO:HI", help="Only inputs x with LO <= x <= HI.")
+@click.option("--samples", default=1 << 16, show_default=True, type=click.IntRange(min=1),
+              help="Sample size for fp32/fp64 (fp16 and bf16 use every input).")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Seed of the fp32/fp64 sample.")
+@click.option("--device", default="cpu", show_default=True, metavar="DEV", help="Where a torch kernel runs: cpu or cuda.")
+@click.option("--top", default=10, show_default=True, type=click.IntRange(min=1), help="Candidates to show.")
+@_format_opt()
+@_output_opt()
+@click.pass_context
+def identify(ctx, kernel, dtype, formula_ids, formula_dirs, computes, models, domain, samples, seed, device, top,
+             out_format, output):
+    """Which formulation is this kernel? Rank every (formulation, compute dtype, libm model) by the share
+    of inputs on which it reproduces the kernel bit for bit, and show where the best one differs.
+
+    \b
+    Example:
+      mishaudit identify torch:mish --dtype bf16
+    """
+    from mishaudit import api
+    from mishaudit.formats import get_format
+    from mishaudit.output import tables
+    from mishaudit.output.frames import records
+
+    _not_for_16_bit(ctx, [get_format(dtype)])
+    _check_output(output)
+    df = api.identify(kernel, dtype, formula_ids, formula_dirs=formula_dirs, compute_dtype=computes, libm=models,
+                      domain=domain, samples=samples, seed=seed, device=device)
+    rows = [dict(r) for r in records(df.head(top))]
+    diffs = records(df.attrs["differences"])
+    _emit(out_format, output, lambda c: tables.print_identify(df.attrs["kernel"], df.attrs["dtype"], rows, diffs, c),
+          {"markdown": lambda: tables.plain_markdown(rows) + "\n" + tables.plain_markdown(diffs),
+           "csv": lambda: tables.plain_csv(records(df)), "json": lambda: tables.plain_json(records(df))})
 
 
 DEFAULT_THRESHOLDS = os.path.join("reports", "thresholds.toml")
@@ -440,7 +499,7 @@ def check(thresholds_path, formula_dirs, junit, out_format, output, no_cache):
 @click.option("--margin", default=0.05, show_default=True, help="Relative slack added to each measured value.")
 @click.pass_context
 def baseline(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, samples, seed, model, no_cache,
-             output, margin):
+             device, output, margin):
     """Write a thresholds file from a current run, so a project adopts the gate in one command.
 
     \b
@@ -459,8 +518,9 @@ def baseline(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain,
     _not_for_16_bit(ctx, [get_format(d) for d in dtypes])
     _check_output(output)
     fmts, comp, dom, formulas, model = api.select_audit(dtypes, formula_ids, formula_dirs, compute_dtype, domain, model)
+    api.check_kernel_options(formulas, comp, ftz, device)
     audit = run_audit(formulas, fmts, comp, ftz, dom, samples, seed, use_cache=not no_cache,
-                      progress=sys.stderr.isatty(), with_formula_error=False, model=model)
+                      progress=sys.stderr.isatty(), with_formula_error=False, model=model, device=device)
     command = "mishaudit baseline " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "mishaudit baseline"
     write_output(output, baseline_text(audit.rows, margin, command, samples, seed, dom, numpy_dispatch()), "--output")
     click.echo(f"wrote {len(audit.rows)} limits to {output}", err=True)

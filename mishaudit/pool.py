@@ -20,9 +20,15 @@ def run(fn, items: list, workers: int, initializer=None, per_worker: int = 2):
         for i, item in enumerate(items):
             yield i, fn(item)
         return
+    import multiprocessing
+    import sys
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-    pool = ProcessPoolExecutor(max_workers=workers, initializer=initializer)
+    # forking a process in which JAX (or another threaded runtime) has started its threads can
+    # deadlock the child: start workers from a clean fork server then
+    threaded = any(m in sys.modules for m in ("jax", "jaxlib"))
+    ctx = multiprocessing.get_context("forkserver" if threaded else None)
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=initializer, mp_context=ctx)
     running: dict = {}
     todo = iter(enumerate(items))
     try:

@@ -44,8 +44,9 @@ def check_specials(formula, policy: Policy) -> list[dict]:
     ]
 
 
-def environment(model: str = "cr") -> dict:
-    """What produced the numbers: the libm model, library versions and the CPU's SIMD features."""
+def environment(model: str = "cr", impls=()) -> dict:
+    """What produced the numbers: the libm model, library versions, the CPU's SIMD features and the
+    frameworks of any kernel audited."""
     import gmpy2
     import ml_dtypes
     import mpmath
@@ -61,11 +62,28 @@ def environment(model: str = "cr") -> dict:
         "cpu_simd": sorted(k for k, v in feats.items() if v),
         "libm": model, "numpy_dispatch": libm.numpy_dispatch(),
         "elementary_functions": libm.describe(model),
+        "frameworks": sorted({_framework(f) for f in impls if f.kernel}),
     }
 
 
-def policy_for(fmt: Format, compute: Format | None, ftz: bool, model: str) -> Policy:
-    return Policy(fmt, compute if compute and compute != fmt else None, ftz, model)
+def _framework(impl) -> str:
+    from mishaudit.eval.kernels import describe
+
+    return describe(impl.framework)
+
+
+def policy_for(fmt: Format, compute: Format | None, ftz: bool, model: str, device: str = "cpu") -> Policy:
+    return Policy(fmt, compute if compute and compute != fmt else None, ftz, model, device)
+
+
+def unsupported_row(impl, fmt: Format) -> dict:
+    """A kernel's row for a format its framework does not run it in: reported, not an error."""
+    from mishaudit.output.frames import COMPARE_KEYS
+
+    row = dict.fromkeys(COMPARE_KEYS)
+    row.update(formula=impl.id, dtype=fmt.name, compute_dtype=fmt.name, ftz=False, libm="kernel",
+               strategy="unsupported", inputs=0, implementation=impl.why_not.get(fmt.name, "unsupported"))
+    return row
 
 
 def _input_sets(formulas: list, fmt: Format, domain: Domain, samples: int, seed: int):
@@ -78,40 +96,60 @@ def _input_sets(formulas: list, fmt: Format, domain: Domain, samples: int, seed:
 def run_audit(formulas: list, fmts: list[Format], compute: Format | None, ftz: bool, domain: Domain,
               samples: int, seed: int, use_cache: bool = True, progress: bool = True,
               with_formula_error: bool = True, keep_errors: bool = False, model: str = "cr",
-              exhaustive: bool = False, jobs: int = 0, resume: bool = False, on_sweep=None) -> Audit:
-    """Evaluate every formula on every format's input set against the reference; with `exhaustive`,
-    fp32 streams every input of the domain (analysis/sweep.py; `on_sweep(done, total, inputs)` hears
-    of its progress)."""
-    out = Audit(meta=environment(model))
+              exhaustive: bool = False, jobs: int = 0, resume: bool = False, on_sweep=None,
+              device: str = "cpu") -> Audit:
+    """Evaluate every formulation (and kernel) on every format's input set against the reference; with
+    `exhaustive`, fp32 streams every input of the domain (analysis/sweep.py; `on_sweep(done, total,
+    inputs)` hears of its progress). A kernel in a format its framework lacks gets an 'unsupported'
+    row."""
+    out = Audit(meta=environment(model, formulas))
     for fmt in fmts:
-        if exhaustive and fmt.name == "fp32":
-            out.rows += _exhaustive_rows(formulas, policy_for(fmt, compute, ftz, model), domain, jobs, resume,
-                                         on_sweep, out)
+        runnable = [f for f in formulas if not f.kernel or f.supports(fmt)]
+        out.rows += [unsupported_row(f, fmt) for f in formulas if f not in runnable]
+        policy = policy_for(fmt, compute, ftz, model, device)
+        if not runnable:
             continue
-        sets, bits = _input_sets(formulas, fmt, domain, samples, seed)
-        ref_all = reference(bits.view(np.float64), fmt, use_cache=use_cache, show_progress=progress)
-        out.meta.setdefault("reference", {})[fmt.name] = {
-            "inputs": len(bits), "computed_now": ref_all.computed, "mpmath_fallback": ref_all.fallback}
-        policy = policy_for(fmt, compute, ftz, model)
-        refs = {f.id: ref_all.take(np.searchsorted(bits, np.ascontiguousarray(sets[f.id].x).view(np.uint64)))
-                for f in formulas}
-        approx = approx_errors(formulas, sets, refs, fmt) if with_formula_error else {}
-        for f in formulas:
-            inp = sets[f.id]
-            ref = refs[f.id]
-            ev = evaluate(f, inp.x, policy)
-            row = {"formula": f.id, "dtype": fmt.name, "compute_dtype": policy.work.name,
-                   "ftz": ftz, "libm": model, "strategy": inp.strategy}
-            err = errors(ev.y, ref, fmt)
-            row.update(summarize(err, ref))
-            if keep_errors:
-                out.errors[(f.id, fmt.name)] = err
-            row.update(approx_row(approx.get(f.id)))
-            sp = check_specials(f, policy)
-            row["specials_wrong"] = sum(not s["ok"] for s in sp)
-            out.specials += sp
-            out.rows.append(row)
+        if exhaustive and fmt.name == "fp32":
+            out.rows += _exhaustive_rows(runnable, policy, domain, jobs, resume, on_sweep, out)
+        else:
+            _audit_format(out, runnable, policy, domain, samples, seed, use_cache, progress, with_formula_error,
+                          keep_errors)
     return out
+
+
+def _audit_format(out: Audit, formulas: list, policy: Policy, domain: Domain, samples: int, seed: int,
+                  use_cache: bool, progress: bool, with_formula_error: bool, keep_errors: bool) -> None:
+    """The rows of one format, on each formulation's own input set."""
+    fmt = policy.storage
+    sets, bits = _input_sets(formulas, fmt, domain, samples, seed)
+    ref_all = reference(bits.view(np.float64), fmt, use_cache=use_cache, show_progress=progress)
+    out.meta.setdefault("reference", {})[fmt.name] = {
+        "inputs": len(bits), "computed_now": ref_all.computed, "mpmath_fallback": ref_all.fallback}
+    refs = {f.id: ref_all.take(np.searchsorted(bits, np.ascontiguousarray(sets[f.id].x).view(np.uint64)))
+            for f in formulas}
+    approx = approx_errors(formulas, sets, refs, fmt) if with_formula_error else {}
+    for f in formulas:
+        inp, ref = sets[f.id], refs[f.id]
+        row = {"formula": f.id, "dtype": fmt.name, "compute_dtype": policy.work.name, "ftz": policy.ftz,
+               "libm": policy.libm, "strategy": inp.strategy, **implementation(f)}
+        err = errors(evaluate(f, inp.x, policy).y, ref, fmt)
+        row.update(summarize(err, ref))
+        if keep_errors:
+            out.errors[(f.id, fmt.name)] = err
+        row.update(approx_row(approx.get(f.id)))
+        sp = check_specials(f, policy)
+        row["specials_wrong"] = sum(not s["ok"] for s in sp)
+        out.specials += sp
+        out.rows.append(row)
+
+
+def implementation(impl) -> dict:
+    """The row keys that tell a kernel from a formulation: its libm, compute dtype and framework."""
+    if not impl.kernel:
+        return {"implementation": "fpcore"}
+    from mishaudit.eval.kernels import describe
+
+    return {"implementation": describe(impl.framework), "libm": "kernel"}
 
 
 def _exhaustive_rows(formulas, policy: Policy, domain: Domain, jobs: int, resume: bool, on_sweep, audit) -> list:
@@ -131,7 +169,7 @@ def _exhaustive_rows(formulas, policy: Policy, domain: Domain, jobs: int, resume
     rows = []
     for f in formulas:
         row = {"formula": f.id, "dtype": "fp32", "compute_dtype": policy.work.name, "ftz": policy.ftz,
-               "libm": policy.libm, "strategy": "exhaustive"}
+               "libm": policy.libm, "strategy": "exhaustive", **implementation(f)}
         row.update(summary_row(merged[f.id]))
         row.update(approx_row(None))
         sp = check_specials(f, policy)
@@ -150,7 +188,7 @@ def approx_errors(formulas: list, sets: dict, refs: dict, fmt: Format) -> dict:
     """formula id -> ApproxError, the formulations spread over the cores (each is independent)."""
     from mishaudit.pool import run_all, workers_for
 
-    jobs = [(f, sets[f.id].x, fmt, refs[f.id]) for f in formulas]
+    jobs = [(f, sets[f.id].x, fmt, refs[f.id]) for f in formulas if not f.kernel]
     return dict(run_all(_approx_job, jobs, workers_for(len(jobs))))
 
 

@@ -226,8 +226,14 @@ def run_overflow(formulas: list, fmts: list, compute, ftz: bool, domain: Domain,
     from mishaudit.analysis.audit import policy_for
 
     maps, attributions = [], []
+    kernels = [f for f in formulas if f.kernel]
+    formulas = [f for f in formulas if not f.kernel]
     for fmt in fmts:
         policy = policy_for(fmt, compute, ftz, model)
+        attributions += [{"formula": k.id, "dtype": fmt.name, "bad_inputs": None, "culprits": [],
+                          "note": "a kernel is a black box: it has no intermediates to map"} for k in kernels]
+        if not formulas:
+            continue
         if exhaustive and fmt.name == "fp32":
             from mishaudit.analysis.sweep import Sweep, run_sweep
 

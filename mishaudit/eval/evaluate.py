@@ -53,6 +53,7 @@ class Policy:
     compute: Format | None = None
     ftz: bool = False
     libm: str = "cr"
+    device: str = "cpu"  # where a framework kernel runs (eval/kernels.py); formulations run on numpy
 
     @property
     def work(self) -> Format:
@@ -247,5 +248,8 @@ class Evaluator:
 
 
 def evaluate(formula: Formula, x: np.ndarray, policy: Policy, record: bool = False) -> Evaluation:
-    """Evaluate `formula` on storage-format inputs `x` (float64) under `policy`."""
+    """Evaluate `formula` on storage-format inputs `x` (float64) under `policy`; a framework kernel
+    (eval/kernels.py) runs as its framework computes it, with no intermediates to record."""
+    if formula.kernel:
+        return Evaluation(formula.run(np.asarray(x, dtype=np.float64), policy.storage, policy.device))
     return Evaluator(formula, policy, record).run(x)

@@ -168,7 +168,7 @@ def input_set(fmt: Format, domain: Domain, samples: int, seed: int, formula=None
     figures do not depend on which formulations run beside it)."""
     if fmt.bits == 16:
         return enumerate_all(fmt, domain)
-    th = sorted(set(formula_thresholds(formula, fmt))) if formula is not None else []
+    th = sorted(set(formula_thresholds(formula, fmt))) if formula is not None and not formula.kernel else []
     return sample(fmt, samples, seed, domain, th)
 
 

@@ -43,7 +43,7 @@ import numpy as np
 from mishaudit.errors import UserError
 from mishaudit.formats import FP32, FP64, Format, round_to
 
-MODELS = ("cr", "numpy")
+MODELS = ("cr", "numpy", "torch")
 ELEMENTARY = ("exp", "expm1", "log", "log1p", "tanh", "pow")
 B = 2.0**-44  # assumed relative error bound of the host binary64 libm (module docstring)
 B_CHECK = B / 8  # the start-up check refuses a libm that errs by more than this
@@ -54,14 +54,24 @@ NUMPY_UFUNCS = _NP = {"exp": np.exp, "expm1": np.expm1, "log": np.log, "log1p": 
 
 
 def check_model(name: str) -> str:
-    """The model called `name`; UserError for an unknown one."""
+    """The model called `name`; UserError for an unknown one, or for torch when it is not installed."""
     if name not in MODELS:
         raise UserError(f"unknown --libm {name!r}: use one of {', '.join(MODELS)}")
+    if name == "torch":
+        from mishaudit.eval.kernels import framework_version
+
+        if framework_version("torch") is None:
+            raise UserError("--libm torch needs torch, which is not installed: pip install 'mishaudit[torch]'")
     return name
 
 
 def describe(model: str) -> str:
     """One sentence naming what the elementary functions of `model` are."""
+    if model == "torch":
+        from mishaudit.eval.kernels import describe as fw
+
+        return (f"elementary functions are torch's own CPU functions on tensors of the working format (libm torch: "
+                f"{fw('torch')}); these figures hold for this CPU and torch build")
     if model == "cr":
         return ("elementary functions correctly rounded in the working format (libm cr: the same bits on "
                 "every machine)")
@@ -73,7 +83,23 @@ def apply(model: str, op: str, args: list, fmt: Format) -> np.ndarray:
     """op(*args) in working format `fmt` under `model`, as float64 values of fmt."""
     if model == "cr":
         return correctly_rounded(op, args, fmt)
+    if model == "torch":
+        return torch_kernel(op, args, fmt)
     return numpy_kernel(op, args, fmt)
+
+
+def torch_kernel(op: str, args: list, fmt: Format) -> np.ndarray:
+    """torch's own elementary function on CPU tensors of the working format (as PyTorch eager
+    computes one operation of a formula written with torch ops)."""
+    import torch
+
+    from mishaudit.eval.kernels import _from_torch, _to_torch
+
+    f = {"exp": torch.exp, "expm1": torch.expm1, "log": torch.log, "log1p": torch.log1p, "tanh": torch.tanh,
+         "pow": torch.pow}[op]
+    with torch.no_grad():
+        ts = [_to_torch(np.asarray(a, dtype=np.float64), fmt, "cpu") for a in np.broadcast_arrays(*args)]
+        return _from_torch(f(*ts), fmt)
 
 
 # ---------------------------------------------------------------- numpy's kernels

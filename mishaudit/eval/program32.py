@@ -53,6 +53,8 @@ def binary32_program(formula: Formula, policy: Policy, shared: frozenset = froze
     compute a common subexpression such as exp(x) once (same operations, same bits)."""
     if policy.storage is not FP32 or policy.compute not in (None, FP32) or policy.ftz:
         return None
+    if formula.kernel:  # the framework's own function on float32 arrays
+        return lambda x, memo=None: formula.run32(x, policy.device)
     try:
         _check32(formula.body)
     except _Unsupported:
@@ -104,7 +106,7 @@ def shared_subexpressions(formulas: list) -> frozenset:
     """Canonical keys of operation nodes that occur in two or more of `formulas`."""
     from collections import Counter
 
-    seen = Counter(k for f in formulas for k in set(subexpression_keys(f).values()))
+    seen = Counter(k for f in formulas if not f.kernel for k in set(subexpression_keys(f).values()))
     return frozenset(k for k, c in seen.items() if c > 1)
 
 
@@ -162,8 +164,9 @@ def _eval32(e: fc.Expr, env: dict, prog: _Prog32, memo: dict):
     if op in _F32_UNARY:
         return _F32_UNARY[op](args[0])
     if op in libm.ELEMENTARY:
-        if prog.libm == "cr":
-            return libm.correctly_rounded(op, [np.asarray(a, dtype=np.float64) for a in args], FP32).astype(np.float32)
+        if prog.libm in ("cr", "torch"):
+            wide = [np.asarray(a, dtype=np.float64) for a in np.broadcast_arrays(*args)]
+            return libm.apply(prog.libm, op, wide, FP32).astype(np.float32)
         if op == "pow":  # numpy turns a scalar exponent 2 into a square: keep the general kernel
             return np.power(*(np.ascontiguousarray(a) for a in np.broadcast_arrays(*args)))
         return libm.NUMPY_UFUNCS[op](args[0])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from mishaudit.analysis.audit import run_audit
 from mishaudit.eval.inputs import Domain
+from mishaudit.eval.kernels import select
 from mishaudit.eval.libm import numpy_dispatch
 from mishaudit.formats import get_format
 from mishaudit.gate.judge import Verdict, judge
@@ -11,12 +12,21 @@ from mishaudit.gate.thresholds import Thresholds
 
 
 def dispatch_warnings(th: Thresholds) -> list[str]:
-    """A sentence for every libm = "numpy" limit measured on another numpy dispatch than this machine's."""
+    """A sentence for every libm = "numpy" limit measured on another numpy dispatch than this machine's,
+    and for every kernel limit measured with another framework build or CPU capability."""
+    from mishaudit.eval.kernels import KERNELS, describe
+
     here = numpy_dispatch()
-    return [f"{e.label()} (line {e.line}) was measured with {e.numpy_dispatch}; this machine has {here}: numpy's "
-            "kernels differ between CPUs, so this limit may pass or fail for that reason alone (libm = \"cr\" "
-            "gives the same verdict everywhere)"
-            for e in th.entries if e.libm == "numpy" and e.numpy_dispatch and e.numpy_dispatch != here]
+    out = [f"{e.label()} (line {e.line}) was measured with {e.numpy_dispatch}; this machine has {here}: numpy's "
+           "kernels differ between CPUs, so this limit may pass or fail for that reason alone (libm = \"cr\" "
+           "gives the same verdict everywhere)"
+           for e in th.entries if e.libm == "numpy" and e.numpy_dispatch and e.numpy_dispatch != here]
+    for e in th.entries:
+        k = KERNELS.get(e.formula)
+        if k is not None and e.framework and k.available() and describe(k.framework) != e.framework:
+            out.append(f"{e.label()} (line {e.line}) was measured with {e.framework}; this machine runs "
+                       f"{describe(k.framework)}: the kernel's bits may differ for that reason alone")
+    return out
 
 
 def run_check(th: Thresholds, registry: dict, use_cache: bool = True, progress: bool = False) -> list[Verdict]:
@@ -26,7 +36,8 @@ def run_check(th: Thresholds, registry: dict, use_cache: bool = True, progress: 
         entries = [e for e in th.entries if e.mode == mode]
         dtype, compute, ftz, dom, samples, seed, model = mode
         fids = list(dict.fromkeys(e.formula for e in entries))
-        audit = run_audit([registry[f] for f in fids], [get_format(dtype)], get_format(compute), ftz,
+        audit = run_audit(select(registry, fids), [get_format(dtype)], get_format(compute) if compute != dtype else None,
+                          ftz,
                           Domain(*dom) if dom else Domain(), samples, seed, use_cache=use_cache, progress=progress,
                           with_formula_error=False, model=model)
         rows = {r["formula"]: r for r in audit.rows}

@@ -3,12 +3,13 @@
     version = 1
 
     [[limit]]
-    formula = "softplus-tanh"      # registry id
+    formula = "softplus-tanh"      # registry id (or: kernel = "torch:mish", a framework kernel)
     dtype = "fp16"                 # storage format
     compute_dtype = "fp32"         # optional (default: dtype)
     ftz = false                    # optional
     libm = "cr"                    # optional: "cr" (default) or "numpy"
     numpy_dispatch = "..."         # written by baseline for libm = "numpy": the CPU it was measured on
+    framework = "..."              # written by baseline for a kernel: the framework and CPU capability
     domain = [-20.0, 20.0]         # optional input interval [lo, hi]
     samples = 65536                # optional, fp32/fp64 sample size
     seed = 0                       # optional
@@ -35,7 +36,8 @@ from mishaudit.formats import get_format
 AT_MOST = ("max_ulp", "mean_ulp", "p99_ulp", "nonfinite", "dulp_1", "dulp_2", "dulp_3", "dulp_gt3")
 AT_LEAST = ("cr_frac", "dulp_0")
 LIMIT_KEYS = AT_MOST + AT_LEAST
-SELECT_KEYS = ("formula", "dtype", "compute_dtype", "ftz", "libm", "numpy_dispatch", "domain", "samples", "seed")
+SELECT_KEYS = ("formula", "kernel", "dtype", "compute_dtype", "ftz", "libm", "numpy_dispatch", "framework", "domain",
+               "samples", "seed")
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class Limit:
     line: int  # line of the [[limit]] header
     libm: str = "cr"
     numpy_dispatch: str | None = None  # for libm "numpy": the dispatch it was measured with
+    framework: str | None = None  # for a kernel: the framework (version, CPU capability) it was measured with
 
     @property
     def mode(self) -> tuple:
@@ -118,10 +121,16 @@ def parse_thresholds(text: str, path: str, known_formulas=None) -> Thresholds:
         for key in item:
             if key not in SELECT_KEYS and key not in LIMIT_KEYS:
                 raise bad(key, f"unknown key {key!r}: allowed are {', '.join(SELECT_KEYS + LIMIT_KEYS)}")
-        for key in ("formula", "dtype"):
+        if ("formula" in item) == ("kernel" in item):
+            raise bad("[[limit]]", "[[limit]] needs one of formula = \"...\" (an FPCore formulation) or kernel = "
+                                   "\"...\" (a framework kernel such as torch:mish)")
+        which = "formula" if "formula" in item else "kernel"
+        for key in (which, "dtype"):
             if not isinstance(item.get(key), str):
                 raise bad(key if key in item else "[[limit]]", f"[[limit]] needs {key} = \"...\"")
-        if known_formulas is not None and item["formula"] not in known_formulas:
+        if which == "kernel" and ":" not in item["kernel"]:
+            raise bad("kernel", f"kernel {item['kernel']!r}: kernels are named framework:function, e.g. torch:mish")
+        if which == "formula" and known_formulas is not None and item["formula"] not in known_formulas:
             raise bad("formula", f"unknown formula {item['formula']!r}: run `mishaudit list` (or pass --formulas DIR)")
         try:
             dtype = get_format(item["dtype"]).name
@@ -137,9 +146,10 @@ def parse_thresholds(text: str, path: str, known_formulas=None) -> Thresholds:
         model = item.get("libm", "cr")
         if model not in ("cr", "numpy"):
             raise bad("libm", f"libm must be \"cr\" or \"numpy\", not {model!r}")
+        for key in ("numpy_dispatch", "framework"):
+            if item.get(key) is not None and not isinstance(item[key], str):
+                raise bad(key, f"{key} must be a string (as `mishaudit baseline` writes it)")
         dispatch = item.get("numpy_dispatch")
-        if dispatch is not None and not isinstance(dispatch, str):
-            raise bad("numpy_dispatch", "numpy_dispatch must be a string (as `mishaudit baseline` writes it)")
         dom = item.get("domain")
         if dom is not None:
             if (not isinstance(dom, list) or len(dom) != 2 or not all(isinstance(v, (int, float)) for v in dom)
@@ -159,8 +169,8 @@ def parse_thresholds(text: str, path: str, known_formulas=None) -> Thresholds:
                 lims.append((key, float(v)))
         if not lims:
             raise bad("[[limit]]", f"this [[limit]] sets no limit: add one of {', '.join(LIMIT_KEYS)}")
-        out.entries.append(Limit(item["formula"], dtype, compute, ftz, dom, samples, seed, tuple(lims), line, model,
-                                 dispatch))
+        out.entries.append(Limit(item[which], dtype, compute, ftz, dom, samples, seed, tuple(lims), line, model,
+                                 dispatch, item.get("framework")))
     return out
 
 
@@ -201,6 +211,7 @@ def _round_down(v: float, digits: int = 4) -> float:
 
 def baseline_text(rows: list[dict], margin: float, command: str, samples: int, seed: int, domain,
                   dispatch: str | None = None) -> str:
+    """The thresholds file for `rows` (kernel rows of formats their framework lacks get no limit)."""
     """A thresholds file whose limits are the measured values loosened by `margin` (relative)."""
     lines = ["# mishaudit thresholds: `mishaudit check` fails when a measured value breaks a limit.",
              f"# written by: {command}",
@@ -208,14 +219,20 @@ def baseline_text(rows: list[dict], margin: float, command: str, samples: int, s
              "# cr_frac >= measured - margin * (1 - measured) (the non-CR share may grow by the margin)",
              "version = 1", ""]
     for r in rows:
+        if r.get("strategy") == "unsupported":
+            continue
         lines.append("[[limit]]")
-        lines.append(f'formula = "{r["formula"]}"')
+        kernel = r.get("libm") == "kernel"
+        lines.append(f'{"kernel" if kernel else "formula"} = "{r["formula"]}"')
         lines.append(f'dtype = "{r["dtype"]}"')
         if r["compute_dtype"] != r["dtype"]:
             lines.append(f'compute_dtype = "{r["compute_dtype"]}"')
         if r["ftz"]:
             lines.append("ftz = true")
-        lines.append(f'libm = "{r.get("libm", "cr")}"')
+        if kernel:
+            lines.append(f"framework = {_toml_string(r['implementation'])}")
+        else:
+            lines.append(f'libm = "{r.get("libm", "cr")}"')
         if r.get("libm") == "numpy" and dispatch:
             lines.append(f"numpy_dispatch = {_toml_string(dispatch)}")
         if domain is not None and (domain.lo != -math.inf or domain.hi != math.inf):

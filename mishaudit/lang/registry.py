@@ -14,7 +14,6 @@ binds the name B to 4.75 when the *storage* format is binary16, and so on;
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass
 from fractions import Fraction
 from importlib import resources
@@ -27,6 +26,7 @@ from mishaudit.lang import fpcore
 
 @dataclass(frozen=True)
 class Formula:
+    kernel = False  # an FPCore formulation (eval/kernels.py's Kernel has kernel = True)
     id: str
     core: fpcore.FPCore
     path: str  # where it was read from
@@ -207,18 +207,3 @@ def load_registry(extra_dirs: tuple = (), builtin: bool = True) -> dict[str, For
             raise UserError(f"formula id {f.id!r} is defined twice ({reg[f.id].path} and {src}): rename one (the FPCore identifier)")
         reg[f.id] = f
     return reg
-
-
-def select(reg: dict[str, Formula], ids: tuple) -> list[Formula]:
-    """The formulas named in `ids` (all, in id order, when empty); UserError for unknown ids."""
-    if not ids:
-        return [reg[k] for k in sorted(reg)]
-    out = []
-    for i in ids:
-        if i not in reg:
-            close = [k for k in sorted(reg) if re.sub("[^a-z0-9]", "", i.lower()) in re.sub("[^a-z0-9]", "", k)]
-            hint = f" (did you mean {', '.join(close[:3])}?)" if close else ""
-            raise UserError(f"unknown formula {i!r}{hint}: run `mishaudit list` for the registered ids")
-        if reg[i] not in out:
-            out.append(reg[i])
-    return out

@@ -48,20 +48,22 @@ def measure_ns(formula, x: np.ndarray, policy: Policy) -> float:
 
 
 def collect(formulas: list, fmts: list[Format], compute, ftz, domain, samples, seed, use_cache=True, progress=False,
-            model: str = "cr"):
-    """Everything the figures and tables need, per format."""
+            model: str = "cr", device: str = "cpu"):
+    """Everything the figures and tables need, per format (kernels: no overflow map, and only in the
+    formats their framework runs them in)."""
     audit = run_audit(formulas, fmts, compute, ftz, domain, samples, seed, use_cache=use_cache, progress=progress,
-                      keep_errors=True, model=model)
+                      keep_errors=True, model=model, device=device)
     per_fmt = {}
     for fmt in fmts:
-        policy = policy_for(fmt, compute, ftz, model)
+        policy = policy_for(fmt, compute, ftz, model, device)
         maps, attrib, series, cost = [], [], [], []
-        for f in formulas:
-            m, a = overflow_map(f, policy, domain, samples, seed)
+        for f in (f for f in formulas if not f.kernel or f.supports(fmt)):
+            m, a = ([], None) if f.kernel else overflow_map(f, policy, domain, samples, seed)
             maps += m
-            attrib.append(a)
+            if a is not None:
+                attrib.append(a)
             err = audit.errors[(f.id, fmt.name)]
-            marks = [(t, "threshold") for t in formula_thresholds(f, fmt)]
+            marks = [] if f.kernel else [(t, "threshold") for t in formula_thresholds(f, fmt)]
             marks += [(iv.lo, "overflow edge") for mm in m if mm.event == "overflow" for iv in mm.intervals
                       if abs(iv.lo) < fmt.max]
             series.append({"id": f.id, "x": err.x, "ulp": err.ulp, "nonfinite": ~err.finite,

@@ -31,13 +31,14 @@ def sort_rows(rows: list[dict], column: str | None) -> list[dict]:
         raise UserError(f"--sort {column!r}: unknown column; use one of {', '.join(ALL_KEYS)}")
 
     def key(r):
+        ran = r.get("strategy") != "unsupported"  # rows of formats a kernel does not run in go last
         if column is None:
-            return (r["nonfinite"] > 0, _f(r["max_ulp"]))
+            return (ran, (r["nonfinite"] or 0) > 0, _f(r["max_ulp"]))
         v = r[column]
         if isinstance(v, str):
             return v
         v = _f(v)
-        return -v if column in ASCENDING_IS_WORSE else v
+        return (ran, -v if column in ASCENDING_IS_WORSE else v)
 
     order = {d: i for i, d in enumerate(dict.fromkeys(r["dtype"] for r in rows))}
     by_dtype = sorted(rows, key=lambda r: order[r["dtype"]])
@@ -90,6 +91,8 @@ def formula_ulp_text(r: dict) -> str:
 
 
 def _cells(r: dict) -> list[str]:
+    if r.get("strategy") == "unsupported":
+        return [r["formula"], "unsupported"] + ["—"] * (len(TABLE_COLUMNS) - 2)
     out = []
     for _, key, fmt in TABLE_COLUMNS:
         if key is None:
@@ -99,6 +102,30 @@ def _cells(r: dict) -> list[str]:
         else:
             out.append("—" if r.get(key) is None else fmt(r[key]))
     return out
+
+
+def table_title(dtype: str, rows: list[dict]) -> str:
+    """The policy of the formulations (native or computed in, ftz, libm) and the inputs of one format."""
+    forms = [r for r in rows if r.get("libm") != "kernel"] or rows
+    r0 = forms[0]
+    mode = f"computed in {r0['compute_dtype']}" if r0["compute_dtype"] != dtype else "native"
+    policy = f"{mode}{', ftz' if r0['ftz'] else ''}, libm {r0.get('libm', 'cr')}" if r0.get("libm") != "kernel" \
+        else "framework kernels"
+    counts = sorted({r["inputs"] for r in rows if r.get("strategy") != "unsupported"})
+    strategy = next((r["strategy"] for r in rows if r.get("strategy") != "unsupported"), "unsupported")
+    n = f"{counts[0]:,}" if len(counts) == 1 else f"{counts[0]:,} to {counts[-1]:,}" if counts else "no"
+    return f"{dtype} ({policy}): {n} inputs, {strategy} - error against mish(x), worst first"
+
+
+def kernel_notes(rows: list[dict]) -> list[str]:
+    """One line per kernel: its framework (version, CPU capability), and the formats it does not run in."""
+    out = {}
+    for r in rows:
+        if r.get("libm") == "kernel" and r.get("strategy") != "unsupported":
+            out.setdefault(r["formula"], f"kernel {r['formula']}: {r['implementation']}; figures hold for this CPU")
+        elif r.get("strategy") == "unsupported":
+            out[r["formula"] + " " + r["dtype"]] = f"kernel {r['formula']} does not run in {r['dtype']}: {r['implementation']}"
+    return list(out.values())
 
 
 def undecided_note(rows: list[dict]) -> str:
@@ -115,7 +142,7 @@ def to_markdown(rows: list[dict], specials: list[dict]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for r in rows:
         lines.append("| " + " | ".join([r["dtype"]] + _cells(r)) + " |")
-    lines += ["", LEGEND]
+    lines += ["", LEGEND] + [ln for n in kernel_notes(rows) for ln in ("", n)]
     models = sorted({r.get("libm", "cr") for r in rows})
     if models:
         from mishaudit.eval.libm import describe
@@ -155,26 +182,24 @@ def print_table(rows: list[dict], specials: list[dict], meta: dict, console) -> 
 
     for dtype in dict.fromkeys(r["dtype"] for r in rows):
         grp = [r for r in rows if r["dtype"] == dtype]
-        r0 = grp[0]
-        mode = f"computed in {r0['compute_dtype']}" if r0["compute_dtype"] != dtype else "native"
-        title = (f"{dtype} ({mode}{', ftz' if r0['ftz'] else ''}, libm {r0.get('libm', 'cr')}): {r0['inputs']:,} "
-                 f"inputs, {r0['strategy']} - error against mish(x), worst first")
-        t = Table(title=title, title_justify="left")
+        t = Table(title=table_title(dtype, grp), title_justify="left")
         for name, key, _ in TABLE_COLUMNS:
             t.add_column(name, justify="left" if key == "formula" else "right", no_wrap=key != "formula")
         nf_col = [k for _, k, _ in TABLE_COLUMNS].index("nonfinite")
         for r in grp:
             cells = _cells(r)
-            if r["nonfinite"]:
+            if r.get("nonfinite"):
                 cells[nf_col] = f"[bold red]{r['nonfinite']}[/]"
-            t.add_row(*cells, style="red" if r["nonfinite"] else None)
+            t.add_row(*cells, style="red" if r.get("nonfinite") else None)
         console.print(t)
     console.print("[dim]" + LEGEND + "[/]")
+    for line in kernel_notes(rows):
+        console.print("[dim]" + line + "[/]")
     note = undecided_note(rows)
     if note:
         console.print("[dim]" + note + "[/]")
     console.print(f"[dim]numpy {meta['numpy']}, ml_dtypes {meta['ml_dtypes']}, mpmath {meta['mpmath']}, "
-                  f"MPFR {meta['mpfr']}; {meta['elementary_functions']}.[/]")
+                  f"{meta['mpfr']}; {meta['elementary_functions']}.[/]")
     bad = [s for s in specials if not s["ok"]]
     if bad:
         s = Table(title="special inputs: expected vs got (wrong ones only)", title_justify="left")
@@ -217,9 +242,41 @@ def plain_markdown(rows: list[dict]) -> str:
 def print_formulas(rows: list[dict], console) -> None:
     from rich.table import Table
 
-    t = Table(title=f"{len(rows)} registered formulations", title_justify="left")
+    forms = sum(r.get("kind") != "kernel" for r in rows)
+    t = Table(title=f"{forms} registered formulations, {len(rows) - forms} framework kernels", title_justify="left")
     for c in ("id", "description", "source"):
         t.add_column(c, overflow="fold")
     for r in rows:
         t.add_row(r["id"], r["description"], r["source"])
     console.print(t)
+
+
+def print_identify(kernel: str, dtype: str, rows: list[dict], diffs: list[dict], console) -> None:
+    """The ranking of candidates for a kernel, and where the best one differs."""
+    from rich.table import Table
+
+    t = Table(title=f"which formulation is {kernel} in {dtype}? bitwise matches, best first", title_justify="left")
+    for c in ("formulation", "compute", "libm", "matches", "share"):
+        t.add_column(c, justify="right" if c in ("matches", "share") else "left")
+    for r in rows:
+        t.add_row(r["formula"], r["compute_dtype"], r["libm"], f"{r['matches']:,} of {r['inputs']:,}",
+                  f"{100 * r['share']:.3f}%")
+    console.print(t)
+    if not rows:
+        return
+    best = rows[0]
+    ties = sum(r["matches"] == best["matches"] for r in rows) - 1
+    tie = f" ({ties} other candidate(s) shown match as often)" if ties else ""
+    if not diffs:
+        console.print(f"{best['formula']} computed in {best['compute_dtype']} with libm {best['libm']} reproduces "
+                      f"{kernel} on every input{tie}.")
+        return
+    if tie:
+        console.print(f"best: {best['formula']} ({best['compute_dtype']}, libm {best['libm']}){tie}.")
+    d = Table(title=f"where {best['formula']} ({best['compute_dtype']}, libm {best['libm']}) differs from {kernel}",
+              title_justify="left")
+    for c in ("x", kernel, best["formula"], "RN(mish(x))"):
+        d.add_column(c, justify="right")
+    for r in diffs:
+        d.add_row(repr(r["x"]), repr(r["kernel"]), repr(r["formulation"]), repr(r["rn_mish"]))
+    console.print(d)
