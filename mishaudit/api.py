@@ -88,10 +88,11 @@ def compare(dtype="fp16", formulas: Iterable[str] | str | None = None, *, formul
             ftz: bool = False, domain: str | None = None, samples: int = 1 << 16, seed: int = 0, libm: str = "cr",
             exhaustive: bool = False, jobs: int = 0, resume: bool = False, use_cache: bool = True,
             progress: bool = False, on_sweep=None, device: str = "cpu") -> pd.DataFrame:
-    """One row per formulation (or kernel) x format: the error against the exact mish (DESIGN.md's keys).
+    """One row per formulation (or kernel) x format: the error against its exact spec, mish unless the
+    file's :spec says otherwise (DESIGN.md's keys, and `spec`).
 
-    dtype: a format or a list of them; formulas: ids or patterns, kernels such as "torch:mish"
-    included (default: every formulation); domain: "LO:HI"; libm: "cr", "numpy" or "torch";
+    dtype: a format or a list of them; formulas: ids or patterns ("*-grad"), kernels such as "torch:mish"
+    included (default: every formulation of mish, and every one from formula_dirs); domain: "LO:HI"; libm: "cr", "numpy" or "torch";
     exhaustive: stream every fp32 input; device: where torch kernels run. `.attrs["specials"]` holds the special-input checks
     (a DataFrame), `.attrs["meta"]` what produced the numbers."""
     from mishaudit.analysis.audit import run_audit

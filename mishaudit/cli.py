@@ -218,9 +218,10 @@ def list_cmd(formula_dirs, out_format, output):
     _check_output(output)
     from mishaudit.eval.kernels import EXTRAS, KERNELS, describe
 
-    rows = [{"id": f.id, "kind": "formulation", "description": f.description, "source": f.source, "file": f.path}
-            for f in sorted(api.load_formulas(*formula_dirs).values(), key=lambda f: f.id)]
-    rows += [{"id": k.id, "kind": "kernel", "description": k.description + f" (runs in {', '.join(k.formats)})",
+    rows = [{"id": f.id, "kind": "formulation", "spec": f.spec.name, "description": f.description, "source": f.source,
+             "file": f.path} for f in sorted(api.load_formulas(*formula_dirs).values(), key=lambda f: f.id)]
+    rows += [{"id": k.id, "kind": "kernel", "spec": k.spec.name,
+              "description": k.description + f" (runs in {', '.join(k.formats)})",
               "source": describe(k.framework) if k.available() else
               f"unavailable: pip install 'mishaudit[{EXTRAS[k.framework]}]'", "file": None} for k in KERNELS.values()]
     _emit(out_format, output, lambda c: tables.print_formulas(rows, c),

@@ -12,7 +12,7 @@ import numpy as np
 from mishaudit import __version__
 from mishaudit.eval import libm
 from mishaudit.eval.evaluate import Policy, evaluate
-from mishaudit.eval.inputs import SPECIALS, Domain, expected_special, input_set
+from mishaudit.eval.inputs import SPECIALS, Domain, input_set
 from mishaudit.formats import Format
 from mishaudit.measure.approx import approx_error
 from mishaudit.measure.metrics import errors, summarize
@@ -35,13 +35,17 @@ def _same(a: float, b: float) -> bool:
 
 
 def check_specials(formula, policy: Policy) -> list[dict]:
+    """The outputs at +-0, +-inf and NaN against the spec's values there (lang/spec.py; a spec other
+    than mish and mish' is checked at NaN only)."""
     x = np.array(SPECIALS)
     y = evaluate(formula, x, policy).y
-    return [
-        {"formula": formula.id, "dtype": policy.storage.name, "x": xi, "expected": expected_special(xi),
-         "got": float(yi), "ok": _same(float(yi), expected_special(xi))}
-        for xi, yi in zip(SPECIALS, y)
-    ]
+    out = []
+    for xi, yi in zip(SPECIALS, y):
+        want = formula.spec.special(xi, policy.storage)
+        if want is not None:
+            out.append({"formula": formula.id, "dtype": policy.storage.name, "x": xi, "expected": want,
+                        "got": float(yi), "ok": _same(float(yi), want)})
+    return out
 
 
 def environment(model: str = "cr", impls=()) -> dict:
@@ -81,7 +85,7 @@ def unsupported_row(impl, fmt: Format) -> dict:
     from mishaudit.output.frames import COMPARE_KEYS
 
     row = dict.fromkeys(COMPARE_KEYS)
-    row.update(formula=impl.id, dtype=fmt.name, compute_dtype=fmt.name, ftz=False, libm="kernel",
+    row.update(formula=impl.id, spec=impl.spec.name, dtype=fmt.name, compute_dtype=fmt.name, ftz=False, libm="kernel",
                strategy="unsupported", inputs=0, implementation=impl.why_not.get(fmt.name, "unsupported"))
     return row
 
@@ -121,17 +125,22 @@ def _audit_format(out: Audit, formulas: list, policy: Policy, domain: Domain, sa
                   use_cache: bool, progress: bool, with_formula_error: bool, keep_errors: bool) -> None:
     """The rows of one format, on each formulation's own input set."""
     fmt = policy.storage
-    sets, bits = _input_sets(formulas, fmt, domain, samples, seed)
-    ref_all = reference(bits.view(np.float64), fmt, use_cache=use_cache, show_progress=progress)
-    out.meta.setdefault("reference", {})[fmt.name] = {
-        "inputs": len(bits), "computed_now": ref_all.computed, "mpmath_fallback": ref_all.fallback}
-    refs = {f.id: ref_all.take(np.searchsorted(bits, np.ascontiguousarray(sets[f.id].x).view(np.uint64)))
-            for f in formulas}
+    refs, sets = {}, {}
+    for spec in dict.fromkeys(f.spec for f in formulas):  # one reference per spec, on the union of its inputs
+        group = [f for f in formulas if f.spec == spec]
+        gsets, bits = _input_sets(group, fmt, domain, samples, seed)
+        ref_all = reference(bits.view(np.float64), fmt, use_cache=use_cache, show_progress=progress, spec=spec)
+        key = fmt.name if spec.key == "mish" else f"{fmt.name} {spec.name}"
+        out.meta.setdefault("reference", {})[key] = {
+            "inputs": len(bits), "computed_now": ref_all.computed, "mpmath_fallback": ref_all.fallback}
+        sets.update(gsets)
+        refs.update({f.id: ref_all.take(np.searchsorted(bits, np.ascontiguousarray(gsets[f.id].x).view(np.uint64)))
+                     for f in group})
     approx = approx_errors(formulas, sets, refs, fmt) if with_formula_error else {}
     for f in formulas:
         inp, ref = sets[f.id], refs[f.id]
-        row = {"formula": f.id, "dtype": fmt.name, "compute_dtype": policy.work.name, "ftz": policy.ftz,
-               "libm": policy.libm, "strategy": inp.strategy, **implementation(f)}
+        row = {"formula": f.id, "spec": f.spec.name, "dtype": fmt.name, "compute_dtype": policy.work.name,
+               "ftz": policy.ftz, "libm": policy.libm, "strategy": inp.strategy, **implementation(f)}
         err = errors(evaluate(f, inp.x, policy).y, ref, fmt)
         row.update(summarize(err, ref))
         if keep_errors:
@@ -168,8 +177,8 @@ def _exhaustive_rows(formulas, policy: Policy, domain: Domain, jobs: int, resume
                                                       "seconds": time.perf_counter() - t0}
     rows = []
     for f in formulas:
-        row = {"formula": f.id, "dtype": "fp32", "compute_dtype": policy.work.name, "ftz": policy.ftz,
-               "libm": policy.libm, "strategy": "exhaustive", **implementation(f)}
+        row = {"formula": f.id, "spec": f.spec.name, "dtype": "fp32", "compute_dtype": policy.work.name,
+               "ftz": policy.ftz, "libm": policy.libm, "strategy": "exhaustive", **implementation(f)}
         row.update(summary_row(merged[f.id]))
         row.update(approx_row(None))
         sp = check_specials(f, policy)

@@ -132,7 +132,7 @@ class EventMap:
 
 def _bad_outputs(formula, x, y, policy) -> np.ndarray:
     """Final output nonfinite or more than 1 ulp off (bool per input)."""
-    ref = reference(x, policy.storage, show_progress=False)
+    ref = reference(x, policy.storage, show_progress=False, spec=formula.spec)
     err = errors(y, ref, policy.storage)
     return ~err.finite | (err.ulp > 1)
 

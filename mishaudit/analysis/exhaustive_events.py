@@ -36,11 +36,13 @@ class ExhaustiveEvents:
         pos = _position(sweep, sweep.first_ordinal(i))
         for x32 in sweep.blocks(i):
             x = x32.astype(np.float64)
-            arr = reference_arrays(x, sweep.policy.storage)
-            fallback += int(arr["fallback"])
-            ref = Reference(x, arr["rn"], arr["d"], arr["E"], arr["r64"])
+            refs = {}
             for f in sweep.formulas:
-                _fold_events(out[f.id], f, sweep.policy, x, ref, pos)
+                if f.spec not in refs:
+                    arr = reference_arrays(x, sweep.policy.storage, spec=f.spec)
+                    fallback += int(arr["fallback"])
+                    refs[f.spec] = Reference(x, arr["rn"], arr["d"], arr["E"], arr["r64"])
+                _fold_events(out[f.id], f, sweep.policy, x, refs[f.spec], pos)
             n += len(x)
             pos += len(x)
         for ev in out.values():

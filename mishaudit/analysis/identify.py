@@ -57,6 +57,7 @@ def identify(kernel, fmt: Format, formulas: list, domain: Domain = Domain(), sam
              computes=None, models=None, device: str = "cpu", show: int = 8):
     """(ranking: Matches best first, differences of the best: dicts x / kernel / formulation / inputs)."""
     kernel.require()
+    formulas = [f for f in formulas if f.spec == kernel.spec]  # a gradient kernel against the -grad formulations
     x = input_set(fmt, domain, samples, seed).x
     target = kernel.run(x, fmt, device)
     ranking = []
@@ -76,7 +77,7 @@ def identify(kernel, fmt: Format, formulas: list, domain: Domain = Domain(), sam
         comp = get_format(best.compute_dtype)
         y = evaluate(by_id[best.formula], x, policy_for(fmt, comp, False, best.libm)).y
         bad = np.flatnonzero(~same_bits(y, target, fmt))[:show]
-        rn = reference(x[bad], fmt, show_progress=False).rn if len(bad) else []
+        rn = reference(x[bad], fmt, show_progress=False, spec=kernel.spec).rn if len(bad) else []
         diffs = [{"x": float(x[i]), "kernel": float(target[i]), "formulation": float(y[i]), "rn_mish": float(r)}
                  for i, r in zip(bad, rn)]
     return ranking, diffs

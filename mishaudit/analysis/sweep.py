@@ -62,7 +62,7 @@ class Sweep:
     def identity(self) -> dict:
         """What a checkpoint must match to be resumed."""
         return {"version": SWEEP_VERSION, "reference": REF_VERSION, "mishaudit": __version__, "mode": self.mode,
-                "formulas": [[f.id, f.digest] for f in self.formulas], "dtype": self.policy.storage.name,
+                "formulas": [[f.id, f.digest, f.spec.key] for f in self.formulas], "dtype": self.policy.storage.name,
                 "compute_dtype": (self.policy.compute or self.policy.storage).name, "ftz": self.policy.ftz,
                 "libm": self.policy.libm,
                 "domain": [self.domain.lo, self.domain.hi], "chunk": self.chunk}
@@ -152,28 +152,32 @@ def summarize_block(x32: np.ndarray, formulas: list, progs: dict, policy: Policy
     """Fold one block of inputs (ascending binary32) into every formulation's Acc; returns the
     inputs sent to mpmath. `clock(stage, seconds)`, when given, receives the time of the
     reference and of each formulation (evaluation and fold)."""
-    t = time.perf_counter()
     x = x32.astype(np.float64)
-    arr = reference_arrays(x, FP32)
-    rn, d, E, r64 = arr["rn"], arr["d"], arr["E"], arr["r64"]
-    rn32 = rn.astype(np.float32)
-    if clock:
-        clock("reference", time.perf_counter() - t)
+    fallback = 0
     memo: dict = {}  # subexpressions common to several formulations, this block
-    exact = None
-    for f in formulas:
+    for spec in dict.fromkeys(f.spec for f in formulas):  # one reference per spec in the run
         t = time.perf_counter()
-        prog = progs[f.id]
-        y = prog(x32, memo) if prog else evaluate(f, x, policy).y.astype(np.float32)
-        if len(formulas) > 1 and np.array_equal(y.view(np.int32), rn32.view(np.int32)):  # pays off when shared
-            if exact is None:
-                exact = ExactBlock.of(x, rn32, rn, d, E, r64)
-            accs[f.id].add_exact(exact)
-        else:
-            accs[f.id].add_block(y, x, rn, d, E, r64)
+        arr = reference_arrays(x, FP32, spec=spec)
+        fallback += int(arr["fallback"])
+        rn, d, E, r64 = arr["rn"], arr["d"], arr["E"], arr["r64"]
+        rn32 = rn.astype(np.float32)
         if clock:
-            clock(f.id, time.perf_counter() - t)
-    return int(arr["fallback"])
+            clock("reference", time.perf_counter() - t)
+        exact = None
+        group = [f for f in formulas if f.spec == spec]
+        for f in group:
+            t = time.perf_counter()
+            prog = progs[f.id]
+            y = prog(x32, memo) if prog else evaluate(f, x, policy).y.astype(np.float32)
+            if len(group) > 1 and np.array_equal(y.view(np.int32), rn32.view(np.int32)):  # pays off when shared
+                if exact is None:
+                    exact = ExactBlock.of(x, rn32, rn, d, E, r64)
+                accs[f.id].add_exact(exact)
+            else:
+                accs[f.id].add_block(y, x, rn, d, E, r64)
+            if clock:
+                clock(f.id, time.perf_counter() - t)
+    return fallback
 
 
 def _worker_init():

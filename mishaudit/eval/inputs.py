@@ -173,14 +173,3 @@ def input_set(fmt: Format, domain: Domain, samples: int, seed: int, formula=None
 
 
 SPECIALS = (0.0, -0.0, math.inf, -math.inf, math.nan)
-
-
-def expected_special(x: float) -> float:
-    """mish at the special inputs: mish(NaN) = NaN, mish(+inf) = +inf, mish(-inf) = -0, mish(+-0) = +-0."""
-    if math.isnan(x):
-        return math.nan
-    if x == math.inf:
-        return math.inf
-    if x == -math.inf:
-        return -0.0
-    return x

@@ -14,6 +14,9 @@ record.
                          Runtime CPU session (binary16, binary32, binary64: ONNX Mish has no
                          bfloat16 kernel)
     jax:mish             jax.nn.mish, jitted on the CPU (x64 enabled for binary64)
+    torch:mish-grad      the gradient torch computes for F.mish: aten.mish_backward with
+                         grad_output = 1 (what autograd calls), spec mish'
+    jax:mish-grad        jax.vmap(jax.grad(jax.nn.mish)), jitted on the CPU, spec mish'
 
 Frameworks are optional (extras mishaudit[torch], [onnx], [jax]); a kernel whose framework is
 missing is listed as unavailable with the command that installs it. torch kernels take a device
@@ -30,6 +33,7 @@ import numpy as np
 
 from mishaudit.errors import UserError
 from mishaudit.formats import BF16, FP32, Format
+from mishaudit.lang.spec import MISH, MISH_GRAD, Spec
 
 EXTRAS = {"torch": "torch", "onnxruntime": "onnx", "jax": "jax"}
 MODULES = {"torch": "torch", "onnxruntime": "onnxruntime", "jax": "jax"}
@@ -42,6 +46,7 @@ class Kernel:
     description: str
     formats: tuple  # names of the formats the framework runs it in
     why_not: dict = field(default_factory=dict)  # format name -> why it is unsupported
+    spec: Spec = MISH  # what it computes: mish, or mish' for a gradient
     kernel = True  # (an FPCore Formula has kernel = False)
 
     @property
@@ -83,10 +88,9 @@ class Kernel:
             import torch
 
             _to_torch(x32[:0].astype(np.float64), FP32, "cpu")  # thread setup in workers
-            f = torch.nn.functional.mish if self.id == "torch:mish" else (lambda t: t * torch.tanh(
-                torch.nn.functional.softplus(t)))
             with torch.no_grad():
-                return f(torch.from_numpy(np.ascontiguousarray(x32)).to(_torch_device(device))).cpu().numpy()
+                t = torch.from_numpy(np.ascontiguousarray(x32)).to(_torch_device(device))
+                return _TORCH_FNS[self.id](t).cpu().numpy()
         if self.framework == "onnxruntime":
             return _ort_session("fp32").run(None, {"x": np.ascontiguousarray(x32)})[0]
         return self.run(x32.astype(np.float64), FP32, device).astype(np.float32)
@@ -107,6 +111,10 @@ KERNELS = {k.id: k for k in (
            ("fp16", "fp32", "fp64"), {"bf16": "ONNX Mish has no bfloat16 kernel (type constraint T: float16, "
                                               "float, double)"}),
     Kernel("jax:mish", "jax", "jax.nn.mish, jitted on the CPU", ("fp16", "bf16", "fp32", "fp64")),
+    Kernel("torch:mish-grad", "torch", "torch.ops.aten.mish_backward(ones, x): the gradient autograd gives F.mish",
+           ("fp16", "bf16", "fp32", "fp64"), spec=MISH_GRAD),
+    Kernel("jax:mish-grad", "jax", "jax.vmap(jax.grad(jax.nn.mish)), jitted on the CPU", ("fp16", "bf16", "fp32", "fp64"),
+           spec=MISH_GRAD),
 )}
 
 
@@ -191,19 +199,31 @@ def _torch_device(device: str) -> str:
     return device
 
 
-def _torch_mish(x, fmt, device):
+def _torch_fn(kid: str):
     import torch
 
-    with torch.no_grad():
-        return _from_torch(torch.nn.functional.mish(_to_torch(x, fmt, _torch_device(device))), fmt)
+    F = torch.nn.functional
+    return {"torch:mish": F.mish, "torch:softplus-tanh": lambda t: t * torch.tanh(F.softplus(t)),
+            "torch:mish-grad": lambda t: torch.ops.aten.mish_backward(torch.ones_like(t), t)}[kid]
 
 
-def _torch_softplus_tanh(x, fmt, device):
-    import torch
+class _TorchFns(dict):
+    def __missing__(self, kid):
+        self[kid] = _torch_fn(kid)
+        return self[kid]
 
-    with torch.no_grad():
-        t = _to_torch(x, fmt, _torch_device(device))
-        return _from_torch(t * torch.tanh(torch.nn.functional.softplus(t)), fmt)
+
+_TORCH_FNS = _TorchFns()
+
+
+def _torch_run(kid: str):
+    def run(x, fmt, device):
+        import torch
+
+        with torch.no_grad():
+            return _from_torch(_TORCH_FNS[kid](_to_torch(x, fmt, _torch_device(device))), fmt)
+
+    return run
 
 
 @functools.lru_cache(maxsize=None)
@@ -231,44 +251,50 @@ def _ort_mish(x, fmt, device):
     return y.astype(np.float64)
 
 
-@functools.lru_cache(maxsize=1)
-def _jax_mish_fn():
+@functools.lru_cache(maxsize=None)
+def _jax_fn(grad: bool):
     import jax
 
     jax.config.update("jax_enable_x64", True)  # binary64 inputs stay binary64
     jax.config.update("jax_platforms", "cpu")
-    return jax.jit(jax.nn.mish)
+    return jax.jit(jax.vmap(jax.grad(jax.nn.mish)) if grad else jax.nn.mish)
 
 
-def _jax_mish(x, fmt, device):
-    import jax.numpy as jnp
+def _jax_run(grad: bool):
+    def run(x, fmt, device):
+        import jax.numpy as jnp
 
-    if device != "cpu":
-        raise UserError(f"--device {device}: jax:mish runs on the CPU here")
-    dt = {"fp16": jnp.float16, "bf16": jnp.bfloat16, "fp32": jnp.float32, "fp64": jnp.float64}[fmt.name]
-    src = x.astype(BF16.dtype) if fmt is BF16 else x.astype(_np_dtype(fmt))
-    y = np.asarray(_jax_mish_fn()(jnp.asarray(src, dtype=dt)))
-    return y.astype(np.float64)
+        if device != "cpu":
+            raise UserError(f"--device {device}: jax kernels run on the CPU here")
+        dt = {"fp16": jnp.float16, "bf16": jnp.bfloat16, "fp32": jnp.float32, "fp64": jnp.float64}[fmt.name]
+        src = x.astype(BF16.dtype) if fmt is BF16 else x.astype(_np_dtype(fmt))
+        return np.asarray(_jax_fn(grad)(jnp.asarray(src, dtype=dt))).astype(np.float64)
+
+    return run
 
 
-_RUNNERS = {"torch:mish": _torch_mish, "torch:softplus-tanh": _torch_softplus_tanh, "onnxruntime:Mish": _ort_mish,
-            "jax:mish": _jax_mish}
+_RUNNERS = {"torch:mish": _torch_run("torch:mish"), "torch:softplus-tanh": _torch_run("torch:softplus-tanh"),
+            "torch:mish-grad": _torch_run("torch:mish-grad"), "onnxruntime:Mish": _ort_mish,
+            "jax:mish": _jax_run(False), "jax:mish-grad": _jax_run(True)}
 
 
 def select(registry: dict, ids) -> list:
-    """The formulations and kernels named in `ids` (shell-style patterns allowed: 'torch:*', '*-grad'); all
-    formulations, no kernel, when `ids` is empty. UserError for a name that matches nothing, or for a
-    kernel whose framework is not installed."""
+    """The formulations and kernels named in `ids` (shell-style patterns allowed: 'torch:*', '*-grad'). When
+    `ids` is empty: every formulation of mish, and every formulation read from a user's folder (a
+    shipped one of another spec, e.g. the -grad ones, is selected by name). UserError for a name that
+    matches nothing, or for a kernel named outright whose framework is not installed (a pattern skips
+    such kernels)."""
     import fnmatch
     import re
 
     if not ids:
-        return [registry[k] for k in sorted(registry)]
+        return [registry[k] for k in sorted(registry)
+                if registry[k].spec.key == "mish" or not registry[k].path.startswith("formulas/")]
     names = sorted(registry) + list(KERNELS)
     out: list = []
     for i in ids:
         if any(c in i for c in "*?["):
-            hits = [n for n in names if fnmatch.fnmatchcase(n, i)]
+            hits = [n for n in names if fnmatch.fnmatchcase(n, i) and (n in registry or KERNELS[n].available())]
             if not hits:
                 raise UserError(f"--formula {i!r} matches no formulation or kernel: run `mishaudit list`")
         elif i in registry or i in KERNELS:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mishaudit.analysis.audit import run_audit
+from mishaudit.errors import UserError
 from mishaudit.eval.inputs import Domain
 from mishaudit.eval.kernels import select
 from mishaudit.eval.libm import numpy_dispatch
@@ -42,5 +43,9 @@ def run_check(th: Thresholds, registry: dict, use_cache: bool = True, progress: 
                           with_formula_error=False, model=model)
         rows = {r["formula"]: r for r in audit.rows}
         for e in entries:
+            now = rows[e.formula].get("spec") or "mish"
+            if now != e.spec:
+                raise UserError(f"{th.path}:{e.line}: the limits of {e.label()} were measured against {e.spec}, but "
+                                f"{e.formula} now approximates {now}: rerun `mishaudit baseline` for it")
             verdicts += judge(e, rows[e.formula])
     return verdicts

@@ -4,6 +4,8 @@
 
     [[limit]]
     formula = "softplus-tanh"      # registry id (or: kernel = "torch:mish", a framework kernel)
+    spec = "mish'"                 # written by baseline when not mish: the function measured against;
+                                   # check refuses the limit when the formula's :spec has changed
     dtype = "fp16"                 # storage format
     compute_dtype = "fp32"         # optional (default: dtype)
     ftz = false                    # optional
@@ -36,7 +38,7 @@ from mishaudit.formats import get_format
 AT_MOST = ("max_ulp", "mean_ulp", "p99_ulp", "nonfinite", "dulp_1", "dulp_2", "dulp_3", "dulp_gt3")
 AT_LEAST = ("cr_frac", "dulp_0")
 LIMIT_KEYS = AT_MOST + AT_LEAST
-SELECT_KEYS = ("formula", "kernel", "dtype", "compute_dtype", "ftz", "libm", "numpy_dispatch", "framework", "domain",
+SELECT_KEYS = ("formula", "kernel", "spec", "dtype", "compute_dtype", "ftz", "libm", "numpy_dispatch", "framework", "domain",
                "samples", "seed")
 
 
@@ -54,6 +56,7 @@ class Limit:
     libm: str = "cr"
     numpy_dispatch: str | None = None  # for libm "numpy": the dispatch it was measured with
     framework: str | None = None  # for a kernel: the framework (version, CPU capability) it was measured with
+    spec: str = "mish"  # the function the limits were measured against (lang/spec.py's name)
 
     @property
     def mode(self) -> tuple:
@@ -150,6 +153,9 @@ def parse_thresholds(text: str, path: str, known_formulas=None) -> Thresholds:
             if item.get(key) is not None and not isinstance(item[key], str):
                 raise bad(key, f"{key} must be a string (as `mishaudit baseline` writes it)")
         dispatch = item.get("numpy_dispatch")
+        spec = item.get("spec", "mish")
+        if not isinstance(spec, str):
+            raise bad("spec", "spec must be a string: mish, mish' or a :spec expression (as `mishaudit baseline` writes it)")
         dom = item.get("domain")
         if dom is not None:
             if (not isinstance(dom, list) or len(dom) != 2 or not all(isinstance(v, (int, float)) for v in dom)
@@ -170,7 +176,7 @@ def parse_thresholds(text: str, path: str, known_formulas=None) -> Thresholds:
         if not lims:
             raise bad("[[limit]]", f"this [[limit]] sets no limit: add one of {', '.join(LIMIT_KEYS)}")
         out.entries.append(Limit(item[which], dtype, compute, ftz, dom, samples, seed, tuple(lims), line, model,
-                                 dispatch, item.get("framework")))
+                                 dispatch, item.get("framework"), spec))
     return out
 
 
@@ -229,6 +235,8 @@ def baseline_text(rows: list[dict], margin: float, command: str, samples: int, s
             lines.append(f'compute_dtype = "{r["compute_dtype"]}"')
         if r["ftz"]:
             lines.append("ftz = true")
+        if r.get("spec", "mish") != "mish":
+            lines.append(f"spec = {_toml_string(r['spec'])}")
         if kernel:
             lines.append(f"framework = {_toml_string(r['implementation'])}")
         else:

@@ -2,7 +2,8 @@
 
 FPCore is the FPBench interchange format (also read and written by Herbie,
 FPTaylor and Daisy). Supported: `(FPCore [id] (x ...) props... body)`;
-properties `:name :description :cite :pre :precision` and `:mishaudit-*`;
+properties `:name :description :cite :pre :precision :spec` and `:mishaudit-*`
+(`:spec` is read as an expression);
 `let`, `let*`, `if`; `+ - * /` (unary `-`), `fabs fmax fmin copysign sqrt
 exp expm1 log log1p tanh pow fma`; `< > <= >= == !=`, `and or not`; numbers
 (decimal, rational `p/q`, hexadecimal `0x1.8p3`), `INFINITY NAN E PI LN2
@@ -231,7 +232,9 @@ class _Reader:
         while i < len(items) and isinstance(items[i], _Tok) and items[i].kind == "atom" and items[i].text.startswith(":"):
             if i + 1 >= len(items):
                 raise self.err(items[i], f"property {items[i].text} has no value: give it one or remove it")
-            out.append((items[i].text, self.prop_value(items[i + 1])))
+            key = items[i].text
+            # :spec is an expression (FPBench: the exact function approximated): read as one
+            out.append((key, self.expr(items[i + 1]) if key == ":spec" else self.prop_value(items[i + 1])))
             i += 2
         return tuple(out), i
 
@@ -338,6 +341,8 @@ def format_number(v: Fraction) -> str:
 
 
 def _fmt_value(v) -> str:
+    if isinstance(v, (Num, Const, Var, Op, If, Let, Annot)):
+        return to_text(v)
     if isinstance(v, tuple):
         return "(" + " ".join(_fmt_value(x) for x in v) + ")"
     if isinstance(v, Fraction):

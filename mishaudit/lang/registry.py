@@ -22,6 +22,7 @@ from pathlib import Path
 from mishaudit.errors import UserError
 from mishaudit.formats import Format
 from mishaudit.lang import fpcore
+from mishaudit.lang.spec import MISH, Spec, spec_of
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class Formula:
     path: str  # where it was read from
     text: str  # the file's text (hashed into cache keys and checkpoints)
     constants: tuple  # ((name, ((fpcore-format-name | "default", Fraction), ...)), ...)
+    spec: Spec = MISH  # what it approximates (lang/spec.py): its :spec, mish when it has none
 
     @property
     def body(self) -> fpcore.Expr:
@@ -118,7 +120,26 @@ def load_text(text: str, src: str, stem: str) -> Formula:
     if _type(core.body, {n: "real" for n in known}, src) != "real":
         line, col = core.body.pos
         raise UserError(f"{src}:{line}:{col}: the body must be a number, not a truth value: wrap it in (if ... a b)")
-    return Formula(ident, core, src, text, constants)
+    return Formula(ident, core, src, text, constants, _read_spec(core, src))
+
+
+def _read_spec(core: fpcore.FPCore, src: str) -> Spec:
+    """The :spec property, checked: an expression in the argument alone, a number (not a truth value)."""
+    raw = core.prop(":spec")
+    if raw is None:
+        return MISH
+    if not isinstance(raw, (fpcore.Num, fpcore.Const, fpcore.Var, fpcore.Op, fpcore.If, fpcore.Let, fpcore.Annot)):
+        raise UserError(f"{src}: :spec must be an expression in {core.args[0]}, e.g. :spec (log1p (exp {core.args[0]}))")
+    extra = fpcore.free_names(raw) - {core.args[0]}
+    if extra:
+        name = sorted(extra)[0]
+        line, col = _first_use(raw, name)
+        raise UserError(f"{src}:{line}:{col}: the :spec uses {name!r}: a spec is a function of the argument "
+                        f"{core.args[0]} alone (constants are written as numbers)")
+    if _type(raw, {core.args[0]: "real"}, src) != "real":
+        line, col = raw.pos
+        raise UserError(f"{src}:{line}:{col}: the :spec must be a number, not a truth value")
+    return spec_of(core.args[0], raw)
 
 
 def _type(e, env: dict, src: str) -> str:

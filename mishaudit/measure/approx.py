@@ -1,4 +1,5 @@
-"""A formulation's approximation error: how far its exact value F(x) is from mish(x).
+"""A formulation's approximation error: how far its exact value F(x) is from its spec (mish(x) unless
+the file's :spec says otherwise; "mish" below stands for the spec).
 
 F is the formula read in real arithmetic (enclose.py): it differs from mish only where a
 threshold, clamp or blend changes the value on purpose. With ulp(r) the storage format's
@@ -32,7 +33,6 @@ Algorithm (every printed number comes from MPFR, so it is the same on every mach
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,6 +47,7 @@ PRECISIONS = (64, 96, 128, 256, 512, 1024)
 REL_TOL = 2.0**-60
 REF_REL = 2.0**-42  # relative error bound of the reference's r (ziv.py, fastref.py, mpfrref.py)
 REF_ABS = 2.0**-999  # ulps: the stand-in d = -2^-1000 of |d| below any resolution
+REF_D = 2.0**-20  # ulps: the resolution of d the mish' reference guarantees (gradref.py)
 
 
 @dataclass
@@ -61,18 +62,10 @@ class ApproxError:
     paths: int
 
 
-@functools.lru_cache(maxsize=1)
-def mish_formula():
-    """mish itself as a formula, for its MPFR enclosures."""
-    from mishaudit.lang.registry import load_text
-
-    return load_text("(FPCore mish (x) (* x (tanh (log1p (exp x)))))", "<mish>", "mish")
-
-
 def _identity(formula, x: np.ndarray, fmt: Format) -> np.ndarray:
     """Per input: F and mish agree to IDENTITY_TOL relative (MPFR at IDENTITY_PREC bits)."""
     F = enclose_mpfr(formula, x, fmt, IDENTITY_PREC)
-    M = enclose_mpfr(mish_formula(), x, fmt, IDENTITY_PREC)
+    M = enclose_mpfr(formula.spec, x, fmt, IDENTITY_PREC)
     d, u = mpfr_contexts(IDENTITY_PREC + 8)  # (Python's operators on MPFR numbers would round to 53 bits)
     ab, sub = np.frompyfunc(u.abs, 1, 1), np.frompyfunc(u.sub, 2, 1)
     mul = np.frompyfunc(d.mul, 2, 1)
@@ -85,7 +78,7 @@ def _mpfr_bounds(formula, x: np.ndarray, fmt: Format, q: np.ndarray, prec: int, 
     """(lo, hi, undecided) of formula_ulp (rel: formula_rel) at x, MPFR at `prec` bits, as object
     arrays of MPFR numbers."""
     F = enclose_mpfr(formula, x, fmt, prec)
-    M = enclose_mpfr(mish_formula(), x, fmt, prec)
+    M = enclose_mpfr(formula.spec, x, fmt, prec)
     d, u = mpfr_contexts(prec)
     sub_d, sub_u = np.frompyfunc(d.sub, 2, 1), np.frompyfunc(u.sub, 2, 1)
     neg_ = np.frompyfunc(d.minus, 1, 1)  # exact (Python's unary minus would round to 53 bits)
@@ -135,7 +128,7 @@ def approx_error(formula, x: np.ndarray, fmt: Format, ref) -> ApproxError:
     q = ref.E - fmt.p + 1
     with np.errstate(all="ignore"):
         m = np.ldexp(ref.rn, -q) + ref.d  # mish(x) / ulp
-        em = REF_REL * np.abs(m) + REF_ABS
+        em = REF_REL * np.abs(m) + REF_ABS + REF_D
         flo = np.nextafter(np.ldexp(enc.lo, -q), -np.inf)
         fhi = np.nextafter(np.ldexp(enc.hi, -q), np.inf)
         dlo = np.maximum(0.0, np.maximum(flo - (m + em), (m - em) - fhi))

@@ -17,7 +17,7 @@ COMPARE_JSON_KEYS = (  # DESIGN.md's `compare --format json` contract
     "p99_ulp", "worst_x", "worst_y", "worst_ref", "cr_frac", "faithful_frac", "max_abs_err", "max_rel_err",
     "mean_bits", "max_bits", "nonfinite", "signed_zero_mismatch", "max_formula_rel_err",
 )
-COMPARE_KEYS = COMPARE_JSON_KEYS + ("libm", "implementation") + BUCKETS + (
+COMPARE_KEYS = COMPARE_JSON_KEYS + ("spec", "libm", "implementation") + BUCKETS + (
     "formula_ulp", "formula_ulp_worst_x", "formula_exact", "formula_err_worst_x", "formula_err_undecided",
     "specials_wrong")
 SPECIALS_KEYS = ("formula", "dtype", "x", "expected", "got", "ok")
@@ -27,7 +27,7 @@ CULPRIT_KEYS = ("formula", "dtype", "bad_inputs", "node", "text", "inputs", "max
 VERDICT_KEYS = ("formula", "dtype", "compute_dtype", "ftz", "libm", "domain", "measure", "measured", "limit", "ok",
                 "can_tighten")
 
-_STRING = {"formula", "dtype", "compute_dtype", "libm", "strategy", "node", "text", "event", "measure",
+_STRING = {"formula", "spec", "dtype", "compute_dtype", "libm", "strategy", "node", "text", "event", "measure",
            "implementation"}
 _BOOL = {"ftz", "formula_exact", "ok", "harmful", "enumerated", "can_tighten"}
 _INT = {"inputs", "nonfinite", "signed_zero_mismatch", *BUCKETS, "formula_err_undecided", "specials_wrong", "count",

@@ -17,10 +17,11 @@ ALL_KEYS = COMPARE_KEYS
 ASCENDING_IS_WORSE = {"cr_frac", "faithful_frac"}  # for these a smaller value is worse
 
 LEGEND = (
-    "ulp error |y - r|/ulp(r), ulp(r) = 2^(max(floor(log2|r|), emin) - p + 1), r = mish(x) exact (mpmath, Ziv); "
+    "ulp error |y - r|/ulp(r), ulp(r) = 2^(max(floor(log2|r|), emin) - p + 1), r = spec(x) exact (mpmath, Ziv; "
+    "the spec each title names: mish, mish' or a file's :spec); "
     "statistics over finite outputs; cr = y == RN(r); faithful = y brackets r; "
-    "formula ulp = max |F(x) - mish(x)|/ulp(mish(x)) with F the formula in exact arithmetic (the error of its "
-    "thresholds, clamps and blends, apart from rounding; 'exact' when every branch is mish, '< 2^-10' when an "
+    "formula ulp = max |F(x) - r|/ulp(r) with F the formula in exact arithmetic (the error of its "
+    "thresholds, clamps and blends, apart from rounding; 'exact' when every branch is the spec, '< 2^-10' when an "
     "approximation stays below 2^-10 ulp); dULP = |ord(y) - ord(RN(r))|."
 )
 
@@ -114,7 +115,9 @@ def table_title(dtype: str, rows: list[dict]) -> str:
     counts = sorted({r["inputs"] for r in rows if r.get("strategy") != "unsupported"})
     strategy = next((r["strategy"] for r in rows if r.get("strategy") != "unsupported"), "unsupported")
     n = f"{counts[0]:,}" if len(counts) == 1 else f"{counts[0]:,} to {counts[-1]:,}" if counts else "no"
-    return f"{dtype} ({policy}): {n} inputs, {strategy} - error against mish(x), worst first"
+    specs = list(dict.fromkeys(r.get("spec") or "mish" for r in rows))
+    against = ", ".join(f"{sp}(x)" if sp in ("mish", "mish'") else sp for sp in specs)
+    return f"{dtype} ({policy}): {n} inputs, {strategy} - error against {against}, worst first"
 
 
 def kernel_notes(rows: list[dict]) -> list[str]:
@@ -143,7 +146,7 @@ def to_markdown(rows: list[dict], specials: list[dict]) -> str:
     for r in rows:
         lines.append("| " + " | ".join([r["dtype"]] + _cells(r)) + " |")
     lines += ["", LEGEND] + [ln for n in kernel_notes(rows) for ln in ("", n)]
-    models = sorted({r.get("libm", "cr") for r in rows})
+    models = sorted({r.get("libm") or "cr" for r in rows} - {"kernel"})  # a kernel uses its framework's own
     if models:
         from mishaudit.eval.libm import describe
 
@@ -184,7 +187,8 @@ def print_table(rows: list[dict], specials: list[dict], meta: dict, console) -> 
         grp = [r for r in rows if r["dtype"] == dtype]
         t = Table(title=table_title(dtype, grp), title_justify="left")
         for name, key, _ in TABLE_COLUMNS:
-            t.add_column(name, justify="left" if key == "formula" else "right", no_wrap=key != "formula")
+            t.add_column(name, justify="left" if key == "formula" else "right", no_wrap=key != "formula",
+                         min_width=max(len(r["formula"]) for r in rows) if key == "formula" else None)
         nf_col = [k for _, k, _ in TABLE_COLUMNS].index("nonfinite")
         for r in grp:
             cells = _cells(r)
@@ -244,10 +248,10 @@ def print_formulas(rows: list[dict], console) -> None:
 
     forms = sum(r.get("kind") != "kernel" for r in rows)
     t = Table(title=f"{forms} registered formulations, {len(rows) - forms} framework kernels", title_justify="left")
-    for c in ("id", "description", "source"):
+    for c in ("id", "spec", "description", "source"):
         t.add_column(c, overflow="fold")
     for r in rows:
-        t.add_row(r["id"], r["description"], r["source"])
+        t.add_row(r["id"], r["spec"], r["description"], r["source"])
     console.print(t)
 
 
@@ -275,7 +279,7 @@ def print_identify(kernel: str, dtype: str, rows: list[dict], diffs: list[dict],
         console.print(f"best: {best['formula']} ({best['compute_dtype']}, libm {best['libm']}){tie}.")
     d = Table(title=f"where {best['formula']} ({best['compute_dtype']}, libm {best['libm']}) differs from {kernel}",
               title_justify="left")
-    for c in ("x", kernel, best["formula"], "RN(mish(x))"):
+    for c in ("x", kernel, best["formula"], "RN(spec(x))"):
         d.add_column(c, justify="right")
     for r in diffs:
         d.add_row(repr(r["x"]), repr(r["kernel"]), repr(r["formulation"]), repr(r["rn_mish"]))

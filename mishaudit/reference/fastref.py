@@ -98,15 +98,21 @@ def fast_reference(x: np.ndarray, fmt: Format):
     """(rn, d, E, r64, decided) for finite `x` of fmt (p <= 24); undecided entries are garbage."""
     if fmt.p > 24:
         raise ValueError("the fast reference is proven for binary16, bfloat16 and binary32 inputs only")
+    return on_sorted(_sorted_reference, x, fmt)
+
+
+def on_sorted(f, x: np.ndarray, fmt: Format):
+    """f(x, fmt) for an ascending x (every region a slice), applied to any x: sorted first, and each
+    output array put back in x's order."""
     x = np.asarray(x, dtype=np.float64)
     if len(x) > 1 and not np.all(x[1:] >= x[:-1]):
         order = np.argsort(x, kind="stable")
-        parts = _sorted_reference(x[order], fmt)
+        parts = f(x[order], fmt)
         out = tuple(np.empty_like(a) for a in parts)
         for o, a in zip(out, parts):
             o[order] = a
         return out
-    return _sorted_reference(x, fmt)
+    return f(x, fmt)
 
 
 def _sorted_reference(x: np.ndarray, fmt: Format):

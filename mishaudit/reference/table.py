@@ -1,11 +1,14 @@
-"""The reference table: RN(mish(x)), d, the binade and r for an array of inputs, cached on disk.
+"""The reference table: RN(spec(x)), d, the binade and r for an array of inputs, cached on disk.
 
 Per input (all arrays aligned with x): rn = RN(r) in the target format, d = (r - rn)/ulp(r)
 (in [-1/2, 1/2]), E = max(floor(log2|r|), emin) (so ulp(r) = 2^(E - p + 1)), r64 = r rounded
-to binary64, for r = mish(x). Computed by a fast path with a proven bound where it decides
+to binary64, for r = spec(x), the function a formulation approximates (lang/spec.py; mish
+unless its file says otherwise). For mish: a fast path with a proven bound where it decides
 (fastref.py: binary64 with its own exp, for binary16, bfloat16 and binary32 inputs; mpfrref.py:
-MPFR interval enclosures, for binary64), mpmath's Ziv loop elsewhere (ziv.py); cached per
-format in the cache folder (cache.py), a damaged cache file being reported and recomputed.
+MPFR interval enclosures, for binary64), mpmath's Ziv loop elsewhere (ziv.py). For mish':
+gradref.py (p <= 24; its tails in every format), MPFR Ziv elsewhere (specref.py). Any other
+spec: specref.py. Cached per spec and format in the cache folder (cache.py), a damaged cache
+file being reported and recomputed.
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ import numpy as np
 
 from mishaudit import cache
 from mishaudit.formats import Format
+from mishaudit.lang.spec import MISH, Spec
 from mishaudit.reference.ziv import compute_parallel
 
-REF_VERSION = 7
+REF_VERSION = 8
 FIELDS = ("rn", "d", "E", "r64")
 
 
@@ -41,8 +45,8 @@ class Reference:
                          self.fallback)
 
 
-def cache_path(fmt: Format):
-    return cache.cache_dir() / f"reference-{fmt.name}-v{REF_VERSION}.npz"
+def cache_path(fmt: Format, spec: Spec = MISH):
+    return cache.cache_dir() / f"reference-{spec.key.replace(chr(39), '-grad')}-{fmt.name}-v{REF_VERSION}.npz"
 
 
 def _empty() -> dict:
@@ -61,18 +65,19 @@ def _load(path) -> dict:
     return got[0]
 
 
-def reference(x: np.ndarray, fmt: Format, use_cache: bool = True, show_progress: bool = True) -> Reference:
-    """Reference values for finite inputs `x` (float64 values of `fmt`), from the cache where possible."""
+def reference(x: np.ndarray, fmt: Format, use_cache: bool = True, show_progress: bool = True,
+              spec: Spec = MISH) -> Reference:
+    """Reference values of `spec` for finite inputs `x` (float64 values of `fmt`), from the cache where possible."""
     x = np.asarray(x, dtype=np.float64)
     bits = np.ascontiguousarray(x).view(np.uint64)
-    path = cache_path(fmt)
+    path = cache_path(fmt, spec)
     table = _load(path) if use_cache else _empty()
     pos = np.minimum(np.searchsorted(table["bits"], bits), max(len(table["bits"]) - 1, 0))
     hit = (table["bits"][pos] == bits) if len(table["bits"]) else np.zeros(len(x), bool)
     miss = np.unique(bits[~hit])
     fallback = 0
     if len(miss):
-        new = reference_arrays(miss.view(np.float64), fmt, show_progress)
+        new = reference_arrays(miss.view(np.float64), fmt, show_progress, spec)
         fallback = new.pop("fallback")
         new["bits"] = miss
         merged = {k: np.concatenate([table[k], new[k]]) for k in table}
@@ -88,8 +93,10 @@ def reference(x: np.ndarray, fmt: Format, use_cache: bool = True, show_progress:
     return Reference(x, *(table[k][pos] for k in FIELDS), computed=len(miss), fallback=fallback)
 
 
-def reference_arrays(xs: np.ndarray, fmt: Format, show: bool = False) -> dict:
-    """rn, d, E, r64 for `xs` (no cache), and `fallback`, the inputs the fast path sent to mpmath."""
+def reference_arrays(xs: np.ndarray, fmt: Format, show: bool = False, spec: Spec = MISH) -> dict:
+    """rn, d, E, r64 for `xs` (no cache), and `fallback`, the inputs the fast path sent to mpmath (MPFR)."""
+    if spec.key != "mish":
+        return _other_spec(xs, fmt, spec)
     if fmt.p <= 24:
         from mishaudit.reference.fastref import fast_reference as fast
     else:
@@ -102,6 +109,26 @@ def reference_arrays(xs: np.ndarray, fmt: Format, show: bool = False) -> dict:
         for k in out:
             out[k][rest] = slow[k]
     out["fallback"] = len(rest)
+    return out
+
+
+def _other_spec(xs: np.ndarray, fmt: Format, spec: Spec) -> dict:
+    from mishaudit.reference.specref import spec_reference
+
+    xs = np.asarray(xs, dtype=np.float64)
+    if spec.key == "mish'":
+        from mishaudit.reference.gradref import grad_reference, grad_tails
+
+        rn, d, E, r64, ok = grad_reference(xs, fmt) if fmt.p <= 24 else grad_tails(xs, fmt)
+    else:
+        n = len(xs)
+        rn, d, E, r64, ok = np.zeros(n), np.zeros(n), np.zeros(n, dtype=np.int64), np.zeros(n), np.zeros(n, bool)
+    out = {"rn": rn, "d": d, "E": E, "r64": r64}
+    rest = np.flatnonzero(~ok)
+    if len(rest):
+        for k, v in zip(out, spec_reference(spec, xs[rest], fmt)):
+            out[k][rest] = v
+    out["fallback"] = len(rest) if spec.key == "mish'" else 0
     return out
 
 
