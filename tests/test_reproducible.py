@@ -35,7 +35,11 @@ def run_json(args, tmp_path, name, disable):
      "--formula", "pytorch-75251", "--formula", "tf-softplus", "--formula", "njuffa", "--jobs", "2"],
     ["overflow", "--dtype", "fp32", "--samples", "8192", "--formula", "log-exp-plus-one",
      "--formula", "coreml-2359-workaround"],
-], ids=["compare-sample", "compare-exhaustive-domain", "overflow-sample"])
+    ["compare", "--dtype", "fp32", "--dtype", "fp64", "--samples", "8192", "--formula", "onednn-grad", "--formula",
+     "pytorch-cpu-grad", "--formula", "darknet-cpu-grad"],  # the mish' references (gradref.py, MPFR for fp64) as well
+    ["compare", "--dtype", "fp32", "--exhaustive", "--domain=-300:-1", "--formula", "darknet-gpu-grad",
+     "--formula", "mish-cuda-grad", "--jobs", "2"],
+], ids=["compare-sample", "compare-exhaustive-domain", "overflow-sample", "grad-sample", "grad-exhaustive-domain"])
 def test_json_is_bit_identical_with_numpys_simd_switched_off(args, tmp_path):
     top = run_json(args, tmp_path, "top", None)
     old = run_json(args, tmp_path, "old", dispatched_targets() or None)

@@ -213,7 +213,7 @@ def print_table(rows: list[dict], specials: list[dict], meta: dict, console) -> 
             s.add_row(b["formula"], b["dtype"], repr(b["x"]), repr(b["expected"]), f"[red]{b['got']!r}[/]")
         console.print(s)
     else:
-        console.print("[dim]special inputs ±0, ±inf, NaN: every formulation gives mish's value.[/]")
+        console.print("[dim]special inputs ±0, ±inf, NaN: every formulation gives its spec's value (mish, mish'; NaN alone for any other spec).[/]")
 
 
 # ---------------------------------------------------------------- any records (list, check)

@@ -43,7 +43,7 @@ import functools
 import numpy as np
 
 from mishaudit.formats import Format, pow2, round_to
-from mishaudit.reference.fastref import exp_bounded, on_sorted
+from mishaudit.reference.fastref import exp_bounded, exp_parts, on_sorted
 
 TINY_D = 2.0**-1000
 ERR_MAIN = 2.0**-45
@@ -57,7 +57,7 @@ SERIES = 2.0**-30
 
 @functools.lru_cache(maxsize=1)
 def _tables():
-    """C1, C2, C3 (ln2/64 = C1 + C2 + C3, C1 42 bits, C2 44 bits) and 2^(j/64) as pairs (hi, lo)."""
+    """C1, C2, C3 (ln2/64 = C1 + C2 + C3, C1 42 bits, C2 44 bits), 2^(j/64) as pairs (hi, lo), 64/ln2."""
     import mpmath
 
     with mpmath.workprec(400):
@@ -71,7 +71,7 @@ def _tables():
             h = float(t)
             hi.append(h)
             lo.append(float(t - h))
-        return float(c1), float(c2), c3, np.array(hi), np.array(lo)
+        return float(c1), float(c2), c3, np.array(hi), np.array(lo), float(64 / mpmath.log(2))
 
 
 def _two_sum(a, b):
@@ -106,8 +106,8 @@ def _dd_add(a, b: np.ndarray):
 
 def exp_dd(x: np.ndarray):
     """exp(x) as a pair (hi, lo), relative error <= 2^-60, for binary32 values -3 <= x <= -0.5."""
-    c1, c2, c3, thi, tlo = _tables()
-    K = np.rint(x * (64 / np.log(2.0)))
+    c1, c2, c3, thi, tlo, inv = _tables()  # no libm call: the same K on every machine
+    K = np.rint(x * inv)
     t = x - K * c1  # exact
     r = _two_sum(t, -(K * c2))  # K c2 exact
     rh, rl = r[0], r[1] - K * c3
@@ -215,7 +215,11 @@ def _sorted(x: np.ndarray, fmt: Format):
     b = [0, *cuts.tolist(), n]
     low, main1, band, main2, series, main3, near, top = (slice(b[i], b[i + 1]) for i in range(8))
     with np.errstate(all="ignore"):
-        rn[low], d[low], r64[low] = -0.0, -TINY_D, (1 + x[low]) * np.exp(x[low])  # r64: shown only
+        if low.stop > low.start:  # r64 = (1 + x) e^x (first order; shown only), by our exp, not a libm
+            xl = np.maximum(x[low], -1000.0)
+            p, k = exp_parts(xl)
+            r64[low] = np.where(x[low] < -1000.0, -0.0, np.ldexp((1 + xl) * p, k))
+        rn[low], d[low] = -0.0, -TINY_D
         for sl, f in ((main1, _main), (band, _band), (main2, _main), (main3, _main)):
             if sl.stop > sl.start:
                 r, err = f(x[sl])
