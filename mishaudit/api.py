@@ -40,12 +40,14 @@ def load_formulas(*dirs, builtin: bool = True) -> dict:
     return load_registry(tuple(str(d) for d in dirs), builtin=builtin)
 
 
-def select_audit(dtype, formulas, formula_dirs, compute_dtype, domain, model: str):
-    """(formats, compute format, Domain, formulas, libm model) from what a user typed; UserError on bad input."""
+def select_audit(dtype, formulas, formula_dirs, compute_dtype, domain, model: str, settings=()):
+    """(formats, compute format, Domain, formulas, libm model) from what a user typed, `settings`
+    ("NAME=VALUE", --set) applied to the formulations declaring the parameter; UserError on bad input."""
     from mishaudit.eval.inputs import parse_domain
     from mishaudit.eval.kernels import select
     from mishaudit.eval.libm import check_model
     from mishaudit.formats import get_format
+    from mishaudit.lang.registry import apply_settings, parse_settings
 
     dtypes = _names(dtype)
     if not dtypes:
@@ -53,7 +55,9 @@ def select_audit(dtype, formulas, formula_dirs, compute_dtype, domain, model: st
     fmts = list(dict.fromkeys(get_format(d) for d in dtypes))
     comp = get_format(compute_dtype) if compute_dtype else None
     reg = load_formulas(*_names(formula_dirs))
-    return fmts, comp, parse_domain(domain), select(reg, _names(formulas)), check_model(model)
+    values = parse_settings(_names(settings))
+    return (fmts, comp, parse_domain(domain), apply_settings(select(reg, _names(formulas)), values),
+            check_model(model))
 
 
 def check_kernel_options(impls: list, compute, ftz: bool, device: str) -> None:
@@ -84,16 +88,31 @@ def check_sweep_options(fmts, exhaustive: bool, jobs: int, resume: bool) -> None
                             f"(not {', '.join(other)})")
 
 
+def given_inputs(inputs: str | None, seed: int, exhaustive: bool = False):
+    """The --inputs values (eval/given.py's Given), None without --inputs; UserError where they clash."""
+    if inputs is None:
+        return None
+    if exhaustive:
+        raise UserError("--inputs audits the values given; --exhaustive every fp32 input: use one of them")
+    from mishaudit.eval.given import parse_inputs
+
+    return parse_inputs(str(inputs), seed)
+
+
 def compare(dtype="fp16", formulas: Iterable[str] | str | None = None, *, formula_dirs=(), compute_dtype=None,
             ftz: bool = False, domain: str | None = None, samples: int = 1 << 16, seed: int = 0, libm: str = "cr",
             exhaustive: bool = False, jobs: int = 0, resume: bool = False, use_cache: bool = True,
-            progress: bool = False, on_sweep=None, device: str = "cpu") -> pd.DataFrame:
+            progress: bool = False, on_sweep=None, device: str = "cpu", settings=(),
+            inputs: str | None = None) -> pd.DataFrame:
     """One row per formulation (or kernel) x format: the error against its exact spec, mish unless the
     file's :spec says otherwise (DESIGN.md's keys, and `spec`).
 
     dtype: a format or a list of them; formulas: ids or patterns ("*-grad"), kernels such as "torch:mish"
     included (default: every formulation of mish, and every one from formula_dirs); domain: "LO:HI"; libm: "cr", "numpy" or "torch";
-    exhaustive: stream every fp32 input; device: where torch kernels run. `.attrs["specials"]` holds the special-input checks
+    exhaustive: stream every fp32 input; device: where torch kernels run; settings: "NAME=VALUE" parameter
+    values (--set); inputs: audit exactly these values instead (eval/given.py: a .npy or text file,
+    "linspace:LO:HI:N", "normal:MU:SIGMA:N" seeded by `seed`), rows then carry mean_abs_err and
+    mean_rel_err over them. `.attrs["specials"]` holds the special-input checks
     (a DataFrame), `.attrs["meta"]` what produced the numbers."""
     from mishaudit.analysis.audit import run_audit
 
@@ -101,12 +120,13 @@ def compare(dtype="fp16", formulas: Iterable[str] | str | None = None, *, formul
         raise UserError(f"--samples {samples}: give a positive number of samples")
     if seed < 0:
         raise UserError(f"--seed {seed}: give a non-negative integer")
-    fmts, comp, dom, forms, model = select_audit(dtype, formulas, formula_dirs, compute_dtype, domain, libm)
+    fmts, comp, dom, forms, model = select_audit(dtype, formulas, formula_dirs, compute_dtype, domain, libm, settings)
     check_sweep_options(fmts, exhaustive, jobs, resume)
     check_kernel_options(forms, comp, ftz, device)
+    given = given_inputs(inputs, seed, exhaustive)
     audit = run_audit(forms, fmts, comp, ftz, dom, samples, seed, use_cache=use_cache, progress=progress,
                       model=model, exhaustive=exhaustive, jobs=jobs, resume=resume, on_sweep=on_sweep,
-                      device=device)
+                      device=device, given=given)
     df = to_frame(audit.rows, COMPARE_KEYS)
     df.attrs["specials"] = to_frame(audit.specials, SPECIALS_KEYS)
     df.attrs["meta"] = audit.meta
@@ -116,12 +136,12 @@ def compare(dtype="fp16", formulas: Iterable[str] | str | None = None, *, formul
 def overflow(dtype="fp16", formulas: Iterable[str] | str | None = None, *, formula_dirs=(), compute_dtype=None,
              ftz: bool = False, domain: str | None = None, samples: int = 1 << 16, seed: int = 0, libm: str = "cr",
              exhaustive: bool = False, jobs: int = 0, resume: bool = False,
-             on_sweep=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+             on_sweep=None, settings=()) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(events, culprits): one row per formulation x format x intermediate x event, with its input
     intervals; and one row per culprit of the error attribution."""
     from mishaudit.analysis.events import run_overflow
 
-    fmts, comp, dom, forms, model = select_audit(dtype, formulas, formula_dirs, compute_dtype, domain, libm)
+    fmts, comp, dom, forms, model = select_audit(dtype, formulas, formula_dirs, compute_dtype, domain, libm, settings)
     check_sweep_options(fmts, exhaustive, jobs, resume)
     maps, attributions = run_overflow(forms, fmts, comp, ftz, dom, samples, seed, model, exhaustive, jobs, resume,
                                       on_sweep)
@@ -134,7 +154,7 @@ def overflow(dtype="fp16", formulas: Iterable[str] | str | None = None, *, formu
 
 def identify(kernel: str, dtype="fp16", formulas: Iterable[str] | str | None = None, *, formula_dirs=(),
              compute_dtype=None, libm=None, domain: str | None = None, samples: int = 1 << 16, seed: int = 0,
-             device: str = "cpu", show: int = 8) -> pd.DataFrame:
+             device: str = "cpu", show: int = 8, settings=()) -> pd.DataFrame:
     """Which formulation is this kernel? One row per (formulation, compute dtype, libm model), ranked by
     the share of inputs on which it reproduces the kernel bit for bit (analysis/identify.py);
     compute_dtype and libm narrow the candidates (a name or a list). `.attrs["differences"]`: the
@@ -146,7 +166,7 @@ def identify(kernel: str, dtype="fp16", formulas: Iterable[str] | str | None = N
 
     k = get(kernel)
     k.require()
-    fmts, _, dom, forms, _ = select_audit(dtype, formulas, formula_dirs, None, domain, "cr")
+    fmts, _, dom, forms, _ = select_audit(dtype, formulas, formula_dirs, None, domain, "cr", settings)
     if len(fmts) != 1:
         raise UserError(f"identify compares in one format: give one --dtype, not {len(fmts)}")
     if not k.supports(fmts[0]):
@@ -174,4 +194,61 @@ def check(thresholds="reports/thresholds.toml", formula_dirs=(), use_cache: bool
     verdicts = run_check(th, reg, use_cache=use_cache, progress=progress)
     df = to_frame([v.row() for v in verdicts], VERDICT_KEYS)
     df.attrs["verdicts"] = verdicts
+    return df
+
+
+TUNE_KEYS = ("formula", "param", "dtype", "compute_dtype", "value", "default", "best", "as_good", "inputs", "nonfinite",
+             "max_ulp", "mean_ulp", "p99_ulp", "cr_frac", "faithful_frac", "worst_x", "mean_abs_err", "mean_rel_err")
+TUNE_SUMMARY_KEYS = ("formula", "param", "dtype", "compute_dtype", "by", "tried", "strategy", "inputs", "best_value", "best_max_ulp",
+                     "best_mean_ulp", "best_p99_ulp", "best_cr_frac", "best_nonfinite", "as_good_lo", "as_good_hi",
+                     "as_good_count", "as_good_contiguous", "default_value", "default_max_ulp", "default_mean_ulp", "default_p99_ulp",
+                     "default_cr_frac", "default_nonfinite", "default_as_good")
+
+
+def tune(formula: str, param: str, value_range: str, dtype=("fp16", "bf16", "fp32"), *, steps: int | None = None,
+         by: str = "max_ulp", formula_dirs=(), compute_dtype=None, ftz: bool = False, domain: str | None = None,
+         samples: int = 1 << 16, seed: int = 0, libm: str = "cr", inputs: str | None = None,
+         exhaustive: bool = False, jobs: int = 0, resume: bool = False, use_cache: bool = True,
+         progress: bool = False, on_sweep=None, settings=()) -> pd.DataFrame:
+    """The error of `formula` against the value of its parameter `param` over `value_range` ("LO:HI"), per
+    format (analysis/tune.py): one row per (format, value) with the summary there, and flags `default`
+    (today's value), `as_good` (ties the best on `by`) and `best`. `.attrs["summary"]`: one row per
+    format, the best value beside the default."""
+    from mishaudit.analysis.audit import policy_for
+    from mishaudit.analysis.tune import check_tunable, parse_range, tune_format
+
+    if steps is not None and steps < 2:
+        raise UserError(f"--steps {steps}: give at least 2 (the two ends of --range)")
+    lo, hi = parse_range(value_range)
+    fmts, comp, dom, forms, model = select_audit(dtype, [formula], formula_dirs, compute_dtype, domain, libm, settings)
+    if len(forms) != 1:
+        raise UserError(f"--formula {formula!r}: tune one formulation at a time, not {len(forms)}")
+    check_tunable(forms[0], param, by)
+    check_sweep_options(fmts, exhaustive, jobs, resume)
+    given = given_inputs(inputs, seed, exhaustive)
+    rows, summary = [], []
+    for fmt in fmts:
+        counted = None
+        if given is not None:
+            from mishaudit.eval.given import counted as count_given
+
+            counted = count_given(given, fmt, dom)
+        t = tune_format(forms[0], param, lo, hi, steps, by, policy_for(fmt, comp, ftz, model), dom, samples, seed,
+                        use_cache, progress, counted, exhaustive, jobs, resume, on_sweep)
+        for i, (v, r) in enumerate(zip(t.values, t.rows)):
+            rows.append({"formula": forms[0].id, "param": param, "dtype": t.dtype, "compute_dtype": t.compute_dtype,
+                         "value": v, "default": v == t.default, "best": i == t.best, "as_good": i in t.as_good, **r})
+        b, d = t.rows[t.best], t.rows[t.default_index]
+        good = [t.values[i] for i in t.as_good]
+        summary.append({"formula": forms[0].id, "param": param, "dtype": t.dtype, "compute_dtype": t.compute_dtype,
+                        "by": by, "tried": t.tried, "strategy": t.strategy, "inputs": b["inputs"],
+                        "best_value": t.values[t.best],
+                        **{f"best_{k}": b[k] for k in ("max_ulp", "mean_ulp", "p99_ulp", "cr_frac", "nonfinite")},
+                        "as_good_lo": min(good), "as_good_hi": max(good), "as_good_count": len(good),
+                        "as_good_contiguous": t.as_good == list(range(t.as_good[0], t.as_good[-1] + 1)),
+                        "default_value": t.default,
+                        **{f"default_{k}": d[k] for k in ("max_ulp", "mean_ulp", "p99_ulp", "cr_frac", "nonfinite")},
+                        "default_as_good": t.default_index in t.as_good})
+    df = to_frame(rows, TUNE_KEYS)
+    df.attrs["summary"] = to_frame(summary, TUNE_SUMMARY_KEYS)
     return df

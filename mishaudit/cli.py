@@ -84,25 +84,29 @@ def _options(*opts):
 FORMULAS_DIRS = click.option("--formulas", "formula_dirs", multiple=True, metavar="DIR",
                              help="Also load the .fpcore files in DIR (repeatable).")
 NO_CACHE = click.option("--no-cache", is_flag=True, help="Recompute the exact reference; do not read or write the cache.")
+DTYPES = click.option("--dtype", "dtypes", multiple=True, default=("fp16",), show_default=True, metavar="FMT",
+                      help="Format: fp16, bf16, fp32, fp64 (repeatable).")
+COMPUTE = click.option("--compute-dtype", metavar="FMT", help="Round every operation to FMT, the result once to --dtype.")
+FTZ = click.option("--ftz", is_flag=True, help="Flush subnormal inputs and results to zero.")
+DOMAIN = click.option("--domain", metavar="LO:HI", help="Only inputs x with LO <= x <= HI.")
+SAMPLES = click.option("--samples", default=1 << 16, show_default=True, type=click.IntRange(min=1),
+                       help="Sample size for fp32/fp64 (fp16 and bf16 use every input).")
+SEED = click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
+                    help="Seed of the fp32/fp64 sample (a non-negative integer).")
+LIBM = click.option("--libm", "model", type=click.Choice(["cr", "numpy", "torch"]), default="cr", show_default=True,
+                    help="Elementary functions: cr = correctly rounded in the working format (the same bits on "
+                         "every machine); numpy = numpy's own kernels, torch = torch's CPU functions (figures hold "
+                         "for this CPU only).")
+SET = click.option("--set", "settings", multiple=True, metavar="NAME=VALUE",
+                   help="Set a parameter of the formulations declaring it (:mishaudit-params), e.g. --set "
+                        "threshold=15 (an exact number; repeatable; `mishaudit list` shows them).")
 AUDIT = _options(
-    click.option("--dtype", "dtypes", multiple=True, default=("fp16",), show_default=True, metavar="FMT",
-                 help="Format: fp16, bf16, fp32, fp64 (repeatable)."),
+    DTYPES,
     click.option("--formula", "formula_ids", multiple=True, metavar="ID", help="Formulation id (repeatable; default all)."),
-    FORMULAS_DIRS,
-    click.option("--compute-dtype", metavar="FMT", help="Round every operation to FMT, the result once to --dtype."),
-    click.option("--ftz", is_flag=True, help="Flush subnormal inputs and results to zero."),
-    click.option("--domain", metavar="LO:HI", help="Only inputs x with LO <= x <= HI."),
-    click.option("--samples", default=1 << 16, show_default=True, type=click.IntRange(min=1),
-                 help="Sample size for fp32/fp64 (fp16 and bf16 use every input)."),
-    click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
-                 help="Seed of the fp32/fp64 sample (a non-negative integer)."),
-    click.option("--libm", "model", type=click.Choice(["cr", "numpy", "torch"]), default="cr", show_default=True,
-                 help="Elementary functions: cr = correctly rounded in the working format (the same bits on "
-                      "every machine); numpy = numpy's own kernels, torch = torch's CPU functions (figures hold "
-                      "for this CPU only)."),
-    NO_CACHE,
+    FORMULAS_DIRS, COMPUTE, FTZ, DOMAIN, SAMPLES, SEED, LIBM, NO_CACHE,
     click.option("--device", default="cpu", show_default=True, metavar="DEV",
                  help="Where torch kernels (torch:mish, ...) run: cpu, or cuda where CUDA is present."),
+    SET,
 )
 SWEEP = _options(
     click.option("--exhaustive", is_flag=True,
@@ -110,6 +114,24 @@ SWEEP = _options(
     click.option("--jobs", default=0, help="Processes for --exhaustive (default: all cores)."),
     click.option("--resume", is_flag=True, help="--exhaustive: continue an interrupted sweep from its checkpoint."),
 )
+
+
+INPUTS = click.option("--inputs", metavar="FILE|linspace:LO:HI:N|normal:MU:SIGMA:N",
+                      help="Audit exactly these values (rounded to --dtype, duplicates counted): a .npy or text "
+                           "file of numbers, evenly spaced ones, or seeded normal deviates (--seed).")
+
+
+def _inputs_options(ctx, inputs) -> None:
+    """--samples never applies to given inputs; --seed only to normal:...; they are errors, not ignored."""
+    from click.core import ParameterSource
+
+    if inputs is None:
+        return
+    if ctx.get_parameter_source("samples") is ParameterSource.COMMANDLINE:
+        raise UserError("--samples sizes the fp32/fp64 sample; --inputs gives the values: drop --samples")
+    if ctx.get_parameter_source("seed") is ParameterSource.COMMANDLINE and not inputs.startswith("normal:"):
+        raise UserError("--seed seeds a sample or --inputs normal:...; these inputs take none: drop --seed")
+    ctx.meta["inputs"] = inputs
 
 
 def _format_opt(default: str = "table"):
@@ -126,7 +148,7 @@ def _not_for_16_bit(ctx, fmts) -> None:
     """--samples and --seed choose fp32/fp64 samples: given for fp16/bf16 alone they do nothing."""
     from click.core import ParameterSource
 
-    if all(f.bits == 16 for f in fmts):
+    if all(f.bits == 16 for f in fmts) and "inputs" not in ctx.meta:
         for name in ("samples", "seed"):
             if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE:
                 raise UserError(f"--{name} sets the fp32/fp64 sample; fp16 and bf16 use every input: drop --{name}")
@@ -218,12 +240,14 @@ def list_cmd(formula_dirs, out_format, output):
     _check_output(output)
     from mishaudit.eval.kernels import EXTRAS, KERNELS, describe
 
-    rows = [{"id": f.id, "kind": "formulation", "spec": f.spec.name, "description": f.description, "source": f.source,
-             "file": f.path} for f in sorted(api.load_formulas(*formula_dirs).values(), key=lambda f: f.id)]
+    rows = [{"id": f.id, "kind": "formulation", "spec": f.spec.name, "description": f.description,
+             "params": f.param_defaults(), "source": f.source, "file": f.path}
+            for f in sorted(api.load_formulas(*formula_dirs).values(), key=lambda f: f.id)]
     rows += [{"id": k.id, "kind": "kernel", "spec": k.spec.name,
               "description": k.description + f" (runs in {', '.join(k.formats)})",
               "source": describe(k.framework) if k.available() else
-              f"unavailable: pip install 'mishaudit[{EXTRAS[k.framework]}]'", "file": None} for k in KERNELS.values()]
+              f"unavailable: pip install 'mishaudit[{EXTRAS[k.framework]}]'", "params": None, "file": None}
+             for k in KERNELS.values()]
     _emit(out_format, output, lambda c: tables.print_formulas(rows, c),
           {"markdown": lambda: tables.plain_markdown(rows), "csv": lambda: tables.plain_csv(rows),
            "json": lambda: tables.plain_json(rows)})
@@ -235,15 +259,18 @@ def list_cmd(formula_dirs, out_format, output):
 @_output_opt()
 @click.option("--sort", "sort_col", metavar="COLUMN", help="Sort by COLUMN, worst first (default: nonfinite, max_ulp).")
 @SWEEP
+@INPUTS
 @click.pass_context
 def compare(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, samples, seed, model, no_cache,
-            device, out_format, output, sort_col, exhaustive, jobs, resume):
+            device, settings, out_format, output, sort_col, exhaustive, jobs, resume, inputs):
     """Error of every formulation against the exact mish, per format.
 
     fp16 and bf16: every finite input. fp32 and fp64: a seeded stratified
     sample (every binade of both signs, plus the neighbourhood of every
     threshold and of exp's overflow and underflow points), or with
-    --exhaustive every fp32 input.
+    --exhaustive every fp32 input. With --inputs: exactly the values given
+    (rounded to --dtype, duplicates counted), and the table adds the mean
+    absolute and mean relative error.
 
     \b
     Example:
@@ -256,13 +283,14 @@ def compare(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, 
 
     if sort_col is not None:
         tables.sort_rows([], sort_col)  # validates the column name before any work
+    _inputs_options(ctx, inputs)
     _not_for_16_bit(ctx, [get_format(d) for d in dtypes])
     _check_output(output)
     with _SweepBar("compare") as bar:
         df = api.compare(list(dtypes), formula_ids, formula_dirs=formula_dirs, compute_dtype=compute_dtype, ftz=ftz,
                          domain=domain, samples=samples, seed=seed, libm=model, exhaustive=exhaustive, jobs=jobs,
                          resume=resume, use_cache=not no_cache, progress=sys.stderr.isatty(), on_sweep=bar,
-                         device=device)
+                         device=device, settings=settings, inputs=inputs)
     rows = tables.sort_rows(records(df), sort_col)
     specials = records(df.attrs["specials"])
     _emit(out_format, output, lambda console: tables.print_table(rows, specials, df.attrs["meta"], console),
@@ -277,7 +305,7 @@ def compare(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, 
 @SWEEP
 @click.pass_context
 def overflow(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, samples, seed, model, no_cache,
-             device, out_format, output, exhaustive, jobs, resume):
+             device, settings, out_format, output, exhaustive, jobs, resume):
     """Which intermediate overflows, turns NaN, underflows, goes subnormal or absorbs, for which inputs.
 
     Intervals are exact: every input for fp16/bf16 (and fp32 with --exhaustive);
@@ -303,7 +331,7 @@ def overflow(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain,
         events, culprits = api.overflow(list(dtypes), formula_ids, formula_dirs=formula_dirs,
                                         compute_dtype=compute_dtype, ftz=ftz, domain=domain, samples=samples,
                                         seed=seed, libm=model, exhaustive=exhaustive, jobs=jobs, resume=resume,
-                                        on_sweep=bar)
+                                        on_sweep=bar, settings=settings)
     _emit(out_format, output, lambda console: ro.print_overflow(events, culprits, console),
           {"markdown": lambda: ro.to_markdown(events, culprits), "csv": lambda: ro.to_csv(events),
            "json": lambda: ro.to_json(events)})
@@ -318,7 +346,7 @@ def overflow(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain,
 @_output_opt(help_text="Figure file, .png or .svg.", required=True)
 @click.pass_context
 def plot(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, samples, seed, model, no_cache, device,
-         kind, overlay, output):
+         settings, kind, overlay, output):
     """Draw one figure (PNG or SVG) for one --dtype.
 
     \b
@@ -342,7 +370,8 @@ def plot(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, sam
         raise UserError(f"--overlay draws --kind error on one axes; --kind {kind} has no overlay: drop --overlay")
     _not_for_16_bit(ctx, [get_format(d) for d in dtypes])
     _check_output(output)
-    fmts, comp, dom, formulas, model = api.select_audit(dtypes, formula_ids, formula_dirs, compute_dtype, domain, model)
+    fmts, comp, dom, formulas, model = api.select_audit(dtypes, formula_ids, formula_dirs, compute_dtype, domain, model,
+                                                        settings)
     api.check_kernel_options(formulas, comp, ftz, device)
     if kind == "overflow" and (len(formulas) != 1 or formulas[0].kernel):
         raise UserError("--kind overflow draws one formulation's intermediates: give exactly one FPCore --formula "
@@ -364,7 +393,7 @@ def plot(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, sam
 @_output_opt("DIR", help_text="Report folder (the old one is swapped for the new one at once).", required=True)
 @click.pass_context
 def report(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, samples, seed, model, no_cache, device,
-           output):
+           settings, output):
     """Write a report folder: index.md, self-contained index.html, PNG/SVG figures, CSV tables, meta.json.
 
     \b
@@ -383,7 +412,8 @@ def report(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, s
     if Path(output).exists() and not Path(output).is_dir():
         raise UserError(f"--output {output} is a file: give a folder name")
     _not_for_16_bit(ctx, [get_format(d) for d in dtypes])
-    fmts, comp, dom, formulas, model = api.select_audit(dtypes, formula_ids, formula_dirs, compute_dtype, domain, model)
+    fmts, comp, dom, formulas, model = api.select_audit(dtypes, formula_ids, formula_dirs, compute_dtype, domain, model,
+                                                        settings)
     api.check_kernel_options(formulas, comp, ftz, device)
     audit, per = collect(formulas, fmts, comp, ftz, dom, samples, seed, use_cache=not no_cache,
                          progress=sys.stderr.isatty(), model=model, device=device)
@@ -406,11 +436,12 @@ def report(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, s
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Seed of the fp32/fp64 sample.")
 @click.option("--device", default="cpu", show_default=True, metavar="DEV", help="Where a torch kernel runs: cpu or cuda.")
 @click.option("--top", default=10, show_default=True, type=click.IntRange(min=1), help="Candidates to show.")
+@SET
 @_format_opt()
 @_output_opt()
 @click.pass_context
 def identify(ctx, kernel, dtype, formula_ids, formula_dirs, computes, models, domain, samples, seed, device, top,
-             out_format, output):
+             settings, out_format, output):
     """Which formulation is this kernel? Rank every (formulation, compute dtype, libm model) by the share
     of inputs on which it reproduces the kernel bit for bit, and show where the best one differs.
 
@@ -426,12 +457,86 @@ def identify(ctx, kernel, dtype, formula_ids, formula_dirs, computes, models, do
     _not_for_16_bit(ctx, [get_format(dtype)])
     _check_output(output)
     df = api.identify(kernel, dtype, formula_ids, formula_dirs=formula_dirs, compute_dtype=computes, libm=models,
-                      domain=domain, samples=samples, seed=seed, device=device)
+                      domain=domain, samples=samples, seed=seed, device=device, settings=settings)
     rows = [dict(r) for r in records(df.head(top))]
     diffs = records(df.attrs["differences"])
     _emit(out_format, output, lambda c: tables.print_identify(df.attrs["kernel"], df.attrs["dtype"], rows, diffs, c),
           {"markdown": lambda: tables.plain_markdown(rows) + "\n" + tables.plain_markdown(diffs),
            "csv": lambda: tables.plain_csv(records(df)), "json": lambda: tables.plain_json(records(df))})
+
+
+@main.command()
+@click.option("--formula", "formula_id", required=True, metavar="ID", help="The formulation (one).")
+@click.option("--param", required=True, metavar="NAME", help="Its parameter to sweep (`mishaudit list` shows them).")
+@click.option("--range", "value_range", required=True, metavar="LO:HI", help="The parameter's values to try.")
+@click.option("--steps", type=click.IntRange(min=2), metavar="N",
+              help="Try N evenly spaced values (rounded to the working format) instead of every one of them.")
+@click.option("--by", type=click.Choice(["max_ulp", "mean_ulp", "cr_frac"]), default="max_ulp", show_default=True,
+              help="The criterion of the best value (nonfinite outputs rank first under each).")
+@click.option("--dtype", "dtypes", multiple=True, default=("fp16", "bf16", "fp32"), show_default=True, metavar="FMT",
+              help="Format (repeatable).")
+@FORMULAS_DIRS
+@COMPUTE
+@FTZ
+@DOMAIN
+@SAMPLES
+@SEED
+@LIBM
+@NO_CACHE
+@SET
+@INPUTS
+@SWEEP
+@click.option("--plot", "plot_path", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Also draw the error against the parameter, one line per format (.png or .svg).")
+@_format_opt()
+@_output_opt()
+@click.pass_context
+def tune(ctx, formula_id, param, value_range, steps, by, dtypes, formula_dirs, compute_dtype, ftz, domain, samples,
+         seed, model, no_cache, settings, inputs, exhaustive, jobs, resume, plot_path, out_format, output):
+    """Sweep one parameter of a formulation (a threshold, a clamp) and find its best value per format.
+
+    Every value runs on the same inputs against one exact reference: fp16/bf16
+    every input, fp32/fp64 the sample (or --exhaustive with a --domain around
+    the inputs the parameter affects), or the --inputs given. The table shows,
+    per format, the best value by --by, the range of values as good, and
+    today's default beside it; --format csv/json give every value tried.
+
+    \b
+    Example:
+      mishaudit tune --formula softplus-threshold --param threshold --range 5:40 --plot threshold.png
+    """
+    from pathlib import Path
+
+    from mishaudit import api
+    from mishaudit.formats import get_format
+    from mishaudit.output import tables, tune_tables
+    from mishaudit.output.frames import records
+
+    if plot_path and Path(plot_path).suffix.lower() not in (".png", ".svg"):
+        raise UserError(f"--plot {plot_path}: give a .png or .svg file name")
+    _inputs_options(ctx, inputs)
+    _not_for_16_bit(ctx, [get_format(d) for d in dtypes])
+    _check_output(output)
+    _check_output(plot_path, "--plot")
+    with _SweepBar("tune") as bar:
+        df = api.tune(formula_id, param, value_range, list(dtypes), steps=steps, by=by, formula_dirs=formula_dirs,
+                      compute_dtype=compute_dtype, ftz=ftz, domain=domain, samples=samples, seed=seed, libm=model,
+                      inputs=inputs, exhaustive=exhaustive, jobs=jobs, resume=resume, use_cache=not no_cache,
+                      progress=sys.stderr.isatty(), on_sweep=bar, settings=settings)
+    rows, summary = records(df), records(df.attrs["summary"])
+    if plot_path:
+        import io
+
+        from mishaudit.files import atomic_write_bytes
+        from mishaudit.output.plots import tune_figure
+
+        buf = io.BytesIO()
+        tune_figure(rows, summary).savefig(buf, format=Path(plot_path).suffix[1:].lower(), dpi=110)
+        atomic_write_bytes(plot_path, buf.getvalue())
+        click.echo(f"wrote {plot_path}", err=True)
+    _emit(out_format, output, lambda c: tune_tables.print_tune(summary, c),
+          {"markdown": lambda: tune_tables.tune_markdown(summary), "csv": lambda: tables.plain_csv(rows),
+           "json": lambda: tables.plain_json(rows)})
 
 
 DEFAULT_THRESHOLDS = os.path.join("reports", "thresholds.toml")
@@ -500,7 +605,7 @@ def check(thresholds_path, formula_dirs, junit, out_format, output, no_cache):
 @click.option("--margin", default=0.05, show_default=True, help="Relative slack added to each measured value.")
 @click.pass_context
 def baseline(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, samples, seed, model, no_cache,
-             device, output, margin):
+             device, settings, output, margin):
     """Write a thresholds file from a current run, so a project adopts the gate in one command.
 
     \b
@@ -518,7 +623,8 @@ def baseline(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain,
         raise UserError(f"--margin {margin}: give a fraction in [0, 1), e.g. 0.05")
     _not_for_16_bit(ctx, [get_format(d) for d in dtypes])
     _check_output(output)
-    fmts, comp, dom, formulas, model = api.select_audit(dtypes, formula_ids, formula_dirs, compute_dtype, domain, model)
+    fmts, comp, dom, formulas, model = api.select_audit(dtypes, formula_ids, formula_dirs, compute_dtype, domain, model,
+                                                        settings)
     api.check_kernel_options(formulas, comp, ftz, device)
     audit = run_audit(formulas, fmts, comp, ftz, dom, samples, seed, use_cache=not no_cache,
                       progress=sys.stderr.isatty(), with_formula_error=False, model=model, device=device)

@@ -12,7 +12,7 @@ import numpy as np
 from mishaudit import __version__
 from mishaudit.eval import libm
 from mishaudit.eval.evaluate import Policy, evaluate
-from mishaudit.eval.inputs import SPECIALS, Domain, input_set
+from mishaudit.eval.inputs import SPECIALS, Domain, InputSet, input_set
 from mishaudit.formats import Format
 from mishaudit.measure.approx import approx_error
 from mishaudit.measure.metrics import errors, summarize
@@ -90,9 +90,13 @@ def unsupported_row(impl, fmt: Format) -> dict:
     return row
 
 
-def _input_sets(formulas: list, fmt: Format, domain: Domain, samples: int, seed: int):
-    """Per formula its input set, and the union of all (as binary64 bit patterns, sorted)."""
-    sets = {f.id: input_set(fmt, domain, samples, seed, f) for f in formulas}
+def _input_sets(formulas: list, fmt: Format, domain: Domain, samples: int, seed: int, given=None):
+    """Per formula its input set (the given inputs, eval/given.py's Counted, when there are), and the
+    union of all (as binary64 bit patterns, sorted)."""
+    if given is not None:
+        sets = {f.id: InputSet(given.x, "inputs", fmt) for f in formulas}
+    else:
+        sets = {f.id: input_set(fmt, domain, samples, seed, f) for f in formulas}
     bits = np.unique(np.concatenate([np.ascontiguousarray(s.x).view(np.uint64) for s in sets.values()]))
     return sets, bits
 
@@ -101,10 +105,11 @@ def run_audit(formulas: list, fmts: list[Format], compute: Format | None, ftz: b
               samples: int, seed: int, use_cache: bool = True, progress: bool = True,
               with_formula_error: bool = True, keep_errors: bool = False, model: str = "cr",
               exhaustive: bool = False, jobs: int = 0, resume: bool = False, on_sweep=None,
-              device: str = "cpu") -> Audit:
+              device: str = "cpu", given=None) -> Audit:
     """Evaluate every formulation (and kernel) on every format's input set against the reference; with
     `exhaustive`, fp32 streams every input of the domain (analysis/sweep.py; `on_sweep(done, total,
-    inputs)` hears of its progress). A kernel in a format its framework lacks gets an 'unsupported'
+    inputs)` hears of its progress); with `given` (eval/given.py's Given), exactly those inputs, each
+    counted as often as it occurs. A kernel in a format its framework lacks gets an 'unsupported'
     row."""
     out = Audit(meta=environment(model, formulas))
     for fmt in fmts:
@@ -116,19 +121,28 @@ def run_audit(formulas: list, fmts: list[Format], compute: Format | None, ftz: b
         if exhaustive and fmt.name == "fp32":
             out.rows += _exhaustive_rows(runnable, policy, domain, jobs, resume, on_sweep, out)
         else:
+            counted = None
+            if given is not None:
+                from mishaudit.eval.given import counted as count_given
+
+                counted = count_given(given, fmt, domain)
+                out.meta.setdefault("inputs", {"source": given.source, "given": len(given.values)})[fmt.name] = {
+                    "audited": counted.total, "distinct": len(counted.x), "nonfinite_dropped": counted.dropped,
+                    "outside_domain": len(given.values) - counted.total - counted.dropped}
             _audit_format(out, runnable, policy, domain, samples, seed, use_cache, progress, with_formula_error,
-                          keep_errors)
+                          keep_errors, counted)
     return out
 
 
 def _audit_format(out: Audit, formulas: list, policy: Policy, domain: Domain, samples: int, seed: int,
-                  use_cache: bool, progress: bool, with_formula_error: bool, keep_errors: bool) -> None:
-    """The rows of one format, on each formulation's own input set."""
+                  use_cache: bool, progress: bool, with_formula_error: bool, keep_errors: bool,
+                  counted=None) -> None:
+    """The rows of one format, on each formulation's own input set (or on the given inputs, counted)."""
     fmt = policy.storage
     refs, sets = {}, {}
     for spec in dict.fromkeys(f.spec for f in formulas):  # one reference per spec, on the union of its inputs
         group = [f for f in formulas if f.spec == spec]
-        gsets, bits = _input_sets(group, fmt, domain, samples, seed)
+        gsets, bits = _input_sets(group, fmt, domain, samples, seed, counted)
         ref_all = reference(bits.view(np.float64), fmt, use_cache=use_cache, show_progress=progress, spec=spec)
         key = fmt.name if spec.key == "mish" else f"{fmt.name} {spec.name}"
         out.meta.setdefault("reference", {})[key] = {
@@ -142,7 +156,7 @@ def _audit_format(out: Audit, formulas: list, policy: Policy, domain: Domain, sa
         row = {"formula": f.id, "spec": f.spec.name, "dtype": fmt.name, "compute_dtype": policy.work.name,
                "ftz": policy.ftz, "libm": policy.libm, "strategy": inp.strategy, **implementation(f)}
         err = errors(evaluate(f, inp.x, policy).y, ref, fmt)
-        row.update(summarize(err, ref))
+        row.update(summarize(err, ref, None if counted is None else counted.counts))
         if keep_errors:
             out.errors[(f.id, fmt.name)] = err
         row.update(approx_row(approx.get(f.id)))
@@ -155,7 +169,7 @@ def _audit_format(out: Audit, formulas: list, policy: Policy, domain: Domain, sa
 def implementation(impl) -> dict:
     """The row keys that tell a kernel from a formulation: its libm, compute dtype and framework."""
     if not impl.kernel:
-        return {"implementation": "fpcore"}
+        return {"implementation": "fpcore", "params": impl.param_text()}
     from mishaudit.eval.kernels import describe
 
     return {"implementation": describe(impl.framework), "libm": "kernel"}

@@ -3,12 +3,18 @@
 The shipped files live in the package `mishaudit.formulas` (the top-level
 `formulas/` folder of the repository); `--formulas DIR` adds a user's own.
 A formula's id is its FPCore identifier, else its file name without
-`.fpcore`. Per-format constants come from `:mishaudit-constants`:
+`.fpcore`. Named constants are free names of the body, bound by two properties:
 
-    :mishaudit-constants ((B (binary16 4.75) (binary32 9.9) (default 9.9)))
+    :mishaudit-params ([threshold 20])
+    :mishaudit-params ([B (binary16 4.75) (binary32 9.9) (default 9.9)])
+    :mishaudit-constants ((eps (binary16 0x1p-10) (bfloat16 0x1p-7) ...))
 
-binds the name B to 4.75 when the *storage* format is binary16, and so on;
-`default` serves formats the source gives no value for.
+A parameter is a constant someone chose (a threshold, a clamp): `--set NAME=VALUE` overrides it
+in any command and `mishaudit tune` sweeps it. A constant is a fact of the format (its epsilon)
+and is not tuned. Either is one value for every format, or a value per *storage* format
+(binary16, bfloat16, binary32, binary64), `default` serving the formats not named. Values are
+exact numbers (decimal, p/q, hexadecimal); the evaluator rounds them to the working format as it
+does every literal. Nothing in a property is executed.
 """
 
 from __future__ import annotations
@@ -32,8 +38,46 @@ class Formula:
     core: fpcore.FPCore
     path: str  # where it was read from
     text: str  # the file's text (hashed into cache keys and checkpoints)
-    constants: tuple  # ((name, ((fpcore-format-name | "default", Fraction), ...)), ...)
+    constants: tuple  # ((name, ((fpcore-format-name | "default", Fraction), ...)), ...), parameters too
     spec: Spec = MISH  # what it approximates (lang/spec.py): its :spec, mish when it has none
+    params: tuple = ()  # names of the constants that are parameters (:mishaudit-params), in file order
+    overrides: tuple = ()  # ((name, Fraction), ...): parameters set away from the file's values
+
+    def with_values(self, values: dict, id: str | None = None) -> "Formula":
+        """This formula with parameters set (name -> Fraction, one value for every format); `id`
+        renames it (tune's variants run side by side). UserError for a name that is not a parameter."""
+        from dataclasses import replace
+
+        for name in values:
+            if name not in self.params:
+                have = ", ".join(self.params) or "none"
+                raise UserError(f"formula {self.id} has no parameter {name!r} (its parameters: {have}): "
+                                "check the name, or declare it in the file's :mishaudit-params")
+        table = tuple((n, (("default", values[n]),) if n in values else t) for n, t in self.constants)
+        over = dict(self.overrides)
+        over.update(values)
+        return replace(self, id=id or self.id, constants=table, overrides=tuple(sorted(over.items())))
+
+    def param_defaults(self) -> str | None:
+        """The parameters and their values as 'name=value' or 'name=v16/vbf16/v32/v64' (per-format), None
+        when it has none."""
+        if not self.params:
+            return None
+        out = []
+        for n, table in self.constants:
+            if n in self.params:
+                vals = dict(table)
+                if len(vals) == 1 and "default" in vals:
+                    out.append(f"{n}={fpcore.format_number(vals['default'])}")
+                else:
+                    out.append(f"{n}=" + ", ".join(f"{fpcore.format_number(v)} ({k})" for k, v in table))
+        return "; ".join(out)
+
+    def param_text(self) -> str | None:
+        """The overridden parameters as 'name=value, ...' (exact values), None when none are."""
+        if not self.overrides:
+            return None
+        return ", ".join(f"{n}={fpcore.format_number(v)}" for n, v in self.overrides)
 
     @property
     def body(self) -> fpcore.Expr:
@@ -61,7 +105,8 @@ class Formula:
 
     @property
     def digest(self) -> str:
-        return hashlib.sha256(self.text.encode()).hexdigest()[:16]
+        over = "".join(f"\n;set {n}={v}" for n, v in self.overrides)
+        return hashlib.sha256((self.text + over).encode()).hexdigest()[:16]
 
     def constant(self, name: str, storage: Format) -> Fraction:
         """The exact value of per-format constant `name` for storage format `storage`."""
@@ -81,10 +126,12 @@ class Formula:
         return {n: self.constant(n, storage) for n, _ in self.constants}
 
 
-def _read_constants(core: fpcore.FPCore, src: str) -> tuple:
-    raw = core.prop(":mishaudit-constants", ())
+def _read_constants(core: fpcore.FPCore, src: str, key: str = ":mishaudit-constants") -> tuple:
+    """The named values of property `key`: ((name, ((format | "default", Fraction), ...)), ...)."""
+    raw = core.prop(key, ())
     bad = UserError(
-        f"{src}: :mishaudit-constants must look like ((NAME (binary16 VALUE) (binary32 VALUE) ...) ...): fix the property"
+        f"{src}: {key} must look like ([NAME VALUE] ...) or ([NAME (binary16 VALUE) (binary32 VALUE) "
+        "(default VALUE)] ...), values numbers: fix the property"
     )
     if not isinstance(raw, tuple):
         raise bad
@@ -92,13 +139,16 @@ def _read_constants(core: fpcore.FPCore, src: str) -> tuple:
     for entry in raw:
         if not isinstance(entry, tuple) or len(entry) < 2 or not isinstance(entry[0], fpcore.Symbol):
             raise bad
+        if len(entry) == 2 and isinstance(entry[1], Fraction):  # [NAME VALUE]: one value for every format
+            out.append((entry[0].name, (("default", entry[1]),)))
+            continue
         table = []
         for pair in entry[1:]:
             if (not isinstance(pair, tuple) or len(pair) != 2 or not isinstance(pair[0], fpcore.Symbol)
                     or not isinstance(pair[1], Fraction)):
                 raise bad
             if pair[0].name not in ("binary16", "bfloat16", "binary32", "binary64", "default"):
-                raise UserError(f"{src}: unknown format {pair[0].name!r} in :mishaudit-constants: use binary16, bfloat16, binary32, binary64 or default")
+                raise UserError(f"{src}: unknown format {pair[0].name!r} in {key}: use binary16, bfloat16, binary32, binary64 or default")
             table.append((pair[0].name, pair[1]))
         out.append((entry[0].name, tuple(table)))
     return tuple(out)
@@ -110,17 +160,27 @@ def load_text(text: str, src: str, stem: str) -> Formula:
     if len(core.args) != 1:
         raise UserError(f"{src}: a Mish formulation takes exactly one argument, e.g. (FPCore my-mish (x) ...)")
     ident = core.ident or stem
-    constants = _read_constants(core, src)
-    known = set(core.args) | {n for n, _ in constants}
+    params = _read_constants(core, src, ":mishaudit-params")
+    constants = _read_constants(core, src) + params
+    names = [n for n, _ in constants]
+    clash = sorted({n for n in names if names.count(n) > 1} | (set(names) & set(core.args)))
+    if clash:
+        raise UserError(f"{src}: {clash[0]!r} is named twice (argument, :mishaudit-constants or :mishaudit-params): "
+                        "give each name one definition")
+    known = set(core.args) | set(names)
     unknown = fpcore.free_names(core.body) - known
     if unknown:
         name = sorted(unknown)[0]
         line, col = _first_use(core.body, name)
-        raise UserError(f"{src}:{line}:{col}: unknown variable {name!r}: bind it with let or declare it in :mishaudit-constants")
+        raise UserError(f"{src}:{line}:{col}: unknown variable {name!r}: bind it with let or declare it in "
+                        ":mishaudit-params")
+    unused = [n for n in names if n not in fpcore.free_names(core.body)]
+    if unused:
+        raise UserError(f"{src}: {unused[0]!r} is declared but the body never uses it: use it or remove it")
     if _type(core.body, {n: "real" for n in known}, src) != "real":
         line, col = core.body.pos
         raise UserError(f"{src}:{line}:{col}: the body must be a number, not a truth value: wrap it in (if ... a b)")
-    return Formula(ident, core, src, text, constants, _read_spec(core, src))
+    return Formula(ident, core, src, text, constants, _read_spec(core, src), tuple(n for n, _ in params))
 
 
 def _read_spec(core: fpcore.FPCore, src: str) -> Spec:
@@ -228,3 +288,34 @@ def load_registry(extra_dirs: tuple = (), builtin: bool = True) -> dict[str, For
             raise UserError(f"formula id {f.id!r} is defined twice ({reg[f.id].path} and {src}): rename one (the FPCore identifier)")
         reg[f.id] = f
     return reg
+
+
+def parse_settings(texts) -> dict[str, Fraction]:
+    """`--set NAME=VALUE` texts -> {name: exact value}; UserError for a malformed one."""
+    out: dict[str, Fraction] = {}
+    for t in texts:
+        name, sep, value = t.partition("=")
+        name, value = name.strip(), value.strip()
+        num = fpcore.parse_number(value) if sep else None
+        if not name or num is None:
+            raise UserError(f"--set {t!r}: write NAME=VALUE with a number, e.g. --set threshold=15 (decimal, p/q or "
+                            "hexadecimal)")
+        if name in out and out[name] != num:
+            raise UserError(f"--set {name} is given twice with different values: give it once")
+        out[name] = num
+    return out
+
+
+def apply_settings(impls: list, values: dict) -> list:
+    """The formulations with `values` set where they declare the parameter; UserError for a name that
+    no selected formulation has (kernels have no parameters)."""
+    if not values:
+        return impls
+    forms = [f for f in impls if not f.kernel]
+    for name in values:
+        if not any(name in f.params for f in forms):
+            have = sorted({p for f in forms for p in f.params})
+            raise UserError(f"--set {name}: no selected formulation has a parameter {name!r} (theirs: "
+                            f"{', '.join(have) or 'none'}): check the name or select the formulation with --formula")
+    return [f.with_values({n: v for n, v in values.items() if n in f.params}) if not f.kernel and
+            any(n in f.params for n in values) else f for f in impls]

@@ -10,6 +10,7 @@ With r = mish(x) exact, RN(r) its correctly rounded value, y the formula's outpu
               2^924 and more, only met where |mish(x)| < 2^-640, read as inf: beyond range)
   nonfinite   y is NaN or +-inf (r is finite for every finite x): kept out of the
               ulp, bits, abs and rel statistics, always counted.
+  MAE, mean rel   the means of abs and rel over the finite outputs (mean_abs_err, mean_rel_err).
 The ulp error is computed as |(y - RN(r))/ulp(r) - d| with d = (r - RN(r))/ulp(r)
 from the reference, so it is exact to ~1e-12 ulp.
 """
@@ -86,29 +87,48 @@ def _num(v):
     return v if np.isfinite(v) else None
 
 
-def summarize(err: Errors, ref: Reference) -> dict:
-    """The summary row of DESIGN.md's contract (statistics over finite outputs), plus dULP buckets."""
+def quantile(u: np.ndarray, q: float, w: np.ndarray | None = None) -> float:
+    """The inverted-CDF q-quantile of u (the smallest value v with share(u <= v) >= q), each u[i] counted
+    w[i] times (once when w is None)."""
+    if w is None:
+        return float(np.quantile(u, q, method="inverted_cdf"))
+    order = np.argsort(u, kind="stable")
+    cw = np.cumsum(w[order])
+    k = min(int(np.searchsorted(cw, q * cw[-1], side="left")), len(u) - 1)
+    return float(u[order][k])
+
+
+def summarize(err: Errors, ref: Reference, counts: np.ndarray | None = None) -> dict:
+    """The summary row of DESIGN.md's contract (statistics over finite outputs), plus dULP buckets and
+    the mean absolute and relative errors; input i counts counts[i] times (once when None)."""
+    w = np.ones(len(err.x), dtype=np.int64) if counts is None else np.asarray(counts, dtype=np.int64)
     f = err.finite
-    n = len(err.x)
-    row: dict = {"inputs": int(n), "nonfinite": int((~f).sum())}
+    n = int(w.sum())
+
+    def mean(a: np.ndarray) -> float:  # numpy's pairwise sums (no BLAS: its order depends on the CPU)
+        return _num(a[f].mean() if counts is None else (a[f] * w[f]).sum() / w[f].sum())
+
+    row: dict = {"inputs": n, "nonfinite": int(w[~f].sum())}
     if f.any():
         u = err.ulp[f]
         i = int(np.flatnonzero(f)[np.argmax(u)])
+        wf = None if counts is None else w[f]
         row.update(
-            max_ulp=_num(u.max()), mean_ulp=_num(u.mean()),
-            median_ulp=_num(np.quantile(u, 0.5, method="inverted_cdf")),
-            p99_ulp=_num(np.quantile(u, 0.99, method="inverted_cdf")),
+            max_ulp=_num(u.max()), mean_ulp=mean(err.ulp),
+            median_ulp=_num(quantile(u, 0.5, wf)), p99_ulp=_num(quantile(u, 0.99, wf)),
             worst_x=float(err.x[i]), worst_y=float(err.y[i]), worst_ref=float(ref.r64[i]),
             max_abs_err=_num(err.abs[f].max()), max_rel_err=_num(err.rel[f].max()),
-            mean_bits=_num(err.bits[f].mean()), max_bits=_num(err.bits[f].max()),
+            mean_bits=mean(err.bits), max_bits=_num(err.bits[f].max()),
+            mean_abs_err=mean(err.abs), mean_rel_err=mean(err.rel),
         )
     else:
         row.update(max_ulp=None, mean_ulp=None, median_ulp=None, p99_ulp=None, worst_x=None,
-                   worst_y=None, worst_ref=None, max_abs_err=None, max_rel_err=None, mean_bits=None, max_bits=None)
-    row["cr_frac"] = float(err.cr.sum() / n) if n else None
-    row["faithful_frac"] = float(err.faithful.sum() / n) if n else None
-    row["signed_zero_mismatch"] = int(err.signed_zero.sum())
-    d = err.dulp[f]
+                   worst_y=None, worst_ref=None, max_abs_err=None, max_rel_err=None, mean_bits=None, max_bits=None,
+                   mean_abs_err=None, mean_rel_err=None)
+    row["cr_frac"] = float(w[err.cr].sum() / n) if n else None
+    row["faithful_frac"] = float(w[err.faithful].sum() / n) if n else None
+    row["signed_zero_mismatch"] = int(w[err.signed_zero].sum())
+    d, wd = err.dulp[f], w[f]
     for name, cnt in zip(BUCKETS, (d == 0, d == 1, d == 2, d == 3, d > 3)):
-        row[name] = int(cnt.sum())
+        row[name] = int(wd[cnt].sum())
     return row

@@ -19,7 +19,7 @@ COMPARE_JSON_KEYS = (  # DESIGN.md's `compare --format json` contract
 )
 COMPARE_KEYS = COMPARE_JSON_KEYS + ("spec", "libm", "implementation") + BUCKETS + (
     "formula_ulp", "formula_ulp_worst_x", "formula_exact", "formula_err_worst_x", "formula_err_undecided",
-    "specials_wrong")
+    "specials_wrong", "mean_abs_err", "mean_rel_err", "params")
 SPECIALS_KEYS = ("formula", "dtype", "x", "expected", "got", "ok")
 EVENT_KEYS = ("formula", "dtype", "compute_dtype", "ftz", "node", "event", "intervals", "count", "harmful",
               "harmful_intervals", "enumerated")
@@ -28,10 +28,11 @@ VERDICT_KEYS = ("formula", "dtype", "compute_dtype", "ftz", "libm", "domain", "m
                 "can_tighten")
 
 _STRING = {"formula", "spec", "dtype", "compute_dtype", "libm", "strategy", "node", "text", "event", "measure",
-           "implementation"}
-_BOOL = {"ftz", "formula_exact", "ok", "harmful", "enumerated", "can_tighten"}
+           "implementation", "params", "param", "by", "tried"}
+_BOOL = {"ftz", "formula_exact", "ok", "harmful", "enumerated", "can_tighten", "default", "best", "as_good",
+         "default_as_good", "as_good_contiguous"}
 _INT = {"inputs", "nonfinite", "signed_zero_mismatch", *BUCKETS, "formula_err_undecided", "specials_wrong", "count",
-        "bad_inputs"}
+        "bad_inputs", "best_nonfinite", "default_nonfinite", "as_good_count"}
 _OBJECT = {"intervals", "harmful_intervals", "regions", "domain"}  # lists
 _IEEE = {"x", "expected", "got"}  # special inputs and outputs: NaN and infinities are values here
 

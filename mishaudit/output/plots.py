@@ -7,6 +7,8 @@
   hatched with a dark edge.
 - cdf_figure: the empirical CDF of the ulp error per formulation.
 - cost_figure: max and mean ulp error against measured ns per element, Pareto front.
+- tune_figure: the error against a parameter's value, one line per format, the default and the
+  best value marked, values giving nonfinite outputs marked along the top.
 """
 
 from __future__ import annotations
@@ -236,4 +238,41 @@ def cost_figure(rows: list[dict], dtype: str):
     key = "\n".join(f"{num[i]:2d} {rows[i]['id']}" for i in order)
     axes[1].text(1.02, 1.0, key, transform=axes[1].transAxes, fontsize=7.5, va="top", family="monospace")
     fig.suptitle(f"accuracy against cost, {dtype}: lower left is better")
+    return fig
+
+
+def tune_figure(rows: list[dict], summary: list[dict]):
+    """`mishaudit tune`: the criterion's error measure (and the max ulp error, faint) against the parameter,
+    one colour per format; circles mark today's default, stars the best value."""
+    by = summary[0]["by"]
+    fig, ax = plt.subplots(figsize=(9, 5.5), constrained_layout=True)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    measure = "mean_ulp" if by == "mean_ulp" else "max_ulp"
+    for k, s in enumerate(summary):
+        c = colours[k % len(colours)]
+        rs = [r for r in rows if r["dtype"] == s["dtype"]]
+        v = np.array([r["value"] for r in rs])
+        if by == "cr_frac":
+            y = np.array([np.nan if r["cr_frac"] is None else 100 * r["cr_frac"] for r in rs])
+        else:
+            y = np.array([np.nan if r[measure] is None else max(r[measure], ULP_FLOOR) for r in rs])
+        bad = np.array([bool(r["nonfinite"]) for r in rs])
+        ax.plot(v, np.where(bad, np.nan, y), color=c, lw=1.2, label=f"{s['dtype']}")
+        if bad.any():
+            ax.plot(v[bad], np.full(bad.sum(), 1.0), "|", color=c, ms=9, transform=ax.get_xaxis_transform(),
+                    label=f"{s['dtype']}: nonfinite outputs")
+        for value, marker, what in ((s["default_value"], "o", "default"), (s["best_value"], "*", "best")):
+            i = int(np.argmin(np.abs(v - value)))
+            ax.plot([value], [y[i]], marker, color=c, ms=9 if marker == "*" else 7, mfc="none" if marker == "o" else c,
+                    label=f"{s['dtype']} {what} {value!r}")
+    if by == "cr_frac":
+        ax.set_ylabel("correctly rounded outputs (%)")
+    else:
+        ax.set_yscale("log")
+        ax.set_ylabel(f"{measure.replace('_', ' ')} error (ulp of the format; below 1e-3 drawn at 1e-3)")
+    s0 = summary[0]
+    ax.set_xlabel(f"{s0['param']} (rounded to the working format)")
+    ax.set_title(f"{s0['formula']}: error against {s0['param']}, best by {by}")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
+    ax.grid(True, alpha=0.2)
     return fig

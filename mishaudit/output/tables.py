@@ -79,6 +79,20 @@ TABLE_COLUMNS = (
     ("nonfinite", "nonfinite", str), ("±0", "signed_zero_mismatch", str),
     ("formula ulp", "formula_ulp", None), ("dULP 0/1/2/3/>3", None, None),
 )
+GIVEN_COLUMNS = (("MAE", "mean_abs_err", lambda v: f"{v:.3e}"), ("mean rel", "mean_rel_err", lambda v: f"{v:.3e}"))
+
+
+def columns(rows: list[dict]) -> tuple:
+    """The table's columns: with given inputs (--inputs), the mean absolute and relative errors after
+    the mean ulp."""
+    if not any(r.get("strategy") == "inputs" for r in rows):
+        return TABLE_COLUMNS
+    return TABLE_COLUMNS[:3] + GIVEN_COLUMNS + TABLE_COLUMNS[3:]
+
+
+def formula_cell(r: dict) -> str:
+    """The formula id, with the parameters set by --set."""
+    return r["formula"] + (f" [{r['params']}]" if r.get("params") else "")
 
 
 def formula_ulp_text(r: dict) -> str:
@@ -91,12 +105,14 @@ def formula_ulp_text(r: dict) -> str:
     return "< 2^-10" if v == 0 else short(v)
 
 
-def _cells(r: dict) -> list[str]:
+def _cells(r: dict, cols: tuple = TABLE_COLUMNS) -> list[str]:
     if r.get("strategy") == "unsupported":
-        return [r["formula"], "unsupported"] + ["—"] * (len(TABLE_COLUMNS) - 2)
+        return [r["formula"], "unsupported"] + ["—"] * (len(cols) - 2)
     out = []
-    for _, key, fmt in TABLE_COLUMNS:
-        if key is None:
+    for _, key, fmt in cols:
+        if key == "formula":
+            out.append(formula_cell(r))
+        elif key is None:
             out.append("/".join(str(r[b]) for b in BUCKETS))
         elif key == "formula_ulp":
             out.append(formula_ulp_text(r))
@@ -115,6 +131,7 @@ def table_title(dtype: str, rows: list[dict]) -> str:
     counts = sorted({r["inputs"] for r in rows if r.get("strategy") != "unsupported"})
     strategy = next((r["strategy"] for r in rows if r.get("strategy") != "unsupported"), "unsupported")
     n = f"{counts[0]:,}" if len(counts) == 1 else f"{counts[0]:,} to {counts[-1]:,}" if counts else "no"
+    strategy = "given (--inputs)" if strategy == "inputs" else strategy
     specs = list(dict.fromkeys(r.get("spec") or "mish" for r in rows))
     against = ", ".join(f"{sp}(x)" if sp in ("mish", "mish'") else sp for sp in specs)
     return f"{dtype} ({policy}): {n} inputs, {strategy} - error against {against}, worst first"
@@ -131,6 +148,20 @@ def kernel_notes(rows: list[dict]) -> list[str]:
     return list(out.values())
 
 
+def inputs_note(info: dict) -> str:
+    """What --inputs gave and what of it was audited per format."""
+    parts = []
+    for k, v in info.items():
+        if isinstance(v, dict):
+            extra = [f"{v[n]:,} {t}" for n, t in (("nonfinite_dropped", "not finite after rounding, left out"),
+                                                  ("outside_domain", "outside --domain")) if v.get(n)]
+            parts.append(f"{k}: {v['audited']:,} audited ({v['distinct']:,} distinct values"
+                         + "".join("; " + e for e in extra) + ")")
+    return (f"inputs: {info['source']}, {info['given']:,} values, each rounded to the format; duplicates count "
+            "as often as they occur; MAE = mean |y - mish(x)|, mean rel = mean |y - mish(x)|/|mish(x)| over finite "
+            "outputs; " + "; ".join(parts) + ".")
+
+
 def undecided_note(rows: list[dict]) -> str:
     """A sentence naming the formulations whose formula ulp leaves inputs out (empty when none)."""
     parts = [f"{r['formula']} {r['dtype']} {r['formula_err_undecided']:,}" for r in rows if r.get("formula_err_undecided")]
@@ -141,10 +172,11 @@ def undecided_note(rows: list[dict]) -> str:
 
 
 def to_markdown(rows: list[dict], specials: list[dict]) -> str:
-    head = ["dtype"] + [c for c, _, _ in TABLE_COLUMNS]
+    cols = columns(rows)
+    head = ["dtype"] + [c for c, _, _ in cols]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for r in rows:
-        lines.append("| " + " | ".join([r["dtype"]] + _cells(r)) + " |")
+        lines.append("| " + " | ".join([r["dtype"]] + _cells(r, cols)) + " |")
     lines += ["", LEGEND] + [ln for n in kernel_notes(rows) for ln in ("", n)]
     models = sorted({r.get("libm") or "cr" for r in rows} - {"kernel"})  # a kernel uses its framework's own
     if models:
@@ -181,22 +213,27 @@ def to_json(rows: list[dict]) -> str:
 
 def print_table(rows: list[dict], specials: list[dict], meta: dict, console) -> None:
     """One rich table per format, worst first; nonfinite outputs in red; then the specials table."""
+    from rich.markup import escape
     from rich.table import Table
 
+    cols = columns(rows)
     for dtype in dict.fromkeys(r["dtype"] for r in rows):
         grp = [r for r in rows if r["dtype"] == dtype]
         t = Table(title=table_title(dtype, grp), title_justify="left")
-        for name, key, _ in TABLE_COLUMNS:
+        for name, key, _ in cols:
             t.add_column(name, justify="left" if key == "formula" else "right", no_wrap=key != "formula",
-                         min_width=max(len(r["formula"]) for r in rows) if key == "formula" else None)
-        nf_col = [k for _, k, _ in TABLE_COLUMNS].index("nonfinite")
+                         min_width=max(len(formula_cell(r)) for r in rows) if key == "formula" else None)
+        nf_col = [k for _, k, _ in cols].index("nonfinite")
         for r in grp:
-            cells = _cells(r)
+            cells = _cells(r, cols)
+            cells[0] = escape(cells[0])  # "[threshold=15]" is text, not rich markup
             if r.get("nonfinite"):
                 cells[nf_col] = f"[bold red]{r['nonfinite']}[/]"
             t.add_row(*cells, style="red" if r.get("nonfinite") else None)
         console.print(t)
     console.print("[dim]" + LEGEND + "[/]")
+    if meta.get("inputs"):
+        console.print("[dim]" + inputs_note(meta["inputs"]) + "[/]")
     for line in kernel_notes(rows):
         console.print("[dim]" + line + "[/]")
     note = undecided_note(rows)
@@ -248,10 +285,10 @@ def print_formulas(rows: list[dict], console) -> None:
 
     forms = sum(r.get("kind") != "kernel" for r in rows)
     t = Table(title=f"{forms} registered formulations, {len(rows) - forms} framework kernels", title_justify="left")
-    for c in ("id", "spec", "description", "source"):
+    for c in ("id", "spec", "description", "parameters", "source"):
         t.add_column(c, overflow="fold")
     for r in rows:
-        t.add_row(r["id"], r["spec"], r["description"], r["source"])
+        t.add_row(r["id"], r["spec"], r["description"], r.get("params") or "", r["source"])
     console.print(t)
 
 
