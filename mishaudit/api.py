@@ -72,8 +72,19 @@ def check_kernel_options(impls: list, compute, ftz: bool, device: str) -> None:
         raise UserError(f"--device {device} moves torch kernels only: select one (e.g. --formula torch:mish) or drop it")
 
 
-def check_sweep_options(fmts, exhaustive: bool, jobs: int, resume: bool) -> None:
-    """--exhaustive, --jobs and --resume only where they apply (UserError otherwise)."""
+def check_sweep_options(fmts, exhaustive: bool, jobs: int, resume: bool, scheduler=None) -> None:
+    """--exhaustive, --jobs, --resume and --scheduler only where they apply (UserError otherwise)."""
+    if scheduler is not None:
+        if not exhaustive:
+            raise UserError("--scheduler runs the chunks of an --exhaustive sweep on a Dask cluster: add --exhaustive "
+                            "(and --dtype fp32) or drop --scheduler")
+        if jobs:
+            raise UserError(f"--jobs {jobs} sets local processes; with --scheduler the cluster's workers run the "
+                            "chunks: drop --jobs")
+        if isinstance(scheduler, str):
+            from mishaudit.cluster import check_address
+
+            check_address(scheduler)
     if jobs < 0:
         raise UserError(f"--jobs {jobs}: give a number of processes >= 1 (0 means all cores)")
     if jobs and not exhaustive:
@@ -103,7 +114,7 @@ def compare(dtype="fp16", formulas: Iterable[str] | str | None = None, *, formul
             ftz: bool = False, domain: str | None = None, samples: int = 1 << 16, seed: int = 0, libm: str = "cr",
             exhaustive: bool = False, jobs: int = 0, resume: bool = False, use_cache: bool = True,
             progress: bool = False, on_sweep=None, device: str = "cpu", settings=(),
-            inputs: str | None = None) -> pd.DataFrame:
+            inputs: str | None = None, scheduler=None) -> pd.DataFrame:
     """One row per formulation (or kernel) x format: the error against its exact spec, mish unless the
     file's :spec says otherwise (DESIGN.md's keys, and `spec`).
 
@@ -112,7 +123,8 @@ def compare(dtype="fp16", formulas: Iterable[str] | str | None = None, *, formul
     exhaustive: stream every fp32 input; device: where torch kernels run; settings: "NAME=VALUE" parameter
     values (--set); inputs: audit exactly these values instead (eval/given.py: a .npy or text file,
     "linspace:LO:HI:N", "normal:MU:SIGMA:N" seeded by `seed`), rows then carry mean_abs_err and
-    mean_rel_err over them. `.attrs["specials"]` holds the special-input checks
+    mean_rel_err over them; scheduler: run an exhaustive sweep on a Dask cluster (an address such as
+    "tcp://host:8786", "local:N", or a distributed.Client). `.attrs["specials"]` holds the special-input checks
     (a DataFrame), `.attrs["meta"]` what produced the numbers."""
     from mishaudit.analysis.audit import run_audit
 
@@ -121,12 +133,12 @@ def compare(dtype="fp16", formulas: Iterable[str] | str | None = None, *, formul
     if seed < 0:
         raise UserError(f"--seed {seed}: give a non-negative integer")
     fmts, comp, dom, forms, model = select_audit(dtype, formulas, formula_dirs, compute_dtype, domain, libm, settings)
-    check_sweep_options(fmts, exhaustive, jobs, resume)
+    check_sweep_options(fmts, exhaustive, jobs, resume, scheduler)
     check_kernel_options(forms, comp, ftz, device)
     given = given_inputs(inputs, seed, exhaustive)
     audit = run_audit(forms, fmts, comp, ftz, dom, samples, seed, use_cache=use_cache, progress=progress,
                       model=model, exhaustive=exhaustive, jobs=jobs, resume=resume, on_sweep=on_sweep,
-                      device=device, given=given)
+                      device=device, given=given, scheduler=scheduler)
     df = to_frame(audit.rows, COMPARE_KEYS)
     df.attrs["specials"] = to_frame(audit.specials, SPECIALS_KEYS)
     df.attrs["meta"] = audit.meta
@@ -136,15 +148,15 @@ def compare(dtype="fp16", formulas: Iterable[str] | str | None = None, *, formul
 def overflow(dtype="fp16", formulas: Iterable[str] | str | None = None, *, formula_dirs=(), compute_dtype=None,
              ftz: bool = False, domain: str | None = None, samples: int = 1 << 16, seed: int = 0, libm: str = "cr",
              exhaustive: bool = False, jobs: int = 0, resume: bool = False,
-             on_sweep=None, settings=()) -> tuple[pd.DataFrame, pd.DataFrame]:
+             on_sweep=None, settings=(), scheduler=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(events, culprits): one row per formulation x format x intermediate x event, with its input
     intervals; and one row per culprit of the error attribution."""
     from mishaudit.analysis.events import run_overflow
 
     fmts, comp, dom, forms, model = select_audit(dtype, formulas, formula_dirs, compute_dtype, domain, libm, settings)
-    check_sweep_options(fmts, exhaustive, jobs, resume)
+    check_sweep_options(fmts, exhaustive, jobs, resume, scheduler)
     maps, attributions = run_overflow(forms, fmts, comp, ftz, dom, samples, seed, model, exhaustive, jobs, resume,
-                                      on_sweep)
+                                      on_sweep, scheduler)
     events = to_frame([m.as_json() for m in maps], EVENT_KEYS)
     culprits = to_frame([{"formula": a["formula"], "dtype": a["dtype"], "bad_inputs": a["bad_inputs"], **c}
                          for a in attributions for c in a["culprits"]], CULPRIT_KEYS)
@@ -209,7 +221,7 @@ def tune(formula: str, param: str, value_range: str, dtype=("fp16", "bf16", "fp3
          by: str = "max_ulp", formula_dirs=(), compute_dtype=None, ftz: bool = False, domain: str | None = None,
          samples: int = 1 << 16, seed: int = 0, libm: str = "cr", inputs: str | None = None,
          exhaustive: bool = False, jobs: int = 0, resume: bool = False, use_cache: bool = True,
-         progress: bool = False, on_sweep=None, settings=()) -> pd.DataFrame:
+         progress: bool = False, on_sweep=None, settings=(), scheduler=None) -> pd.DataFrame:
     """The error of `formula` against the value of its parameter `param` over `value_range` ("LO:HI"), per
     format (analysis/tune.py): one row per (format, value) with the summary there, and flags `default`
     (today's value), `as_good` (ties the best on `by`) and `best`. `.attrs["summary"]`: one row per
@@ -224,7 +236,7 @@ def tune(formula: str, param: str, value_range: str, dtype=("fp16", "bf16", "fp3
     if len(forms) != 1:
         raise UserError(f"--formula {formula!r}: tune one formulation at a time, not {len(forms)}")
     check_tunable(forms[0], param, by)
-    check_sweep_options(fmts, exhaustive, jobs, resume)
+    check_sweep_options(fmts, exhaustive, jobs, resume, scheduler)
     given = given_inputs(inputs, seed, exhaustive)
     rows, summary = [], []
     for fmt in fmts:
@@ -234,7 +246,7 @@ def tune(formula: str, param: str, value_range: str, dtype=("fp16", "bf16", "fp3
 
             counted = count_given(given, fmt, dom)
         t = tune_format(forms[0], param, lo, hi, steps, by, policy_for(fmt, comp, ftz, model), dom, samples, seed,
-                        use_cache, progress, counted, exhaustive, jobs, resume, on_sweep)
+                        use_cache, progress, counted, exhaustive, jobs, resume, on_sweep, scheduler)
         for i, (v, r) in enumerate(zip(t.values, t.rows)):
             rows.append({"formula": forms[0].id, "param": param, "dtype": t.dtype, "compute_dtype": t.compute_dtype,
                          "value": v, "default": v == t.default, "best": i == t.best, "as_good": i in t.as_good, **r})

@@ -113,6 +113,9 @@ SWEEP = _options(
                  help="fp32: stream every finite input of the domain instead of a sample (checkpointed)."),
     click.option("--jobs", default=0, help="Processes for --exhaustive (default: all cores)."),
     click.option("--resume", is_flag=True, help="--exhaustive: continue an interrupted sweep from its checkpoint."),
+    click.option("--scheduler", metavar="ADDRESS|local:N",
+                 help="--exhaustive: run the chunks on a Dask cluster, a scheduler's address (tcp://host:8786) or "
+                      "local:N for N worker processes here (needs mishaudit[dask])."),
 )
 
 
@@ -262,7 +265,7 @@ def list_cmd(formula_dirs, out_format, output):
 @INPUTS
 @click.pass_context
 def compare(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, samples, seed, model, no_cache,
-            device, settings, out_format, output, sort_col, exhaustive, jobs, resume, inputs):
+            device, settings, out_format, output, sort_col, exhaustive, jobs, resume, scheduler, inputs):
     """Error of every formulation against the exact mish, per format.
 
     fp16 and bf16: every finite input. fp32 and fp64: a seeded stratified
@@ -290,7 +293,7 @@ def compare(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, 
         df = api.compare(list(dtypes), formula_ids, formula_dirs=formula_dirs, compute_dtype=compute_dtype, ftz=ftz,
                          domain=domain, samples=samples, seed=seed, libm=model, exhaustive=exhaustive, jobs=jobs,
                          resume=resume, use_cache=not no_cache, progress=sys.stderr.isatty(), on_sweep=bar,
-                         device=device, settings=settings, inputs=inputs)
+                         device=device, settings=settings, inputs=inputs, scheduler=scheduler)
     rows = tables.sort_rows(records(df), sort_col)
     specials = records(df.attrs["specials"])
     _emit(out_format, output, lambda console: tables.print_table(rows, specials, df.attrs["meta"], console),
@@ -305,7 +308,7 @@ def compare(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, 
 @SWEEP
 @click.pass_context
 def overflow(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, samples, seed, model, no_cache,
-             device, settings, out_format, output, exhaustive, jobs, resume):
+             device, settings, out_format, output, exhaustive, jobs, resume, scheduler):
     """Which intermediate overflows, turns NaN, underflows, goes subnormal or absorbs, for which inputs.
 
     Intervals are exact: every input for fp16/bf16 (and fp32 with --exhaustive);
@@ -331,7 +334,7 @@ def overflow(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain,
         events, culprits = api.overflow(list(dtypes), formula_ids, formula_dirs=formula_dirs,
                                         compute_dtype=compute_dtype, ftz=ftz, domain=domain, samples=samples,
                                         seed=seed, libm=model, exhaustive=exhaustive, jobs=jobs, resume=resume,
-                                        on_sweep=bar, settings=settings)
+                                        on_sweep=bar, settings=settings, scheduler=scheduler)
     _emit(out_format, output, lambda console: ro.print_overflow(events, culprits, console),
           {"markdown": lambda: ro.to_markdown(events, culprits), "csv": lambda: ro.to_csv(events),
            "json": lambda: ro.to_json(events)})
@@ -492,7 +495,7 @@ def identify(ctx, kernel, dtype, formula_ids, formula_dirs, computes, models, do
 @_output_opt()
 @click.pass_context
 def tune(ctx, formula_id, param, value_range, steps, by, dtypes, formula_dirs, compute_dtype, ftz, domain, samples,
-         seed, model, no_cache, settings, inputs, exhaustive, jobs, resume, plot_path, out_format, output):
+         seed, model, no_cache, settings, inputs, exhaustive, jobs, resume, scheduler, plot_path, out_format, output):
     """Sweep one parameter of a formulation (a threshold, a clamp) and find its best value per format.
 
     Every value runs on the same inputs against one exact reference: fp16/bf16
@@ -522,7 +525,7 @@ def tune(ctx, formula_id, param, value_range, steps, by, dtypes, formula_dirs, c
         df = api.tune(formula_id, param, value_range, list(dtypes), steps=steps, by=by, formula_dirs=formula_dirs,
                       compute_dtype=compute_dtype, ftz=ftz, domain=domain, samples=samples, seed=seed, libm=model,
                       inputs=inputs, exhaustive=exhaustive, jobs=jobs, resume=resume, use_cache=not no_cache,
-                      progress=sys.stderr.isatty(), on_sweep=bar, settings=settings)
+                      progress=sys.stderr.isatty(), on_sweep=bar, settings=settings, scheduler=scheduler)
     rows, summary = records(df), records(df.attrs["summary"])
     if plot_path:
         import io

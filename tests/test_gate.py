@@ -1,11 +1,14 @@
 """The CI gate: a degraded formula fails, malformed files exit 2 naming the line, JUnit, baseline -> check."""
 
+import math
 import os
 import subprocess
 import sys
 from xml.etree import ElementTree as ET
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 GOOD = '(FPCore my-mish (x) :description "mine" (* x (tanh (log1p (exp x)))))'
 DEGRADED = '(FPCore my-mish (x) :description "mine" (* x (tanh (log (+ 1 (exp x))))))'
@@ -100,3 +103,23 @@ def test_committed_thresholds_are_valid():
     th = read_thresholds(path, set(load_registry()))
     assert {e.dtype for e in th.entries} == {"fp16", "bf16", "fp32"}
     assert len({e.formula for e in th.entries}) == 16
+
+
+@given(st.floats(min_value=1e-300, max_value=1e300, allow_nan=False, allow_infinity=False))
+@settings(max_examples=400, deadline=None)
+def test_limits_round_outward_to_few_digits(v):
+    """A written limit never falls on the wrong side of the measured value (margin 0 included), and
+    it has the promised number of significant digits, one step of them away at most."""
+    from mishaudit.gate.thresholds import _round_down, _round_up
+
+    up, down = _round_up(v), _round_down(v)
+    assert down <= v <= up
+    assert len(f"{up:.3g}".replace(".", "").lstrip("0").split("e")[0].rstrip("0")) <= 3 or up == math.nextafter(v, math.inf)
+    assert up <= v * (1 + 2.1e-2) and down >= v * (1 - 2.1e-3)
+
+
+def test_limit_just_above_a_round_value():
+    from mishaudit.gate.thresholds import _round_up
+
+    v = 1.4000000000000057  # p99 of softplus-tanh in bf16: 1.4 plus 4 ulp of binary64
+    assert _round_up(v) == 1.41 and _round_up(1.4) == 1.4

@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+from conftest import stop_after
 
 from mishaudit.analysis.audit import run_audit
 from mishaudit.analysis.sweep import Sweep, run_sweep, values
@@ -130,15 +131,8 @@ def test_merge_order_does_not_matter():
 
 def test_interrupted_then_resumed_equals_uninterrupted():
     full = run_sweep(sweep(), jobs=1).accs
-    calls = []
-
-    def stop_after_three(i):
-        calls.append(i)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
-        run_sweep(sweep(), jobs=1, on_chunk=stop_after_three)
+        run_sweep(sweep(), jobs=1, on_chunk=stop_after(3, []))
     seen = []
     resumed = run_sweep(sweep(), jobs=1, resume=True, on_chunk=seen.append).accs
     assert len(seen) == sweep().nchunks - 3  # only the missing chunks ran again

@@ -19,7 +19,12 @@ from mishaudit.eval.evaluate import Policy, evaluate
 from mishaudit.eval.inputs import enumerate_all
 from mishaudit.formats import BF16, FP16, FP32
 from mishaudit.lang import fpcore
-from mishaudit.lang.registry import builtin_files, load_registry, load_text, parse_settings
+from mishaudit.lang.registry import (
+    builtin_files,
+    load_registry,
+    load_text,
+    parse_settings,
+)
 
 REG = load_registry()
 
@@ -244,3 +249,33 @@ def test_tune_bad_input_is_one_line(args, msg):
     assert len(r.output.strip().splitlines()) == 1 and "Traceback" not in r.output
     if msg:
         assert msg in r.output
+
+
+def test_baseline_records_set_and_check_applies_it(tmp_path):
+    th = tmp_path / "t.toml"
+    r = CliRunner().invoke(main, ["baseline", "--dtype", "bf16", "--formula", "softplus-threshold", "--formula",
+                                  "softplus-tanh", "--set", "threshold=1.5", "--out", str(th), "--margin", "0"])
+    assert r.exit_code == 0, r.output
+    text = th.read_text()
+    assert text.count('set = { threshold = "1.5" }') == 1  # softplus-tanh has no such parameter
+    assert CliRunner().invoke(main, ["check", "--thresholds", str(th)]).exit_code == 0
+    # without the setting the file's threshold (20) is more accurate on the mean (bf16 max ulp is the same):
+    # the measured mean differs, so the setting did reach the check
+    plain = text.replace('set = { threshold = "1.5" }\n', "")
+    th.write_text(plain)
+    r1 = CliRunner().invoke(main, ["check", "--thresholds", str(th), "--format", "json"])
+    th.write_text(text)
+    r2 = CliRunner().invoke(main, ["check", "--thresholds", str(th), "--format", "json"])
+    m1 = {(v["formula"], v["measure"]): v["measured"] for v in json.loads(r1.output)}
+    m2 = {(v["formula"], v["measure"]): v["measured"] for v in json.loads(r2.output)}
+    assert m1[("softplus-threshold", "mean_ulp")] < m2[("softplus-threshold", "mean_ulp")]
+    assert m1[("softplus-tanh", "mean_ulp")] == m2[("softplus-tanh", "mean_ulp")]
+
+
+@pytest.mark.parametrize("line, msg", [('set = { threshold = 15 }', "as strings"),
+                                       ('set = { threshold = "x" }', "NAME=VALUE")])
+def test_bad_set_in_thresholds(tmp_path, line, msg):
+    th = tmp_path / "t.toml"
+    th.write_text(f'version = 1\n[[limit]]\nformula = "softplus-threshold"\ndtype = "fp16"\n{line}\nmax_ulp = 9\n')
+    r = CliRunner().invoke(main, ["check", "--thresholds", str(th)])
+    assert r.exit_code == 2 and msg in r.output and ":5:" in r.output

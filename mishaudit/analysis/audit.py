@@ -105,10 +105,10 @@ def run_audit(formulas: list, fmts: list[Format], compute: Format | None, ftz: b
               samples: int, seed: int, use_cache: bool = True, progress: bool = True,
               with_formula_error: bool = True, keep_errors: bool = False, model: str = "cr",
               exhaustive: bool = False, jobs: int = 0, resume: bool = False, on_sweep=None,
-              device: str = "cpu", given=None) -> Audit:
+              device: str = "cpu", given=None, scheduler=None) -> Audit:
     """Evaluate every formulation (and kernel) on every format's input set against the reference; with
     `exhaustive`, fp32 streams every input of the domain (analysis/sweep.py; `on_sweep(done, total,
-    inputs)` hears of its progress); with `given` (eval/given.py's Given), exactly those inputs, each
+    inputs)` hears of its progress; `scheduler` runs it on a Dask cluster); with `given` (eval/given.py's Given), exactly those inputs, each
     counted as often as it occurs. A kernel in a format its framework lacks gets an 'unsupported'
     row."""
     out = Audit(meta=environment(model, formulas))
@@ -119,7 +119,7 @@ def run_audit(formulas: list, fmts: list[Format], compute: Format | None, ftz: b
         if not runnable:
             continue
         if exhaustive and fmt.name == "fp32":
-            out.rows += _exhaustive_rows(runnable, policy, domain, jobs, resume, on_sweep, out)
+            out.rows += _exhaustive_rows(runnable, policy, domain, jobs, resume, on_sweep, out, scheduler)
         else:
             counted = None
             if given is not None:
@@ -175,7 +175,8 @@ def implementation(impl) -> dict:
     return {"implementation": describe(impl.framework), "libm": "kernel"}
 
 
-def _exhaustive_rows(formulas, policy: Policy, domain: Domain, jobs: int, resume: bool, on_sweep, audit) -> list:
+def _exhaustive_rows(formulas, policy: Policy, domain: Domain, jobs: int, resume: bool, on_sweep, audit,
+                     scheduler=None) -> list:
     """Stream every fp32 input of the domain into the compare rows (no approximation error: it would
     cost another pass over every input)."""
     import time
@@ -184,7 +185,8 @@ def _exhaustive_rows(formulas, policy: Policy, domain: Domain, jobs: int, resume
     from mishaudit.measure.summary import summary_row
 
     t0 = time.perf_counter()
-    job = run_sweep(Sweep(formulas, policy, domain), jobs=jobs, resume=resume, progress=on_sweep)
+    job = run_sweep(Sweep(formulas, policy, domain), jobs=jobs, resume=resume, progress=on_sweep,
+                    scheduler=scheduler)
     merged = job.accs
     audit.meta.setdefault("reference", {})["fp32"] = {"inputs": int(next(iter(merged.values())).counts[0]),
                                                       "mpmath_fallback": job.fallback,

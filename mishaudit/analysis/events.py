@@ -220,9 +220,10 @@ def overflow_map(formula, policy: Policy, domain: Domain = Domain(), samples: in
 
 def run_overflow(formulas: list, fmts: list, compute, ftz: bool, domain: Domain, samples: int, seed: int,
                  model: str = "cr", exhaustive: bool = False, jobs: int = 0, resume: bool = False,
-                 on_sweep=None) -> tuple[list, list]:
+                 on_sweep=None, scheduler=None) -> tuple[list, list]:
     """(event maps, attributions) of every formula in every format; with `exhaustive`, fp32 streams
-    every input of the domain (`on_sweep(done, total, inputs)` hears of its progress)."""
+    every input of the domain (`on_sweep(done, total, inputs)` hears of its progress), on a Dask
+    cluster with `scheduler` (cluster.py)."""
     from mishaudit.analysis.audit import policy_for
 
     maps, attributions = [], []
@@ -238,7 +239,7 @@ def run_overflow(formulas: list, fmts: list, compute, ftz: bool, domain: Domain,
             from mishaudit.analysis.sweep import Sweep, run_sweep
 
             job = run_sweep(Sweep(formulas, policy, domain, mode="overflow"), jobs=jobs, resume=resume,
-                            progress=on_sweep)
+                            progress=on_sweep, scheduler=scheduler)
             results = [job.result(f) for f in formulas]
         else:
             results = [overflow_map(f, policy, domain, samples, seed) for f in formulas]

@@ -111,19 +111,24 @@ class Summaries:
         self.sweep = sweep
         self.accs = {f.id: Acc() for f in sweep.formulas}
         self.fallback = 0
+        self.seconds = 0.0  # time spent in the chunks merged by this run (not checkpointed)
 
     @staticmethod
     def chunk(sweep: Sweep, i: int) -> dict:
-        """Summaries of every formulation over chunk i, computed block by block."""
+        """Summaries of every formulation over chunk i, computed block by block (and the seconds it
+        took where it ran, for benchmarks)."""
+        t = time.perf_counter()
         accs = {f.id: Acc() for f in sweep.formulas}
         progs = programs(sweep.formulas, sweep.policy)
         fallback = n = 0
         for x32 in sweep.blocks(i):
             fallback += summarize_block(x32, sweep.formulas, progs, sweep.policy, accs)
             n += len(x32)
-        return {"fallback": fallback, "n": n, "formulas": {k: a.state() for k, a in accs.items()}}
+        return {"fallback": fallback, "n": n, "formulas": {k: a.state() for k, a in accs.items()},
+                "seconds": time.perf_counter() - t}
 
     def absorb(self, i: int, data: dict) -> None:
+        self.seconds += data.get("seconds", 0.0)
         self.fallback += data["fallback"]
         for fid, st in data["formulas"].items():
             self.accs[fid].merge(*st)
@@ -192,6 +197,12 @@ def _job(args):
     return sweep.job_class().chunk(sweep, i)
 
 
+def _task(sweep: Sweep, i: int):
+    """One chunk as a Dask task (cluster.py)."""
+    keep_heap()
+    return sweep.job_class().chunk(sweep, i)
+
+
 class _Checkpoint:
     """The parent's job state, the finished chunks and the checkpoint file holding both (cache.py)."""
 
@@ -248,8 +259,9 @@ def _unwritable(folder: str, e: OSError) -> UserError:
                      "to a writable folder")
 
 
-def run_sweep(sweep: Sweep, jobs: int = 0, resume: bool = False, progress=None, on_chunk=None):
-    """Run (or resume) the sweep on `jobs` processes (0: every core); returns the mode's job state
+def run_sweep(sweep: Sweep, jobs: int = 0, resume: bool = False, progress=None, on_chunk=None, scheduler=None):
+    """Run (or resume) the sweep on `jobs` processes (0: every core), or with `scheduler` (an address,
+    "local:N" or a distributed.Client) on a Dask cluster (cluster.py); returns the mode's job state
     (`Summaries.accs`: formula id -> merged Acc, `.fallback`: inputs sent to mpmath).
 
     `progress(done_chunks, total_chunks, inputs_done)` is called as chunks finish; `on_chunk(i)`
@@ -260,9 +272,15 @@ def run_sweep(sweep: Sweep, jobs: int = 0, resume: bool = False, progress=None, 
     pending = [i for i in range(sweep.nchunks) if i not in st.done]
     if progress is not None:
         progress(len(st.done), sweep.nchunks, st.inputs)
+    if scheduler is not None:
+        from mishaudit import cluster
+
+        results = cluster.run(_task, sweep, pending, scheduler)
+    else:
+        results = pool.run(_job, [(sweep, i) for i in pending], pool.workers_for(len(pending), jobs),
+                           initializer=_worker_init)
     try:
-        for k, data in pool.run(_job, [(sweep, i) for i in pending], pool.workers_for(len(pending), jobs),
-                                initializer=_worker_init):
+        for k, data in results:
             i = pending[k]
             st.absorb(i, data)
             if time.monotonic() - st.saved_at > CHECKPOINT_SECONDS:
@@ -272,5 +290,6 @@ def run_sweep(sweep: Sweep, jobs: int = 0, resume: bool = False, progress=None, 
             if on_chunk is not None:
                 on_chunk(i)
     finally:
+        results.close()
         st.save()
     return st.job

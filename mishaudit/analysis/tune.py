@@ -132,7 +132,7 @@ def _inputs(forms: list, policy, domain, samples: int, seed: int, counted):
 
 def tune_format(formula, param: str, lo: float, hi: float, steps, by: str, policy, domain, samples: int, seed: int,
                 use_cache: bool = True, progress: bool = False, counted=None, exhaustive: bool = False,
-                jobs: int = 0, resume: bool = False, on_sweep=None) -> Tuned:
+                jobs: int = 0, resume: bool = False, on_sweep=None, scheduler=None) -> Tuned:
     """One format's curve and its best value."""
     from mishaudit.pool import run_all, workers_for
     from mishaudit.reference.table import reference
@@ -146,7 +146,8 @@ def tune_format(formula, param: str, lo: float, hi: float, steps, by: str, polic
         from mishaudit.analysis.sweep import Sweep, run_sweep
         from mishaudit.measure.summary import summary_row
 
-        job = run_sweep(Sweep(forms, policy, domain), jobs=jobs, resume=resume, progress=on_sweep)
+        job = run_sweep(Sweep(forms, policy, domain), jobs=jobs, resume=resume, progress=on_sweep,
+                        scheduler=scheduler)
         rows = [{k: summary_row(job.accs[f.id]).get(k) for k in KEEP} for f in forms]
         strategy = "exhaustive"
     else:

@@ -10,6 +10,7 @@ from mishaudit.eval.libm import numpy_dispatch
 from mishaudit.formats import get_format
 from mishaudit.gate.judge import Verdict, judge
 from mishaudit.gate.thresholds import Thresholds
+from mishaudit.lang.registry import apply_settings, parse_settings
 
 
 def dispatch_warnings(th: Thresholds) -> list[str]:
@@ -35,9 +36,10 @@ def run_check(th: Thresholds, registry: dict, use_cache: bool = True, progress: 
     verdicts = []
     for mode in dict.fromkeys(e.mode for e in th.entries):
         entries = [e for e in th.entries if e.mode == mode]
-        dtype, compute, ftz, dom, samples, seed, model = mode
+        dtype, compute, ftz, dom, samples, seed, model, settings = mode
         fids = list(dict.fromkeys(e.formula for e in entries))
-        audit = run_audit(select(registry, fids), [get_format(dtype)], get_format(compute) if compute != dtype else None,
+        forms = apply_settings(select(registry, fids), parse_settings(settings)) if settings else select(registry, fids)
+        audit = run_audit(forms, [get_format(dtype)], get_format(compute) if compute != dtype else None,
                           ftz,
                           Domain(*dom) if dom else Domain(), samples, seed, use_cache=use_cache, progress=progress,
                           with_formula_error=False, model=model)

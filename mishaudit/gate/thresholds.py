@@ -13,6 +13,7 @@
     numpy_dispatch = "..."         # written by baseline for libm = "numpy": the CPU it was measured on
     framework = "..."              # written by baseline for a kernel: the framework and CPU capability
     domain = [-20.0, 20.0]         # optional input interval [lo, hi]
+    set = { threshold = "15" }     # optional: parameters set as with --set (exact numbers, as text)
     samples = 65536                # optional, fp32/fp64 sample size
     seed = 0                       # optional
     max_ulp = 8.6                  # measured value must be <= the limit
@@ -39,7 +40,7 @@ AT_MOST = ("max_ulp", "mean_ulp", "p99_ulp", "nonfinite", "dulp_1", "dulp_2", "d
 AT_LEAST = ("cr_frac", "dulp_0")
 LIMIT_KEYS = AT_MOST + AT_LEAST
 SELECT_KEYS = ("formula", "kernel", "spec", "dtype", "compute_dtype", "ftz", "libm", "numpy_dispatch", "framework", "domain",
-               "samples", "seed")
+               "samples", "seed", "set")
 
 
 @dataclass(frozen=True)
@@ -57,11 +58,13 @@ class Limit:
     numpy_dispatch: str | None = None  # for libm "numpy": the dispatch it was measured with
     framework: str | None = None  # for a kernel: the framework (version, CPU capability) it was measured with
     spec: str = "mish"  # the function the limits were measured against (lang/spec.py's name)
+    settings: tuple = ()  # ("name=value", ...): parameters set (--set)
 
     @property
     def mode(self) -> tuple:
         """What one audit run is keyed by (formulas sharing it run together)."""
-        return (self.dtype, self.compute_dtype, self.ftz, self.domain, self.samples, self.seed, self.libm)
+        return (self.dtype, self.compute_dtype, self.ftz, self.domain, self.samples, self.seed, self.libm,
+                self.settings)
 
     def label(self) -> str:
         s = f"{self.formula} {self.dtype}"
@@ -73,6 +76,8 @@ class Limit:
             s += f" libm {self.libm}"
         if self.domain:
             s += f" x in [{self.domain[0]!r}, {self.domain[1]!r}]"
+        if self.settings:
+            s += " [" + ", ".join(self.settings) + "]"
         return s
 
 
@@ -166,6 +171,18 @@ def parse_thresholds(text: str, path: str, known_formulas=None) -> Thresholds:
         for key, v in (("samples", samples), ("seed", seed)):
             if not isinstance(v, int) or isinstance(v, bool) or v < (1 if key == "samples" else 0):
                 raise bad(key, f"{key} must be a {'positive' if key == 'samples' else 'non-negative'} integer")
+        settings = item.get("set", {})
+        if not isinstance(settings, dict) or not all(isinstance(v, str) for v in settings.values()):
+            raise bad("set", 'set must be a table of parameter values as strings, e.g. set = { threshold = "15" }')
+        if settings and which == "kernel":
+            raise bad("set", "a kernel has no parameters: remove set")
+        settings = tuple(f"{k}={v}" for k, v in sorted(settings.items()))
+        from mishaudit.lang.registry import parse_settings
+
+        try:
+            parse_settings(settings)
+        except UserError as exc:
+            raise bad("set", str(exc)) from None
         lims = []
         for key in LIMIT_KEYS:
             if key in item:
@@ -176,7 +193,7 @@ def parse_thresholds(text: str, path: str, known_formulas=None) -> Thresholds:
         if not lims:
             raise bad("[[limit]]", f"this [[limit]] sets no limit: add one of {', '.join(LIMIT_KEYS)}")
         out.entries.append(Limit(item[which], dtype, compute, ftz, dom, samples, seed, tuple(lims), line, model,
-                                 dispatch, item.get("framework"), spec))
+                                 dispatch, item.get("framework"), spec, settings))
     return out
 
 
@@ -201,9 +218,11 @@ def _round_up(v: float, digits: int = 3) -> float:
         return 0.0
     e = math.floor(math.log10(v)) - digits + 1
     q = 10.0**e
-    r = math.ceil(v / q - 1e-9) * q
-    r = float(f"{r:.{digits}g}")
-    return r if r >= v else math.nextafter(r, math.inf)
+    k = math.ceil(v / q - 1e-9)  # (the 1e-9: 1.4 stays 1.4 despite v / q = 140.00000000000003)
+    r = float(f"{k * q:.{digits}g}")
+    if r < v:  # v is a hair above k * q: the next value of `digits` digits
+        r = float(f"{(k + 1) * q:.{digits}g}")
+    return r if r >= v else math.nextafter(v, math.inf)
 
 
 def _round_down(v: float, digits: int = 4) -> float:
@@ -211,8 +230,11 @@ def _round_down(v: float, digits: int = 4) -> float:
         return 0.0
     e = math.floor(math.log10(v)) - digits + 1
     q = 10.0**e
-    r = float(f"{math.floor(v / q + 1e-9) * q:.{digits}g}")
-    return r if r <= v else math.nextafter(r, -math.inf)
+    k = math.floor(v / q + 1e-9)
+    r = float(f"{k * q:.{digits}g}")
+    if r > v:
+        r = float(f"{(k - 1) * q:.{digits}g}")
+    return r if r <= v else math.nextafter(v, -math.inf)
 
 
 def baseline_text(rows: list[dict], margin: float, command: str, samples: int, seed: int, domain,
@@ -243,6 +265,9 @@ def baseline_text(rows: list[dict], margin: float, command: str, samples: int, s
             lines.append(f'libm = "{r.get("libm", "cr")}"')
         if r.get("libm") == "numpy" and dispatch:
             lines.append(f"numpy_dispatch = {_toml_string(dispatch)}")
+        if r.get("params"):
+            pairs = [p.split("=", 1) for p in r["params"].split(", ")]
+            lines.append("set = { " + ", ".join(f"{k} = {_toml_string(v)}" for k, v in pairs) + " }")
         if domain is not None and (domain.lo != -math.inf or domain.hi != math.inf):
             lines.append(f"domain = [{domain.lo!r}, {domain.hi!r}]")
         if r["strategy"] == "sampled":

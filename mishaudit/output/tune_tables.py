@@ -3,7 +3,7 @@ functions and a rich printer)."""
 
 from __future__ import annotations
 
-from mishaudit.output.tables import _pct, short
+from mishaudit.output.tables import _pct, short  # noqa: F401  (short: the table's number format)
 
 HEAD = ("dtype", "best", "max ulp", "mean ulp", "p99 ulp", "CR", "nonfinite", "as good",
         "default", "max ulp", "mean ulp", "p99 ulp", "CR", "nonfinite", "default is")
@@ -20,11 +20,11 @@ def _verdict(s: dict) -> str:
         return "as good"
     k = s["by"]
     d, b = s[f"default_{k}"], s[f"best_{k}"]
-    if s["default_nonfinite"] and not s["best_nonfinite"]:
-        return f"worse: {s['default_nonfinite']:,} nonfinite"
+    if s["default_nonfinite"] != s["best_nonfinite"]:
+        return f"worse: {s['default_nonfinite']:,} nonfinite vs {s['best_nonfinite']:,}"
     if k == "cr_frac":
-        return f"worse: CR {_pct(d)} vs {_pct(b)}"
-    return f"worse: {short(d)} vs {short(b)} ulp"
+        return f"worse: CR {100 * d:.4f}% vs {100 * b:.4f}%"
+    return f"worse: {d:.6g} vs {b:.6g} ulp"
 
 
 def _cells(s: dict) -> list[str]:
