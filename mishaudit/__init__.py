@@ -5,19 +5,19 @@ libm models, input sets) -> reference (the exact values) -> measure (errors, sum
 approximation error) -> analysis (audits, sweeps, overflow events, attribution) -> output
 (tables, plots, reports) and gate (thresholds, verdicts); api.py and cli.py at the edge.
 
-Python API (pandas DataFrames): compare, overflow, identify, check, load_formulas (api.py).
+Python API (pandas DataFrames): compare, overflow, identify, tune, check, load_formulas (api.py).
 """
 
 __version__ = "0.2.0"
 
 from mishaudit.errors import UserError  # noqa: E402
 
-__all__ = ["compare", "overflow", "identify", "check", "load_formulas", "UserError", "__version__"]
+__all__ = ["compare", "overflow", "identify", "tune", "check", "load_formulas", "UserError", "__version__"]
 
 
 def __getattr__(name: str):
     """The API functions, imported on first use (pandas is slow to import and the CLI rarely needs it)."""
-    if name in ("compare", "overflow", "identify", "check", "load_formulas"):
+    if name in ("compare", "overflow", "identify", "tune", "check", "load_formulas"):
         from mishaudit import api
 
         return getattr(api, name)

@@ -279,3 +279,9 @@ def test_bad_set_in_thresholds(tmp_path, line, msg):
     th.write_text(f'version = 1\n[[limit]]\nformula = "softplus-threshold"\ndtype = "fp16"\n{line}\nmax_ulp = 9\n')
     r = CliRunner().invoke(main, ["check", "--thresholds", str(th)])
     assert r.exit_code == 2 and msg in r.output and ":5:" in r.output
+
+
+def test_tune_is_part_of_the_package_api():
+    import mishaudit
+
+    assert mishaudit.tune is api.tune and "tune" in mishaudit.__all__
