@@ -131,3 +131,15 @@ def test_a_worker_of_another_version_is_refused(client, monkeypatch):
     monkeypatch.setattr("mishaudit.cluster.__version__", "0.0.0-other")
     with pytest.raises(UserError, match="runs mishaudit"):
         run_sweep(_sweep(), scheduler="local:1")
+
+
+def test_tune_and_overflow_commands_take_the_scheduler(client):
+    from mishaudit import api
+
+    kw = dict(dtype="fp32", steps=3, exhaustive=True, domain="5:5.25")
+    a = api.tune("softplus-threshold", "threshold", "5.1:5.2", jobs=1, **kw)
+    b = api.tune("softplus-threshold", "threshold", "5.1:5.2", scheduler=client, **kw)
+    assert a.equals(b) and len(a) == 4
+    ea, _ = api.overflow("fp32", ["exp-rational"], exhaustive=True, domain="-104.2:-103.8", jobs=1)
+    eb, _ = api.overflow("fp32", ["exp-rational"], exhaustive=True, domain="-104.2:-103.8", scheduler=client)
+    assert ea.equals(eb) and len(ea)
