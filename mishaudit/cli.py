@@ -219,6 +219,20 @@ class _SweepBar:
         self.bar.update(self.task, completed=done, rate=f"{rate / 1e6:.2f} M inputs/s" if inputs > i0 else "")
 
 
+def _audit_selection(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, model, device, settings,
+                     output=None):
+    """The AUDIT options checked (sample options, the output's folder, kernel options) and resolved:
+    (formats, compute format, Domain, formulas, libm model)."""
+    from mishaudit import api
+    from mishaudit.formats import get_format
+
+    _not_for_16_bit(ctx, [get_format(d) for d in dtypes])
+    _check_output(output)
+    sel = api.select_audit(dtypes, formula_ids, formula_dirs, compute_dtype, domain, model, settings)
+    api.check_kernel_options(sel[3], sel[1], ftz, device)
+    return sel
+
+
 def _check_output(output, option: str = "--output") -> None:
     if output:
         from mishaudit.files import check_writable
@@ -359,9 +373,7 @@ def plot(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, sam
     import io
     from pathlib import Path
 
-    from mishaudit import api
     from mishaudit.files import atomic_write_bytes
-    from mishaudit.formats import get_format
     from mishaudit.output import plots
     from mishaudit.output.report import collect
 
@@ -371,11 +383,8 @@ def plot(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, sam
         raise UserError(f"plot draws one format: give one --dtype, not {len(dtypes)} (mishaudit report draws them all)")
     if overlay and kind != "error":
         raise UserError(f"--overlay draws --kind error on one axes; --kind {kind} has no overlay: drop --overlay")
-    _not_for_16_bit(ctx, [get_format(d) for d in dtypes])
-    _check_output(output)
-    fmts, comp, dom, formulas, model = api.select_audit(dtypes, formula_ids, formula_dirs, compute_dtype, domain, model,
-                                                        settings)
-    api.check_kernel_options(formulas, comp, ftz, device)
+    fmts, comp, dom, formulas, model = _audit_selection(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz,
+                                                        domain, model, device, settings, output)
     if kind == "overflow" and (len(formulas) != 1 or formulas[0].kernel):
         raise UserError("--kind overflow draws one formulation's intermediates: give exactly one FPCore --formula "
                         "(kernels have none)")
@@ -405,8 +414,6 @@ def report(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, s
     """
     from pathlib import Path
 
-    from mishaudit import api
-    from mishaudit.formats import get_format
     from mishaudit.output.report import collect, report_meta, write_report
 
     parent = Path(output).resolve().parent
@@ -414,10 +421,8 @@ def report(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, s
         raise UserError(f"cannot write --output {output}: folder {parent} is missing or not writable; create it first")
     if Path(output).exists() and not Path(output).is_dir():
         raise UserError(f"--output {output} is a file: give a folder name")
-    _not_for_16_bit(ctx, [get_format(d) for d in dtypes])
-    fmts, comp, dom, formulas, model = api.select_audit(dtypes, formula_ids, formula_dirs, compute_dtype, domain, model,
-                                                        settings)
-    api.check_kernel_options(formulas, comp, ftz, device)
+    fmts, comp, dom, formulas, model = _audit_selection(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz,
+                                                        domain, model, device, settings)
     audit, per = collect(formulas, fmts, comp, ftz, dom, samples, seed, use_cache=not no_cache,
                          progress=sys.stderr.isatty(), model=model, device=device)
     write_report(Path(output), audit, per, report_meta(audit.meta, "mishaudit " + " ".join(sys.argv[1:])))
@@ -615,20 +620,15 @@ def baseline(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain,
     Example:
       mishaudit baseline --dtype fp16 --dtype bf16 --formulas ./mine --formula my-mish --out thresholds.toml
     """
-    from mishaudit import api
     from mishaudit.analysis.audit import run_audit
     from mishaudit.eval.libm import numpy_dispatch
     from mishaudit.files import write_output
-    from mishaudit.formats import get_format
     from mishaudit.gate.thresholds import baseline_text
 
     if not (0 <= margin < 1):
         raise UserError(f"--margin {margin}: give a fraction in [0, 1), e.g. 0.05")
-    _not_for_16_bit(ctx, [get_format(d) for d in dtypes])
-    _check_output(output)
-    fmts, comp, dom, formulas, model = api.select_audit(dtypes, formula_ids, formula_dirs, compute_dtype, domain, model,
-                                                        settings)
-    api.check_kernel_options(formulas, comp, ftz, device)
+    fmts, comp, dom, formulas, model = _audit_selection(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz,
+                                                        domain, model, device, settings, output)
     audit = run_audit(formulas, fmts, comp, ftz, dom, samples, seed, use_cache=not no_cache,
                       progress=sys.stderr.isatty(), with_formula_error=False, model=model, device=device)
     command = "mishaudit baseline " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "mishaudit baseline"

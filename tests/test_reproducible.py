@@ -39,9 +39,12 @@ def run_json(args, tmp_path, name, disable):
      "pytorch-cpu-grad", "--formula", "darknet-cpu-grad"],  # the mish' references (gradref.py, MPFR for fp64) as well
     ["compare", "--dtype", "fp32", "--exhaustive", "--domain=-300:-1", "--formula", "darknet-gpu-grad",
      "--formula", "mish-cuda-grad", "--jobs", "2"],
-], ids=["compare-sample", "compare-exhaustive-domain", "overflow-sample", "grad-sample", "grad-exhaustive-domain"])
+    ["compare", "--dtype", "fp16", "--dtype", "fp32", "--inputs", "normal:0:8:20000", "--seed", "3"],
+    ["tune", "--formula", "softplus-threshold", "--param", "threshold", "--range", "2:6", "--steps", "41"],
+], ids=["compare-sample", "compare-exhaustive-domain", "overflow-sample", "grad-sample", "grad-exhaustive-domain",
+        "inputs-normal", "tune"])
 def test_json_is_bit_identical_with_numpys_simd_switched_off(args, tmp_path):
     top = run_json(args, tmp_path, "top", None)
     old = run_json(args, tmp_path, "old", dispatched_targets() or None)
     assert top == old
-    assert b'"libm": "cr"' in top or args[0] == "overflow"
+    assert b'"libm": "cr"' in top or args[0] in ("overflow", "tune")
