@@ -4,7 +4,7 @@
     df = mishaudit.compare(dtype=["fp16", "bf16"], formulas=["softplus-tanh", "exp-rational"])
     df.loc[df.max_ulp.idxmax(), ["formula", "dtype", "worst_x"]]
 
-The frames' columns are the CLI's (output/frames.py; DESIGN.md's JSON keys first), with nullable
+The frames' columns are the CLI's (output/frames.py; the `compare --format json` keys first), with nullable
 dtypes; the CLI renders its tables, Markdown, CSV and JSON from these same frames. Bad input raises
 mishaudit.UserError with the CLI's one-line message.
 """
@@ -16,6 +16,7 @@ from collections.abc import Iterable
 import pandas as pd
 
 from mishaudit.errors import UserError
+from mishaudit.eval.ftz import mode_of
 from mishaudit.output.frames import (
     COMPARE_KEYS,
     CULPRIT_KEYS,
@@ -42,7 +43,11 @@ def load_formulas(*dirs, builtin: bool = True) -> dict:
 
 def select_audit(dtype, formulas, formula_dirs, compute_dtype, domain, model: str, settings=()):
     """(formats, compute format, Domain, formulas, libm model) from what a user typed, `settings`
-    ("NAME=VALUE", --set) applied to the formulations declaring the parameter; UserError on bad input."""
+    ("NAME=VALUE", --set) applied to the formulations declaring the parameter; UserError on bad input,
+    a compute format that cannot hold every value of a format (analysis/audit.py's
+    check_compute_dtype) included, and in a process that flushes subnormals (eval/ftz.py)."""
+    from mishaudit.analysis.audit import check_compute_dtype
+    from mishaudit.eval.ftz import require_ieee
     from mishaudit.eval.inputs import parse_domain
     from mishaudit.eval.kernels import select
     from mishaudit.eval.libm import check_model
@@ -52,15 +57,18 @@ def select_audit(dtype, formulas, formula_dirs, compute_dtype, domain, model: st
     dtypes = _names(dtype)
     if not dtypes:
         raise UserError("no dtype: give one or more of fp16, bf16, fp32, fp64")
+    require_ieee()
     fmts = list(dict.fromkeys(get_format(d) for d in dtypes))
     comp = get_format(compute_dtype) if compute_dtype else None
+    for fmt in fmts:
+        check_compute_dtype(fmt, comp)
     reg = load_formulas(*_names(formula_dirs))
     values = parse_settings(_names(settings))
     return (fmts, comp, parse_domain(domain), apply_settings(select(reg, _names(formulas)), values),
             check_model(model))
 
 
-def check_kernel_options(impls: list, compute, ftz: bool, device: str) -> None:
+def check_kernel_options(impls: list, compute, ftz, device: str) -> None:
     """--compute-dtype and --ftz shape how formulations are evaluated, not kernels; --device moves torch
     kernels only."""
     kernels = [f for f in impls if f.kernel]
@@ -111,15 +119,17 @@ def given_inputs(inputs: str | None, seed: int, exhaustive: bool = False):
 
 
 def compare(dtype="fp16", formulas: Iterable[str] | str | None = None, *, formula_dirs=(), compute_dtype=None,
-            ftz: bool = False, domain: str | None = None, samples: int = 1 << 16, seed: int = 0, libm: str = "cr",
+            ftz: bool | str = False, domain: str | None = None, samples: int = 1 << 16, seed: int = 0, libm: str = "cr",
             exhaustive: bool = False, jobs: int = 0, resume: bool = False, use_cache: bool = True,
             progress: bool = False, on_sweep=None, device: str = "cpu", settings=(),
             inputs: str | None = None, scheduler=None) -> pd.DataFrame:
     """One row per formulation (or kernel) x format: the error against its exact spec, mish unless the
-    file's :spec says otherwise (DESIGN.md's keys, and `spec`).
+    file's :spec says otherwise (the `compare --format json` keys, and `spec`).
 
     dtype: a format or a list of them; formulas: ids or patterns ("*-grad"), kernels such as "torch:mish"
-    included (default: every formulation of mish, and every one from formula_dirs); domain: "LO:HI"; libm: "cr", "numpy" or "torch";
+    included (default: every formulation of mish, and every one from formula_dirs); compute_dtype: a format
+    holding every value of each dtype (UserError otherwise), the dtype itself meaning native; ftz: False,
+    "after" (True: tininess after rounding, x86) or "before" (eval/ftz.py); domain: "LO:HI"; libm: "cr", "numpy" or "torch";
     exhaustive: stream every fp32 input; device: where torch kernels run; settings: "NAME=VALUE" parameter
     values (--set); inputs: audit exactly these values instead (eval/given.py: a .npy or text file,
     "linspace:LO:HI:N", "normal:MU:SIGMA:N" seeded by `seed`), rows then carry mean_abs_err and
@@ -133,6 +143,7 @@ def compare(dtype="fp16", formulas: Iterable[str] | str | None = None, *, formul
     if seed < 0:
         raise UserError(f"--seed {seed}: give a non-negative integer")
     fmts, comp, dom, forms, model = select_audit(dtype, formulas, formula_dirs, compute_dtype, domain, libm, settings)
+    ftz = mode_of(ftz)
     check_sweep_options(fmts, exhaustive, jobs, resume, scheduler)
     check_kernel_options(forms, comp, ftz, device)
     given = given_inputs(inputs, seed, exhaustive)
@@ -146,7 +157,7 @@ def compare(dtype="fp16", formulas: Iterable[str] | str | None = None, *, formul
 
 
 def overflow(dtype="fp16", formulas: Iterable[str] | str | None = None, *, formula_dirs=(), compute_dtype=None,
-             ftz: bool = False, domain: str | None = None, samples: int = 1 << 16, seed: int = 0, libm: str = "cr",
+             ftz: bool | str = False, domain: str | None = None, samples: int = 1 << 16, seed: int = 0, libm: str = "cr",
              exhaustive: bool = False, jobs: int = 0, resume: bool = False,
              on_sweep=None, settings=(), scheduler=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(events, culprits): one row per formulation x format x intermediate x event, with its input
@@ -154,6 +165,7 @@ def overflow(dtype="fp16", formulas: Iterable[str] | str | None = None, *, formu
     from mishaudit.analysis.events import run_overflow
 
     fmts, comp, dom, forms, model = select_audit(dtype, formulas, formula_dirs, compute_dtype, domain, libm, settings)
+    ftz = mode_of(ftz)
     check_sweep_options(fmts, exhaustive, jobs, resume, scheduler)
     maps, attributions = run_overflow(forms, fmts, comp, ftz, dom, samples, seed, model, exhaustive, jobs, resume,
                                       on_sweep, scheduler)
@@ -171,6 +183,7 @@ def identify(kernel: str, dtype="fp16", formulas: Iterable[str] | str | None = N
     the share of inputs on which it reproduces the kernel bit for bit (analysis/identify.py);
     compute_dtype and libm narrow the candidates (a name or a list). `.attrs["differences"]`: the
     first inputs where the best candidate differs (x, kernel, formulation, rn_mish)."""
+    from mishaudit.analysis.audit import check_compute_dtype
     from mishaudit.analysis.identify import identify as run
     from mishaudit.eval.kernels import get
     from mishaudit.eval.libm import check_model
@@ -185,6 +198,8 @@ def identify(kernel: str, dtype="fp16", formulas: Iterable[str] | str | None = N
         raise UserError(f"kernel {k.id} does not run in {fmts[0].name}: {k.why_not.get(fmts[0].name)}")
     forms = [f for f in forms if not f.kernel]
     computes = [get_format(c) for c in _names(compute_dtype)] or None
+    for c in computes or ():
+        check_compute_dtype(fmts[0], c)
     models = [check_model(m) for m in _names(libm)] or None
     ranking, diffs = run(k, fmts[0], forms, dom, samples, seed, computes, models, device, show)
     df = pd.DataFrame([{"formula": m.formula, "compute_dtype": m.compute_dtype, "libm": m.libm, "matches": m.matches,
@@ -198,9 +213,11 @@ def identify(kernel: str, dtype="fp16", formulas: Iterable[str] | str | None = N
 def check(thresholds="reports/thresholds.toml", formula_dirs=(), use_cache: bool = True,
           progress: bool = False) -> pd.DataFrame:
     """One row per limit of a thresholds file: the measured value, the limit, ok, can_tighten."""
+    from mishaudit.eval.ftz import require_ieee
     from mishaudit.gate.check import run_check
     from mishaudit.gate.thresholds import read_thresholds
 
+    require_ieee()
     reg = load_formulas(*_names(formula_dirs))
     th = read_thresholds(thresholds, set(reg))
     verdicts = run_check(th, reg, use_cache=use_cache, progress=progress)
@@ -211,14 +228,14 @@ def check(thresholds="reports/thresholds.toml", formula_dirs=(), use_cache: bool
 
 TUNE_KEYS = ("formula", "param", "dtype", "compute_dtype", "value", "default", "best", "as_good", "inputs", "nonfinite",
              "max_ulp", "mean_ulp", "p99_ulp", "cr_frac", "faithful_frac", "worst_x", "mean_abs_err", "mean_rel_err")
-TUNE_SUMMARY_KEYS = ("formula", "param", "dtype", "compute_dtype", "by", "tried", "strategy", "inputs", "best_value", "best_max_ulp",
+TUNE_SUMMARY_KEYS = ("formula", "param", "dtype", "compute_dtype", "by", "tried", "strategy", "percentiles", "inputs", "best_value", "best_max_ulp",
                      "best_mean_ulp", "best_p99_ulp", "best_cr_frac", "best_nonfinite", "as_good_lo", "as_good_hi",
                      "as_good_count", "as_good_contiguous", "default_value", "default_max_ulp", "default_mean_ulp", "default_p99_ulp",
                      "default_cr_frac", "default_nonfinite", "default_as_good")
 
 
 def tune(formula: str, param: str, value_range: str, dtype=("fp16", "bf16", "fp32"), *, steps: int | None = None,
-         by: str = "max_ulp", formula_dirs=(), compute_dtype=None, ftz: bool = False, domain: str | None = None,
+         by: str = "max_ulp", formula_dirs=(), compute_dtype=None, ftz: bool | str = False, domain: str | None = None,
          samples: int = 1 << 16, seed: int = 0, libm: str = "cr", inputs: str | None = None,
          exhaustive: bool = False, jobs: int = 0, resume: bool = False, use_cache: bool = True,
          progress: bool = False, on_sweep=None, settings=(), scheduler=None) -> pd.DataFrame:
@@ -233,6 +250,7 @@ def tune(formula: str, param: str, value_range: str, dtype=("fp16", "bf16", "fp3
         raise UserError(f"--steps {steps}: give at least 2 (the two ends of --range)")
     lo, hi = parse_range(value_range)
     fmts, comp, dom, forms, model = select_audit(dtype, [formula], formula_dirs, compute_dtype, domain, libm, settings)
+    ftz = mode_of(ftz)
     if len(forms) != 1:
         raise UserError(f"--formula {formula!r}: tune one formulation at a time, not {len(forms)}")
     check_tunable(forms[0], param, by)
@@ -253,7 +271,8 @@ def tune(formula: str, param: str, value_range: str, dtype=("fp16", "bf16", "fp3
         b, d = t.rows[t.best], t.rows[t.default_index]
         good = [t.values[i] for i in t.as_good]
         summary.append({"formula": forms[0].id, "param": param, "dtype": t.dtype, "compute_dtype": t.compute_dtype,
-                        "by": by, "tried": t.tried, "strategy": t.strategy, "inputs": b["inputs"],
+                        "by": by, "tried": t.tried, "strategy": t.strategy, "percentiles": b.get("percentiles"),
+                        "inputs": b["inputs"],
                         "best_value": t.values[t.best],
                         **{f"best_{k}": b[k] for k in ("max_ulp", "mean_ulp", "p99_ulp", "cr_frac", "nonfinite")},
                         "as_good_lo": min(good), "as_good_hi": max(good), "as_good_count": len(good),

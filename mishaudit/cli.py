@@ -25,6 +25,9 @@ class _Group(click.Group):
     def main(self, *args, **kwargs):
         kwargs["standalone_mode"] = False
         try:
+            from mishaudit.eval.ftz import require_ieee
+
+            require_ieee()  # a process left flushing subnormals (FTZ/DAZ) by another library is refused
             return super().main(*args, **kwargs)
         except UserError as exc:
             click.echo(f"mishaudit: error: {exc}", err=True)
@@ -86,8 +89,19 @@ FORMULAS_DIRS = click.option("--formulas", "formula_dirs", multiple=True, metava
 NO_CACHE = click.option("--no-cache", is_flag=True, help="Recompute the exact reference; do not read or write the cache.")
 DTYPES = click.option("--dtype", "dtypes", multiple=True, default=("fp16",), show_default=True, metavar="FMT",
                       help="Format: fp16, bf16, fp32, fp64 (repeatable).")
-COMPUTE = click.option("--compute-dtype", metavar="FMT", help="Round every operation to FMT, the result once to --dtype.")
-FTZ = click.option("--ftz", is_flag=True, help="Flush subnormal inputs and results to zero.")
+COMPUTE = click.option("--compute-dtype", metavar="FMT",
+                       help="Round every operation to FMT, the result once to --dtype. FMT must hold every --dtype "
+                            "value (at least its precision and exponent range: fp16 or bf16 in fp32, anything in "
+                            "fp64); FMT = --dtype means native.")
+FTZ = click.option("--ftz", type=click.Choice(["after", "before"]), is_flag=False, flag_value="after", default=None,
+                   metavar="[after|before]",
+                   help="Flush to zero: subnormal inputs and constants read as zero (DAZ) and tiny results flushed to "
+                        "a zero of their sign (FTZ). after (a bare --ftz): tininess detected after rounding, as x86 "
+                        "MXCSR.FTZ (|r| below 2^emin once rounded to p bits with an unbounded exponent); before: "
+                        "|r| < 2^emin even where r rounds up to 2^emin (ARM, some GPUs). r is the exact result of "
+                        "each operation; for elementary functions the operand is flushed, then the cr result is "
+                        "flushed by the same rule applied to the function's exact value (numpy/torch: their "
+                        "result, where subnormal).")
 DOMAIN = click.option("--domain", metavar="LO:HI", help="Only inputs x with LO <= x <= HI.")
 SAMPLES = click.option("--samples", default=1 << 16, show_default=True, type=click.IntRange(min=1),
                        help="Sample size for fp32/fp64 (fp16 and bf16 use every input).")

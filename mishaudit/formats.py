@@ -3,7 +3,7 @@
 A format is (p, emin, emax): p significand bits including the hidden bit,
 finite values (-1)^s * m * 2^(e-p+1), 0 <= m < 2^p, emin <= e <= emax.
 
-Definitions used everywhere (DESIGN.md, the CORE-MATH convention):
+Definitions used everywhere (the README's column table; the CORE-MATH convention):
   ulp(r) = 2^(max(floor(log2|r|), emin) - p + 1),  ulp(0) = 2^(emin - p + 1)
   ord(v) = the signed position of v in the ordered lattice of the format
            (ord(+0) = ord(-0) = 0, ord(next up of 0) = 1, ...)

@@ -1,4 +1,4 @@
-"""The one process-pool driver: the mpmath reference, the approximation errors and the exhaustive
+"""The one process-pool driver: the approximation errors and the exhaustive
 sweep's chunks fan out through it."""
 
 from __future__ import annotations

@@ -1,3 +1,6 @@
+import struct
+import zlib
+
 import pytest
 
 
@@ -16,3 +19,20 @@ def stop_after(n: int, seen: list):
             raise KeyboardInterrupt
 
     return cb
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """(width, height) of a PNG whose chunks are intact (CRCs) and whose image data inflates to exactly
+    height rows of width pixels (8-bit samples)."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, chunks = 8, {}
+    while pos < len(data):
+        n, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + n]
+        assert zlib.crc32(kind + body) == struct.unpack(">I", data[pos + 8 + n:pos + 12 + n])[0], kind
+        chunks[kind] = chunks.get(kind, b"") + body
+        pos += 12 + n
+    w, h, depth, color = struct.unpack(">IIBB", chunks[b"IHDR"][:10])
+    channels = {2: 3, 6: 4, 0: 1, 4: 2}[color]
+    assert depth == 8 and len(zlib.decompress(chunks[b"IDAT"])) == h * (1 + w * channels) and b"IEND" in chunks
+    return w, h

@@ -112,16 +112,43 @@ def test_output_and_out_and_the_same_formats_everywhere(cmd, tmp_path):
         assert {"--output", "--out"} <= {o for p in main.commands[c].params for o in p.opts}
 
 
+def _fpcore_ids(folder) -> set:
+    """Formulation ids read from the FPCore files as text: `(FPCore id (x)`, else the file name."""
+    import re
+    from pathlib import Path
+
+    out = set()
+    for p in Path(folder).glob("*.fpcore"):
+        m = re.search(r"\(FPCore\s+([^\s()]+)\s*\(", p.read_text())
+        out.add(m.group(1) if m else p.stem)
+    return out
+
+
+FORMULAS_DIR = __import__("pathlib").Path(__file__).resolve().parent.parent / "formulas"
+
+
 def test_list_and_check_in_every_format(tmp_path):
+    """list names every formulation file in every format; check reports, in every format, yashas2's fp16
+    max_ulp as compare measures it, the limit as written, ok = measured <= limit, and no tightening (8.54
+    is within 10% of 9)."""
     th = tmp_path / "t.toml"
     th.write_text('version = 1\n[[limit]]\nformula = "yashas2"\ndtype = "fp16"\nmax_ulp = 9.0\n')
+    r = CliRunner().invoke(main, ["compare", "--formula", "yashas2", "--format", "json"])
+    measured = json.loads(r.output)[0]["max_ulp"]
+    assert 0.9 * 9.0 < measured <= 9.0  # ok, and within 10% of the limit: nothing to tighten
+    ids = _fpcore_ids(FORMULAS_DIR)
     for fmt in ("markdown", "csv", "json"):
         r = CliRunner().invoke(main, ["list", "--format", fmt])
-        assert r.exit_code == 0 and "softplus-tanh" in r.output
+        assert r.exit_code == 0 and all(i in r.output for i in ids), [i for i in ids if i not in r.output]
         out = tmp_path / f"check.{fmt}"
         r = CliRunner().invoke(main, ["check", "--thresholds", str(th), "--format", fmt, "--output", str(out)])
-        assert r.exit_code == 0 and "max_ulp" in out.read_text()
-    assert json.loads(out.read_text())[0]["ok"] is True
+        text = out.read_text()
+        shown = f"{measured:.6g}" if fmt == "markdown" else repr(measured)  # markdown: 6 significant digits
+        assert r.exit_code == 0 and "max_ulp" in text and "yashas2" in text and shown in text, text
+    (v,) = json.loads(out.read_text())
+    assert (v["formula"], v["dtype"], v["measure"], v["measured"], v["limit"]) == ("yashas2", "fp16", "max_ulp",
+                                                                                 measured, 9.0)
+    assert v["ok"] is True and v["can_tighten"] is False
 
 
 def test_malformed_fpcore_names_file_line_column(tmp_path):
@@ -149,10 +176,17 @@ def test_unwritable_output_leaves_nothing(tmp_path):
 
 def test_list_shows_every_formula_and_user_files(tmp_path):
     (tmp_path / "mine.fpcore").write_text('(FPCore my-mish (x) :description "mine" (* x (tanh (log1p (exp x)))))')
-    r = CliRunner().invoke(main, ["list", "--formulas", str(tmp_path)])
+    r = CliRunner().invoke(main, ["list", "--formulas", str(tmp_path), "--format", "json"])
     assert r.exit_code == 0
+    listed = {row["id"]: row for row in json.loads(r.output)}
+    # every file of the registry folder (ids read from the files as text), the user's file, and no other
+    # formulation (the rest are framework kernels, "framework:name")
+    want = _fpcore_ids(FORMULAS_DIR) | {"my-mish"}
+    assert want <= set(listed) and all(":" in i for i in set(listed) - want)
     for fid in ("softplus-tanh", "njuffa", "coreml-2359-workaround", "my-mish"):
-        assert fid in r.output
+        assert fid in listed
+    r = CliRunner().invoke(main, ["list", "--formulas", str(tmp_path)])
+    assert r.exit_code == 0 and all(i in r.output for i in want)
 
 
 def test_exhaustive_cli_equals_enumeration_and_resumes(tmp_path):

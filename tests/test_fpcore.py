@@ -78,7 +78,7 @@ def test_unknown_variable_is_located():
 def test_registry_has_every_context_formulation():
     ids = {"softplus-tanh", "softplus-threshold", "log-exp-plus-one", "exp-rational", "exp-rational-clamped",
            "pytorch-75251", "darknet-cpu", "yashas2", "yashas", "njuffa", "opencv-cpu", "onednn-jit",
-           "openvino-gpu", "tf-softplus", "stable-softplus", "coreml-2359-workaround"}
+           "openvino-gpu", "tf-softplus", "stable-softplus", "coreml-2359-workaround", "coreml-2725"}
     grads = {"pytorch-cpu-grad", "mish-cuda-grad", "darknet-cpu-grad", "darknet-gpu-grad", "onednn-grad"}
     reg = load_registry()
     assert set(reg) == ids | grads
@@ -86,7 +86,7 @@ def test_registry_has_every_context_formulation():
         assert f.core.ident == f.id  # the id users type is the FPCore identifier
         assert f.core.prop(":cite") and f.source and f.used_by and f.description
         assert f.spec.key == ("mish'" if f.id in grads else "mish")  # the derivative files state :spec mish'
-    assert len(builtin_files()) == 21
+    assert len(builtin_files()) == 22
 
 
 def test_id_clash_and_user_dirs(tmp_path):

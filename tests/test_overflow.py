@@ -1,11 +1,13 @@
 """Overflow maps: edges against independent derivations (plain numpy / mpmath), harmful vs absorbed."""
 
+import functools
 import json
 import os
 import subprocess
 import sys
 from fractions import Fraction
 
+import gmpy2
 import mpmath
 import numpy as np
 import pytest
@@ -22,8 +24,6 @@ from mishaudit.formats import (
     round_fraction,
 )
 from mishaudit.lang.registry import load_registry
-from mishaudit.measure.metrics import errors
-from mishaudit.reference.table import reference
 
 REG = load_registry()
 
@@ -116,19 +116,211 @@ def test_fp16_interval_where_exp_rational_divides_by_zero():
     assert intervals(maps, "(/ 2 (* e (+ e 2)))", "overflow") == runs
 
 
-@pytest.mark.parametrize("fid", sorted(REG))
-def test_harmful_intervals_hold_bad_outputs_absorbed_ones_none(fid):
-    f = REG[fid]
-    maps, _ = overflow_map(f, Policy(FP16))
-    x = np.sort(all_finite(FP16))
-    y = evaluate(f, x, Policy(FP16)).y
-    ref = reference(x, FP16, show_progress=False, spec=f.spec)  # mish' for the -grad formulations
-    err = errors(y, ref, FP16)
-    bad = ~err.finite | (err.ulp > 1)
-    for m in maps:
-        for iv in m.intervals:
-            inside = (x >= iv.lo) & (x <= iv.hi)
-            assert iv.harmful == bool(bad[inside].any()), (fid, m.node, m.event, iv)
+# ---------------------------------------------------------------- fp16 maps by an independent evaluation
+#
+# Three formulations evaluated in fp16 without mishaudit: every operation by MPFR, rounded once to
+# binary16 (an MPFR context of 11 bits, binary16's exponent range, subnormals), the events of each
+# node by DESIGN.md's definitions (overflow: finite operands, infinite result; nan: no NaN operand;
+# underflow: nonzero exact result on the operands, zero rounded one; subnormal; absorption: a + b
+# returns a with b != 0, or b with a != 0, finite operands and result, as events.py states), and
+# harm from mish by MPFR at 200 bits with DESIGN.md's ulp. The maps must equal these exactly:
+# every interval's ends, its count and its harmful flag.
+
+_HI = gmpy2.context(precision=200, emin=-(1 << 24), emax=1 << 24)
+_C16 = gmpy2.context(precision=11, emin=-23, emax=16, subnormalize=True, round=gmpy2.RoundToNearest)
+_M = gmpy2.mpfr
+
+
+def lattice16() -> np.ndarray:
+    """Every finite binary16 value in increasing order, -0 before +0, from the bit patterns."""
+    neg = np.arange(0xFBFF, 0x7FFF, -1, dtype=np.uint16)  # -65504 .. -0
+    pos = np.arange(0x0000, 0x7C00, dtype=np.uint16)  # +0 .. 65504
+    return np.concatenate([neg, pos]).view(np.float16).astype(np.float64)
+
+
+def test_the_independent_fp16_evaluator_rounds_like_binary16():
+    x = lattice16()
+    assert len(x) == 63488 and np.all(np.diff(x) >= 0) and np.signbit(x[31743]) and not np.signbit(x[31744])
+    c = lambda v: float(_C16.plus(_HI.plus(_M(v))))  # noqa: E731
+    assert [c(65519.99), c(65520), c(2.0**-25), c(3 * 2.0**-26), c(1 + 2.0**-11), c(2049)] == \
+        [65504.0, np.inf, 0.0, 2.0**-24, 1.0, 2048.0]  # max, overflow, ties to even, subnormal
+    assert float(_C16.exp(_M(-17.0))) == 2.0**-24 and float(_C16.div(_M(2), _M(0))) == np.inf
+
+
+def _op(name, *a):
+    """(RN16 value, exact value) of one operation on binary16 operands."""
+    if name == "fmin":  # exact; C's fmin ignores a NaN operand
+        r = a[1] if gmpy2.is_nan(a[0]) else a[0] if gmpy2.is_nan(a[1]) else min(a[0], a[1])
+        return r, r
+    f = {"+": "add", "-": "sub", "*": "mul", "/": "div"}.get(name, name)
+    return getattr(_C16, f)(*a), getattr(_HI, f)(*a)
+
+
+def _events(name, args, v, exact) -> set:
+    fin = all(gmpy2.is_finite(t) for t in args)
+    ev = set()
+    if fin and gmpy2.is_infinite(v):
+        ev.add("overflow")
+    if not any(gmpy2.is_nan(t) for t in args) and gmpy2.is_nan(v):
+        ev.add("nan")
+    if fin and gmpy2.is_zero(v) and not gmpy2.is_zero(exact):
+        ev.add("underflow")
+    if gmpy2.is_finite(v) and not gmpy2.is_zero(v) and abs(v) < 2.0**-14:
+        ev.add("subnormal")
+    if name in ("+", "-") and fin and gmpy2.is_finite(v):
+        a, b = args
+        if (v == a and not gmpy2.is_zero(b)) or (v == (b if name == "+" else -b) and not gmpy2.is_zero(a)):
+            ev.add("absorption")
+    return ev
+
+
+class _Trace:
+    """Evaluates one input, recording (node label, events) per operation."""
+
+    def __init__(self):
+        self.recs = []
+
+    def __call__(self, label, name, *a):
+        v, exact = _op(name, *a)
+        self.recs.append((label, _events(name, a, v, exact)))
+        return v
+
+
+def _log_exp_plus_one(x, o):
+    e = o("(exp x)", "exp", x)
+    s = o("(+ (exp x) 1)", "+", e, _M(1))
+    t = o("(tanh (log (+ (exp x) 1)))", "tanh", o("(log (+ (exp x) 1))", "log", s))
+    return o("(* x (tanh (log (+ (exp x) 1))))", "*", x, t)
+
+
+def _exp_rational(x, o):
+    e = o("e", "exp", x)
+    n = o("(* e (+ e 2))", "*", e, o("(+ e 2)", "+", e, _M(2)))
+    d = o("(+ 1 (/ 2 (* e (+ e 2))))", "+", _M(1), o("(/ 2 (* e (+ e 2)))", "/", _M(2), n))
+    return o("(/ x (+ 1 (/ 2 (* e (+ e 2)))))", "/", x, d)
+
+
+def _onednn_jit(x, o):
+    e = o("e", "exp", o("(fmin x clamp)", "fmin", x, _C16.plus(_HI.plus(_M("44.3614159")))))  # clamp: RN16
+    a = o("(+ e 1)", "+", e, _M(1))
+    w = o("w", "*", a, a)
+    num = o("(* x (- w 1))", "*", x, o("(- w 1)", "-", w, _M(1)))
+    return o("(/ (* x (- w 1)) (+ w 1))", "/", num, o("(+ w 1)", "+", w, _M(1)))
+
+
+HAND16 = {"log-exp-plus-one": _log_exp_plus_one, "exp-rational": _exp_rational, "onednn-jit": _onednn_jit}
+
+
+@functools.lru_cache(maxsize=1)
+def exact_mish16() -> tuple:
+    return tuple(_HI.mul(v, _HI.tanh(_HI.log1p(_HI.exp(v)))) for v in map(_M, lattice16().tolist()))
+
+
+@functools.cache
+def hand_map16(fid: str):
+    """({(node, event): [(lo, hi, count, harmful)]}, outputs) of formulation fid over every fp16 input."""
+    x = lattice16()
+    ys, traces = [], []
+    for xi in x.tolist():
+        o = _Trace()
+        ys.append(HAND16[fid](_M(xi), o))
+        traces.append(o.recs)
+    bad = np.empty(len(x), dtype=bool)
+    for i, (y, r) in enumerate(zip(ys, exact_mish16())):  # nonfinite, or more than 1 ulp(r) off
+        E = -14 if gmpy2.is_zero(r) else max(gmpy2.get_exp(r) - 1, -14)
+        bad[i] = not gmpy2.is_finite(y) or float(gmpy2.mul_2exp(abs(_HI.sub(y, r)), 10 - E)) > 1
+    out = {}
+    for label in dict.fromkeys(lab for lab, _ in traces[0]):  # (+ e 1) twice in onednn-jit: one node
+        for ev in ("overflow", "nan", "underflow", "subnormal", "absorption"):
+            idx = np.flatnonzero([any(lab == label and ev in evs for lab, evs in t) for t in traces])
+            if len(idx):
+                runs = np.split(idx, np.flatnonzero(np.diff(idx) > 1) + 1)
+                out[(label, ev)] = [(float(x[r[0]]), float(x[r[-1]]), len(r), bool(bad[r].any())) for r in runs]
+    return out, np.array([float(y) for y in ys])
+
+
+def _fp16_maps(fid):
+    maps, _ = overflow_map(REG[fid], Policy(FP16))
+    return {(m.node, m.event): [(i.lo, i.hi, i.count, i.harmful) for i in m.intervals] for m in maps}
+
+
+@pytest.mark.parametrize("fid", sorted(HAND16))
+def test_fp16_map_equals_an_independent_evaluation(fid):
+    """Every (node, event) of the map, each interval's ends, count and harmful flag, against the MPFR
+    evaluation above (log-exp-plus-one: 6 maps, 38 absorption intervals of 1 + e; exp-rational: 10;
+    onednn-jit: 14). An edge off by one input, a harmful flag taken from the wrong inputs, an absorbed
+    event called harmful or the reverse, a missed or invented event fails."""
+    want, _ = hand_map16(fid)
+    got = _fp16_maps(fid)
+    assert set(got) == set(want), set(got) ^ set(want)
+    for k in want:
+        assert got[k] == want[k], (k, [v for v in got[k] if v not in want[k]][:4], [v for v in want[k] if v not in got[k]][:4])
+
+
+def _count16(lo, hi) -> int:
+    x = lattice16()
+    return int(((x >= lo) & (x <= hi)).sum())
+
+
+def _first16_at_or_above(t) -> float:
+    """The least binary16 value >= the mpmath number t."""
+    x = lattice16()
+    i = int(np.searchsorted(x, float(t)))
+    while x[i] < t:
+        i += 1
+    while i > 0 and x[i - 1] >= t:
+        i -= 1
+    return float(x[i])
+
+
+def _last16_at_or_below(t) -> float:
+    x = lattice16()
+    i = int(np.searchsorted(x, float(t), side="right")) - 1
+    while x[i] > t:
+        i -= 1
+    while i + 1 < len(x) and x[i + 1] <= t:
+        i += 1
+    return float(x[i])
+
+
+def test_fp16_culprits_derived_by_hand():
+    """The culprits, their edges from mpmath and binary16's rounding rules alone, and their harm.
+
+    log-exp-plus-one, 1 + e absorbs e = RN16(e^x): RN16(1 + e) = 1 iff e <= 2^-11 (half an ulp of 1 from
+    above; the tie goes to even 1), i.e. e^x <= 2^-11 + 2^-22 (RN16 ties 2^-11 + 2^-22 down to even
+    2^-11); it starts where e is no longer 0, e^x > 2^-25. Then log(1) = 0 and the output is -0 where
+    mish(x) ~ x e^x is 8.7 ulps (x = -17.328125) to 2^10 ulps (x = -7.625) away from 0: harmful.
+    exp-rational, 2/(e(e+2)) = inf: for e < 2^-10, e + 2 rounds to 2 and e(e+2) = 2e exactly; 2/(2e) >=
+    65520 iff e <= 1/65520, i.e. (fp16 spacing 2^-24 there) e <= 2^-16, e^x <= 2^-16 + 2^-25; every more
+    negative input too (e = 0: 2/0). Then x/(1 + inf) = -0 where mish(-11.09375) = -1.7e-4: harmful.
+    onednn-jit, w = (e+1)^2 = inf: RN16(a^2) = inf iff a >= 256 (255.875^2 < 65520 <= 256^2), a = RN16(e + 1)
+    >= 256 iff e + 1 >= 255.9375 (tie to even 256) iff e >= 255 iff e^x >= 254.9375 (tie to even 255); up
+    to the last x with e^x < 65520 (beyond it e itself is inf); then (w-1)/(w+1) = inf/inf = NaN from
+    5.54296875 to 65504, and below it x(w-1) already overflows (inf/(w+1) = inf) from the first input
+    the evaluation above finds, 4.7578125: 14,142 nonfinite outputs."""
+    with mpmath.workprec(200):
+        L = lambda v: mpmath.log(mpmath.mpf(v))  # noqa: E731
+        absorb = [_first16_at_or_above(L(2.0**-25)), _last16_at_or_below(L(2.0**-11 + 2.0**-22))]
+        div0 = [-65504.0, _last16_at_or_below(L(2.0**-16 + 2.0**-25))]
+        w_over = [_first16_at_or_above(L(254.9375)), _last16_at_or_below(L(65520))]  # e^x < 65520: e finite
+    assert absorb == [-17.328125, -7.625] and div0 == [-65504.0, -11.09375] and w_over == [5.54296875, 11.0859375]
+    maps = {fid: _fp16_maps(fid) for fid in HAND16}
+    assert maps["log-exp-plus-one"][("(+ (exp x) 1)", "absorption")][0] == (*absorb, _count16(*absorb), True)
+    assert maps["exp-rational"][("(/ 2 (* e (+ e 2)))", "overflow")] == [(*div0, _count16(*div0), True)]
+    assert maps["onednn-jit"][("w", "overflow")] == [(*w_over, _count16(*w_over), True)]
+    assert maps["onednn-jit"][("(/ (* x (- w 1)) (+ w 1))", "nan")] == [(5.54296875, 65504.0, 13941, True)]
+    # the harm: the outputs at the edges, by the hand evaluation, against mish by mpmath
+    for fid, xe in (("log-exp-plus-one", absorb), ("exp-rational", [div0[1]])):
+        for v in xe:
+            y = float(HAND16[fid](_M(v), _Trace()))
+            r = mpmath.mpf(v) * mpmath.tanh(mpmath.log1p(mpmath.exp(mpmath.mpf(v))))
+            ulp = mpmath.mpf(2) ** (max(int(mpmath.floor(mpmath.log(abs(r), 2))), -14) - 10)
+            assert y == 0 and np.signbit(y) and abs(r) / ulp > 8, (fid, v, y)  # -0, mish(x) >= 8 ulps away
+    y = evaluate(REG["onednn-jit"], lattice16(), Policy(FP16)).y
+    _, hand_y = hand_map16("onednn-jit")
+    assert np.array_equal(np.isnan(y), np.isnan(hand_y)) and int((~np.isfinite(y)).sum()) == 14142
+    assert int((~np.isfinite(y)).sum()) == _count16(4.7578125, 65504.0)
+    assert maps["onednn-jit"][("(* x (- w 1))", "overflow")] == [(4.7578125, 5.5390625, 201, True)]
 
 
 def test_overflow_json_contract(tmp_path):

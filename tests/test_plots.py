@@ -1,11 +1,14 @@
 """Figures and reports: scales, labels, series, marked edges, legible ticks; valid PNG/SVG/HTML; atomic writes."""
 
+import csv
 import json
 from html.parser import HTMLParser
 from xml.etree import ElementTree as ET
 
+import mpmath
 import numpy as np
 import pytest
+from conftest import png_size
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -107,11 +110,33 @@ def test_report_files_are_valid_and_atomic(data, tmp_path, monkeypatch):
     write_report(out, audit, per, meta)
     pngs = list((out / "figures").glob("*.png"))
     svgs = list((out / "figures").glob("*.svg"))
-    assert pngs and len(pngs) == len(svgs)
+    # one figure of each kind for fp16, and one overflow map per formulation, each as PNG and SVG
+    want = {"error-fp16", "cdf-fp16", "cost-fp16"} | {f"overflow-fp16-{i}" for i in IDS}
+    assert {p.stem for p in pngs} == want == {p.stem for p in svgs}
     for p in pngs:
-        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        w, h = png_size(p.read_bytes())
+        assert w > 100 and h > 100
     for p in svgs:
         assert ET.parse(p).getroot().tag.endswith("svg")
+    # the tables hold what independent facts fix: every fp16 input per formulation; onednn-jit's nonfinite
+    # outputs, every fp16 x >= 4.7578125 (test_overflow.py derives it: x (w - 1) overflows from there,
+    # (w - 1)/(w + 1) is inf/inf from 5.54296875); exp's fp16 overflow edge, the first x with e^x >= 65520
+    # (max + half an ulp), up to the top for exp-rational and up to softplus-threshold's threshold 20
+    with open(out / "compare.csv", newline="") as fh:
+        rows = {r["formula"]: r for r in csv.DictReader(fh)}
+    assert set(rows) == set(IDS) and all(int(r["inputs"]) == 63488 and r["dtype"] == "fp16" for r in rows.values())
+    fp16 = np.arange(0, 0x7C00, dtype=np.uint16).view(np.float16).astype(np.float64)  # +0 .. 65504
+    assert int(rows["onednn-jit"]["nonfinite"]) == int((fp16 >= 4.7578125).sum()) == 14142
+    assert int(rows["exp-rational"]["nonfinite"]) == 0
+    with mpmath.workprec(100):
+        edge = float(next(v for v in fp16 if mpmath.exp(mpmath.mpf(float(v))) >= 65520))
+    assert edge == 11.09375
+    with open(out / "overflow.csv", newline="") as fh:
+        ov = [r for r in csv.DictReader(fh) if r["event"] == "overflow" and r["node"] in ("e", "(exp x)")]
+    got = {(r["formula"], float(r["lo"]), float(r["hi"])) for r in ov}
+    assert {("exp-rational", edge, 65504.0), ("softplus-threshold", edge, 20.0)} <= got
+    md = (out / "index.md").read_text()
+    assert all(f"| fp16 | {i} |" in md for i in IDS)
 
     class P(HTMLParser):
         tags, imgs = [], 0
@@ -125,8 +150,11 @@ def test_report_files_are_valid_and_atomic(data, tmp_path, monkeypatch):
     assert "table" in P.tags and "script" in P.tags and P.imgs == len(pngs)
     m = json.loads((out / "meta.json").read_text())
     assert {"numpy", "ml_dtypes", "mpmath", "mishaudit", "cpu_simd", "command", "date"} <= set(m)
-    for name in ("compare.csv", "overflow.csv", "specials.csv", "cost.csv", "attribution.csv", "index.md"):
-        assert (out / name).stat().st_size > 0
+    for name in ("specials.csv", "cost.csv", "attribution.csv"):
+        with open(out / name, newline="") as fh:
+            got = list(csv.DictReader(fh))
+        key = "id" if name == "cost.csv" else "formula"
+        assert {r[key] for r in got} == set(IDS), name  # every formulation has its rows
     # an interrupted rebuild leaves the previous report as it was
     before = (out / "index.md").read_text()
     import mishaudit.output.report as rep

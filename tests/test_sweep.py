@@ -60,10 +60,15 @@ def test_sweep_equals_the_enumerated_compare(dom):
                 assert s[k] is None, (r["formula"], k)
             else:
                 assert math.isclose(s[k], r[k], rel_tol=1e-12, abs_tol=1e-300), (r["formula"], k, s[k], r[k])
-        # histogram percentiles are upper bounds within one bin (2^-11 relative) of the exact ones
+        # histogram percentiles are upper bounds within one bin (2^-11 relative) of the exact ones, never
+        # above the maximum, and labelled as bounds (the enumerated ones as exact)
+        assert r["percentiles"] == "exact" and s["percentiles"] == "bound"
         for k in ("median_ulp", "p99_ulp"):
             if r[k] is not None:
-                assert r[k] <= s[k] <= max(r[k] * (1 + 2.0**-10), 2.0**-30), (r["formula"], k, s[k], r[k])
+                assert r[k] <= s[k] <= min(max(r[k] * (1 + 2.0**-10), 2.0**-30 if r[k] > 0 else 0.0), s["max_ulp"]), \
+                    (r["formula"], k, s[k], r[k])
+        if s["max_ulp"] is not None:
+            assert s["median_ulp"] <= s["p99_ulp"] <= s["max_ulp"]
 
 
 def test_fold_equals_the_numpy_metrics_on_crafted_outputs():
@@ -166,6 +171,42 @@ def test_checkpoint_of_a_changed_formula_is_refused():
         run_sweep(sweep([f1]), jobs=1, on_chunk=lambda i: (_ for _ in ()).throw(KeyboardInterrupt()))
     with pytest.raises(UserError, match="different run"):
         run_sweep(sweep([f2]), jobs=1, resume=True)
+
+
+def _interrupted(sw):
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(sw, jobs=1, on_chunk=stop_after(2, []))
+
+
+@pytest.mark.parametrize("then, now, what", [
+    (Policy(FP32), Policy(FP32, libm="numpy"), r"libm \(cr then, numpy now\)"),
+    (Policy(FP32, libm="numpy"), Policy(FP32), r"libm \(numpy then, cr now\)"),
+    (Policy(FP32), Policy(FP32, device="cuda"), r"device \(cpu then, cuda now\)"),
+], ids=["cr-then-numpy", "numpy-then-cr", "device"])
+def test_checkpoint_under_another_libm_model_or_device_is_refused(then, now, what):
+    """Like a changed formula: the libm model and the device decide the bits, so a checkpoint made
+    under other ones is refused (not silently restarted in another folder, nor mixed in)."""
+    forms = [REG["softplus-tanh"]]
+    _interrupted(Sweep(forms, then, DOM, chunk=1000))
+    with pytest.raises(UserError, match="different run.*" + what):
+        run_sweep(Sweep(forms, now, DOM, chunk=1000), jobs=1, resume=True)
+
+
+def test_checkpoint_under_another_numpy_dispatch_is_refused(monkeypatch):
+    """libm numpy: the bits depend on numpy's SIMD dispatch (what outputs call numpy_dispatch); a
+    checkpoint made on another dispatch is refused, one made on this one resumes."""
+    from mishaudit.eval import libm
+
+    sw = Sweep([REG["softplus-tanh"]], Policy(FP32, libm="numpy"), DOM, chunk=1000)
+    _interrupted(sw)
+    here = libm.numpy_dispatch()
+    with monkeypatch.context() as m:  # as on a CPU without numpy's dispatch targets
+        m.setattr(libm, "numpy_dispatch", lambda: here.split(", dispatch")[0] + ", dispatch none")
+        with pytest.raises(UserError, match="different run.*numpy's SIMD dispatch"):
+            run_sweep(sw, jobs=1, resume=True)
+    seen = []
+    run_sweep(sw, jobs=1, resume=True, on_chunk=seen.append)
+    assert len(seen) == sw.nchunks - 2  # the checkpoint was kept, and resumed where it stopped
 
 
 def test_only_fp32():

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from mishaudit.eval.evaluate import Evaluator, Policy
-from mishaudit.formats import Format, flush_subnormals, ordinal, round_to
+from mishaudit.eval.ftz import mode_of, threshold
+from mishaudit.formats import Format, ordinal, round_to
 from mishaudit.lang import fpcore as fc
 from mishaudit.reference.enclose import enclose_array, enclose_mpfr
 
@@ -71,13 +72,16 @@ def local_culprits(formula, policy: Policy, xb: np.ndarray):
     return recs, who, local
 
 
-def _round_enclosure(lo, hi, w: Format, ftz: bool, exact_zero=None):
+def _round_enclosure(lo, hi, w: Format, ftz, exact_zero=None):
     """(RN_w of the value in [lo, hi], decided?) for float64 endpoint arrays: decided where both ends
-    round to the same value (zeros of one sign, or the enclosure is exactly 0, which rounds to +0)."""
+    round to the same value (zeros of one sign, or the enclosure is exactly 0, which rounds to +0);
+    under --ftz an end below the mode's tininess threshold (eval/ftz.py) is a zero of its sign."""
     with np.errstate(all="ignore"):
         a, b = round_to(lo, w), round_to(hi, w)
     if ftz:
-        a, b = flush_subnormals(a, w), flush_subnormals(b, w)
+        thr = float(threshold(w, mode_of(ftz)))  # 2^emin or 2^emin - 2^(emin-p-1): exact in binary64
+        a = np.where(np.abs(lo) < thr, np.copysign(0.0, lo), a)
+        b = np.where(np.abs(hi) < thr, np.copysign(0.0, hi), b)
     if exact_zero is None:
         exact_zero = (lo == 0) & (hi == 0)
     ok = ((a == b) & (np.signbit(a) == np.signbit(b))) | exact_zero

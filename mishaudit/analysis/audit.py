@@ -10,10 +10,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mishaudit import __version__
+from mishaudit.errors import UserError
 from mishaudit.eval import libm
 from mishaudit.eval.evaluate import Policy, evaluate
 from mishaudit.eval.inputs import SPECIALS, Domain, InputSet, input_set
-from mishaudit.formats import Format
+from mishaudit.formats import FORMATS, Format
 from mishaudit.measure.approx import approx_error
 from mishaudit.measure.metrics import errors, summarize
 from mishaudit.reference.table import reference
@@ -21,7 +22,7 @@ from mishaudit.reference.table import reference
 
 @dataclass
 class Audit:
-    rows: list = field(default_factory=list)  # one dict per formula x format (DESIGN.md's JSON contract)
+    rows: list = field(default_factory=list)  # one dict per formula x format (output/frames.py's COMPARE_KEYS)
     specials: list = field(default_factory=list)  # dicts: formula, dtype, x, expected, got, ok
     meta: dict = field(default_factory=dict)
     errors: dict = field(default_factory=dict)  # (formula id, dtype) -> metrics.Errors, when kept
@@ -76,7 +77,29 @@ def _framework(impl) -> str:
     return describe(impl.framework)
 
 
-def policy_for(fmt: Format, compute: Format | None, ftz: bool, model: str, device: str = "cpu") -> Policy:
+def check_compute_dtype(storage: Format, compute: Format | None, option: str = "--compute-dtype") -> None:
+    """UserError unless the compute format holds every value of the storage format (p, the exponent
+    range: p_c >= p_s, emin_c <= emin_s, emax_c >= emax_s): a narrower one is not "computing in a
+    wider type" but a different storage. None and the storage format itself mean native."""
+    if compute is None or compute == storage:
+        return
+    short = [what for what, ok in (("precision", compute.p >= storage.p),
+                                   ("exponent range", compute.emin <= storage.emin and compute.emax >= storage.emax))
+             if not ok]
+    if short:
+        wider = [f.name for f in FORMATS if f.p >= storage.p and f.emin <= storage.emin and f.emax >= storage.emax
+                 and f != storage]
+        raise UserError(f"{option} {compute.name} cannot hold every {storage.name} value (its {' and '.join(short)}: "
+                        f"p {compute.p} vs {storage.p}, exponents {compute.emin}..{compute.emax} vs "
+                        f"{storage.emin}..{storage.emax}): give a compute dtype at least as wide as {storage.name} "
+                        f"({', '.join(wider)}) or drop {option}")
+
+
+def policy_for(fmt: Format, compute: Format | None, ftz, model: str, device: str = "cpu") -> Policy:
+    """The evaluation policy of storage format fmt: compute format (refused where narrower, see
+    check_compute_dtype; equal to fmt means native), ftz (False, "after" or "before"; True means
+    "after"), libm model and device."""
+    check_compute_dtype(fmt, compute)
     return Policy(fmt, compute if compute and compute != fmt else None, ftz, model, device)
 
 
@@ -146,7 +169,7 @@ def _audit_format(out: Audit, formulas: list, policy: Policy, domain: Domain, sa
         ref_all = reference(bits.view(np.float64), fmt, use_cache=use_cache, show_progress=progress, spec=spec)
         key = fmt.name if spec.key == "mish" else f"{fmt.name} {spec.name}"
         out.meta.setdefault("reference", {})[key] = {
-            "inputs": len(bits), "computed_now": ref_all.computed, "mpmath_fallback": ref_all.fallback}
+            "inputs": len(bits), "computed_now": ref_all.computed, "mpfr_fallback": ref_all.fallback}
         sets.update(gsets)
         refs.update({f.id: ref_all.take(np.searchsorted(bits, np.ascontiguousarray(gsets[f.id].x).view(np.uint64)))
                      for f in group})
@@ -189,7 +212,7 @@ def _exhaustive_rows(formulas, policy: Policy, domain: Domain, jobs: int, resume
                     scheduler=scheduler)
     merged = job.accs
     audit.meta.setdefault("reference", {})["fp32"] = {"inputs": int(next(iter(merged.values())).counts[0]),
-                                                      "mpmath_fallback": job.fallback,
+                                                      "mpfr_fallback": job.fallback,
                                                       "seconds": time.perf_counter() - t0}
     rows = []
     for f in formulas:

@@ -1,7 +1,8 @@
 """Overflow maps: which intermediate overflows, turns NaN, underflows, goes subnormal or absorbs, for which inputs.
 
 Events of an operation node, for one input, where the node lies on the taken branch
-(DESIGN.md, "Overflow maps"):
+(README, "Overflow maps and error attribution"; the `overflow --format json` keys are
+output/frames.py's EVENT_KEYS):
   overflow    finite operands, result +-inf
   nan         no NaN operand, result NaN
   underflow   the exact result of the operation on its operands is nonzero, the rounded one is 0

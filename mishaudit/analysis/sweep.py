@@ -1,15 +1,18 @@
 """Streaming exhaustive sweep over every binary32 input (or every input of a domain).
 
 The finite inputs, as consecutive ordinals, are cut into chunks of 2^22 and blocks of 2^15.
-A block's reference comes from the reference table's fast path (mpmath for the few inputs it
+A block's reference comes from the reference table's fast path (MPFR for the few inputs it
 cannot decide); each formulation runs as a binary32 program (program32.py) and its errors are
 folded into a mergeable summary (measure/summary.py).
 
 Chunks run on `jobs` processes. The parent merges chunk results as they arrive and writes a
 checkpoint (the merged summaries and the set of finished chunks) every few seconds, when
 interrupted, and at the end; `resume` continues from it. A checkpoint records the formulas'
-file digests, format, mode, domain, chunk size and versions; one that differs is refused,
-never mixed in.
+file digests, format, mode, domain, chunk size and versions, and what else decides the bits: the
+libm model, numpy's SIMD dispatch under the numpy model (libm.numpy_dispatch), the framework
+builds of torch (libm torch, kernels) and the device; one that differs is refused, never mixed in
+(the checkpoint's folder is named by the run's formulas, formats, flush mode, domain and chunk, so
+a resume under another libm model or device finds the old checkpoint and refuses it).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from mishaudit.heap import keep_heap
 from mishaudit.measure.summary import Acc, ExactBlock
 from mishaudit.reference.table import REF_VERSION, reference_arrays
 
-SWEEP_VERSION = 4
+SWEEP_VERSION = 5  # 5: histogram bin 0 = errors read as 0 (below 2^-60 ulp)
 CHUNK = 1 << 22
 BLOCK = 1 << 15  # inputs per numpy pass: a block's arrays stay in cache
 CHECKPOINT_SECONDS = 5.0
@@ -60,16 +63,30 @@ class Sweep:
         self.nchunks = (self.ohi - self.olo) // self.chunk + 1
 
     def identity(self) -> dict:
-        """What a checkpoint must match to be resumed."""
+        """What a checkpoint must match to be resumed (IDENTITY_NAMES says what each key is)."""
+        from mishaudit.eval import libm
+
+        frameworks = sorted({f.framework for f in self.formulas if f.kernel} | (
+            {"torch"} if self.policy.libm == "torch" else set()))
+        if frameworks:  # their version and CPU capability decide a kernel's (and libm torch's) bits
+            from mishaudit.eval.kernels import describe
+
+            frameworks = [describe(fw) for fw in frameworks]
         return {"version": SWEEP_VERSION, "reference": REF_VERSION, "mishaudit": __version__, "mode": self.mode,
                 "formulas": [[f.id, f.digest, f.spec.key] for f in self.formulas], "dtype": self.policy.storage.name,
                 "compute_dtype": (self.policy.compute or self.policy.storage).name, "ftz": self.policy.ftz,
                 "libm": self.policy.libm,
+                "numpy_dispatch": libm.numpy_dispatch() if self.policy.libm == "numpy" else None,
+                "frameworks": frameworks,
+                "device": self.policy.device,
                 "domain": [self.domain.lo, self.domain.hi], "chunk": self.chunk}
 
     def folder(self) -> str:
+        """The checkpoint's folder: named by what the run computes (not by the libm model, dispatch or
+        device, which identity() holds: resuming under another one finds the checkpoint and refuses it)."""
+        pol = self.policy
         ids = json.dumps([self.mode] + [f.id for f in self.formulas]
-                         + [self.policy.describe(), repr(self.domain), self.chunk])
+                         + [pol.storage.name, pol.work.name, pol.ftz, repr(self.domain), self.chunk])
         return str(cache.cache_dir() / "sweeps" / hashlib.sha256(ids.encode()).hexdigest()[:16])
 
     def first_ordinal(self, i: int) -> int:
@@ -155,7 +172,7 @@ def programs(formulas: list, policy: Policy) -> dict:
 
 def summarize_block(x32: np.ndarray, formulas: list, progs: dict, policy: Policy, accs: dict, clock=None) -> int:
     """Fold one block of inputs (ascending binary32) into every formulation's Acc; returns the
-    inputs sent to mpmath. `clock(stage, seconds)`, when given, receives the time of the
+    inputs sent to MPFR. `clock(stage, seconds)`, when given, receives the time of the
     reference and of each formulation (evaluation and fold)."""
     x = x32.astype(np.float64)
     fallback = 0
@@ -203,6 +220,12 @@ def _task(sweep: Sweep, i: int):
     return sweep.job_class().chunk(sweep, i)
 
 
+IDENTITY_NAMES = {"version": "sweep version", "reference": "reference version", "mishaudit": "mishaudit version",
+                  "formulas": "formula file", "dtype": "format", "compute_dtype": "compute format", "ftz": "flush mode",
+                  "numpy_dispatch": "numpy's SIMD dispatch", "frameworks": "framework build", "device": "device"}
+SHOWN = ("libm", "numpy_dispatch", "device", "ftz", "compute_dtype", "mode")  # short values, named in the refusal
+
+
 class _Checkpoint:
     """The parent's job state, the finished chunks and the checkpoint file holding both (cache.py)."""
 
@@ -232,9 +255,16 @@ class _Checkpoint:
         if got is None:
             return
         arrays, meta = got
-        if meta.get("identity") != self.sweep.identity():
-            raise UserError(f"the checkpoint in {self.folder} belongs to a different run (formula file, "
-                            "format, mode or version changed): run without --resume to start over")
+        old, now = meta.get("identity") or {}, self.sweep.identity()
+        if old != now:
+            def shown(v):
+                return "none" if v is None else v
+
+            what = [IDENTITY_NAMES.get(k, k) + (f" ({shown(old.get(k))} then, {shown(now.get(k))} now)"
+                                                if k in SHOWN else "")
+                    for k in now if old.get(k) != now.get(k)] or ["version"]
+            raise UserError(f"the checkpoint in {self.folder} belongs to a different run ({'; '.join(what)} "
+                            "changed): run without --resume to start over")
         self.job.load(meta["job"], arrays)
         self.done = set(meta["done"])
         self.inputs = meta["inputs"]
@@ -262,7 +292,7 @@ def _unwritable(folder: str, e: OSError) -> UserError:
 def run_sweep(sweep: Sweep, jobs: int = 0, resume: bool = False, progress=None, on_chunk=None, scheduler=None):
     """Run (or resume) the sweep on `jobs` processes (0: every core), or with `scheduler` (an address,
     "local:N" or a distributed.Client) on a Dask cluster (cluster.py); returns the mode's job state
-    (`Summaries.accs`: formula id -> merged Acc, `.fallback`: inputs sent to mpmath).
+    (`Summaries.accs`: formula id -> merged Acc, `.fallback`: inputs sent to MPFR).
 
     `progress(done_chunks, total_chunks, inputs_done)` is called as chunks finish; `on_chunk(i)`
     after each is merged (it may raise KeyboardInterrupt). Whatever was merged is checkpointed

@@ -35,7 +35,7 @@ from mishaudit.formats import Format, from_ordinal, round_fraction, round_to
 CRITERIA = ("max_ulp", "mean_ulp", "cr_frac")
 MAX_OWN = 4096
 AUTO_STEPS = 257
-KEEP = ("inputs", "nonfinite", "max_ulp", "mean_ulp", "p99_ulp", "cr_frac", "faithful_frac", "worst_x",
+KEEP = ("inputs", "nonfinite", "max_ulp", "mean_ulp", "p99_ulp", "percentiles", "cr_frac", "faithful_frac", "worst_x",
         "mean_abs_err", "mean_rel_err")
 
 
@@ -175,14 +175,19 @@ def check_tunable(formula, param: str, by: str) -> None:
 
 
 def parse_range(text: str) -> tuple[float, float]:
-    """'LO:HI' -> (lo, hi), finite, lo <= hi."""
-    parts = text.split(":")
+    """'LO:HI' -> (lo, hi), finite, lo <= hi: number literals (decimal, p/q, hexadecimal) within the reader's
+    limits (lang/fpcore.py), rounded to the nearest binary64 (which must be finite)."""
+    from mishaudit.lang import fpcore as fc
+
+    shown = fc.abbreviate(repr(text))
+    parts = text.split(":") if isinstance(text, str) else ()
     try:
-        lo, hi = (float(p) for p in parts) if len(parts) == 2 else (None, None)
-    except ValueError:
-        lo = hi = None
-    if lo is None or not (math.isfinite(lo) and math.isfinite(hi)):
-        raise UserError(f"--range {text!r}: write LO:HI with finite numbers, e.g. --range 5:40")
+        lo, hi = (fc.parse_real(p.strip()) for p in parts) if len(parts) == 2 else (None, None)
+    except fc.NumberTooLarge as exc:
+        fix = "give values in that range" if exc.within else f"round it to at most {fc.MAX_DIGITS} significant digits"
+        raise UserError(f"--range {shown}: a value is beyond the reader's limits ({exc.limit}): {fix}") from None
+    if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
+        raise UserError(f"--range {shown}: write LO:HI with finite numbers, e.g. --range 5:40")
     if lo > hi:
-        raise UserError(f"--range {text!r}: LO is greater than HI; write the smaller bound first")
+        raise UserError(f"--range {shown}: LO is greater than HI; write the smaller bound first")
     return lo, hi

@@ -1,6 +1,6 @@
 """Evaluate a formula tree on a numpy array of inputs, in a floating-point format.
 
-Semantics (DESIGN.md):
+Semantics (README, "What it measures" and the libm model):
 - native: every operation's result is rounded to the working format, round to
   nearest even; constants are rounded to the working format.
   + - * / and sqrt in fp16/bf16 are computed in binary64 and rounded once
@@ -11,7 +11,9 @@ Semantics (DESIGN.md):
   (the default), or `numpy`, numpy's own kernels.
 - compute dtype C: inputs are storage-format values, every operation is rounded
   to C, the result is rounded once to the storage format.
-- ftz: subnormal inputs and results are flushed to zero of the same sign.
+- ftz (eval/ftz.py, "after" or "before"): subnormal inputs and constants are read as zeros
+  (DAZ), and every result that is tiny, by the tininess rule of the mode applied to its exact
+  value, is a zero of its sign (FTZ).
 - fma rounds once: a*b is exact in binary64 for formats up to binary32, the sum
   is formed exactly (TwoSum) and rounded to odd, then rounded to the format
   (round-to-odd then RN is correct when 53 >= p + 2); binary64 uses MPFR's fma.
@@ -27,15 +29,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-import mpmath
 import numpy as np
 
 from mishaudit.errors import UserError
+from mishaudit.eval import ftz as ftz_model
 from mishaudit.eval import libm
 from mishaudit.formats import (
     FP32,
     Format,
-    flush_subnormals,
     get_format,
     round_fraction,
     round_to,
@@ -46,14 +47,18 @@ from mishaudit.lang.registry import Formula
 
 @dataclass(frozen=True)
 class Policy:
-    """How to evaluate: storage format, compute format (None = storage), flush to zero, and the libm
-    model of the elementary functions ("cr" or "numpy", libm.py)."""
+    """How to evaluate: storage format, compute format (None = storage), flush to zero (False, or
+    eval/ftz.py's "after" / "before"; True means "after"), and the libm model of the elementary
+    functions ("cr" or "numpy", libm.py)."""
 
     storage: Format
     compute: Format | None = None
-    ftz: bool = False
+    ftz: bool | str = False
     libm: str = "cr"
     device: str = "cpu"  # where a framework kernel runs (eval/kernels.py); formulations run on numpy
+
+    def __post_init__(self):
+        object.__setattr__(self, "ftz", ftz_model.mode_of(self.ftz))
 
     @property
     def work(self) -> Format:
@@ -63,7 +68,7 @@ class Policy:
         s = self.storage.name
         if self.compute and self.compute != self.storage:
             s += f" (computed in {self.compute.name})"
-        return s + (" ftz" if self.ftz else "") + f", libm {self.libm}"
+        return s + (f" ftz={self.ftz}" if self.ftz else "") + f", libm {self.libm}"
 
 
 @dataclass
@@ -90,6 +95,8 @@ def const_value(name: str) -> Fraction | float:
         return np.inf
     if name == "NAN":
         return np.nan
+    import mpmath  # a named constant to 300 bits (far beyond any format's rounding of it)
+
     with mpmath.workprec(300):
         v = {"E": mpmath.e, "PI": mpmath.pi, "LN2": mpmath.ln2}[name]
         v = mpmath.mpf(v)
@@ -149,12 +156,18 @@ class Evaluator:
         # per-format constants follow the storage format (or `constants_of`, for a wider proxy run)
         self.consts = formula.constant_values(constants_of or policy.storage)
 
-    # -- rounding helpers
-    def _fix(self, v: np.ndarray, fmt: Format) -> np.ndarray:
-        return flush_subnormals(v, fmt) if self.policy.ftz else v
+    # -- rounding helpers (ftz: eval/ftz.py)
+    def _daz(self, v: np.ndarray, fmt: Format) -> np.ndarray:
+        """An operand as read: a subnormal input or constant is a zero of its sign under ftz."""
+        return ftz_model.daz(v, fmt) if self.policy.ftz else v
+
+    def _fix(self, y: np.ndarray, fmt: Format, below) -> np.ndarray:
+        """A result y = RN_fmt(r) flushed where r is tiny (`below`: eval/ftz.py's exact test of r)."""
+        return ftz_model.flush(y, fmt, self.policy.ftz, below) if self.policy.ftz else y
 
     def _round(self, v: np.ndarray, fmt: Format) -> np.ndarray:
-        return self._fix(round_to(v, fmt), fmt)
+        """A conversion into fmt: the exact value v rounded (and flushed under ftz)."""
+        return self._fix(round_to(v, fmt), fmt, ftz_model.exact_below("convert", [v]))
 
     def _in_fmt(self, v: np.ndarray, src: Format, dst: Format) -> np.ndarray:
         """Convert values of `src` into `dst` (rounding when dst is narrower)."""
@@ -178,32 +191,34 @@ class Evaluator:
             return np.fmin(args[0], args[1])
         if op == "fma":
             a, b, c = args
-            if fmt.p <= 24:
-                return self._fix(fma_round_to_odd(a, b, c, fmt), fmt)
-            return self._fix(libm.fma(a, b, c, fmt), fmt)
+            y = fma_round_to_odd(a, b, c, fmt) if fmt.p <= 24 else libm.fma(a, b, c, fmt)
+            return self._fix(y, fmt, ftz_model.exact_below("fma", args))
         if op in ("+", "-", "*", "/", "sqrt"):
             f = {"+": np.add, "-": np.subtract, "*": np.multiply, "/": np.divide, "sqrt": np.sqrt}[op]
             if fmt == FP32:  # binary32 arithmetic is correctly rounded in numpy
-                return self._fix(f(*[a.astype(np.float32) for a in args]).astype(np.float64), fmt)
-            return self._round(f(*args), fmt)  # binary64 (exact for fp64) then one rounding
+                y = f(*[a.astype(np.float32) for a in args]).astype(np.float64)
+            else:
+                y = round_to(f(*args), fmt)  # binary64 (exact for fp64) then one rounding
+            return self._fix(y, fmt, ftz_model.exact_below(op, args))
         if op in libm.ELEMENTARY:
-            return self._fix(libm.apply(self.policy.libm, op, args, fmt), fmt)
+            below = ftz_model.libm_below(op, args, fmt) if self.policy.libm == "cr" else None
+            return self._fix(libm.apply(self.policy.libm, op, args, fmt), fmt, below)
         raise UserError(f"operator {op!r} is not supported by the evaluator")
 
     # -- the tree walk; returns (values, format of the values)
     def walk(self, e: fc.Expr, env: dict, fmt: Format, live: np.ndarray, label: str | None = None):
         n = live.shape[0]
         if isinstance(e, fc.Num):
-            return np.full(n, round_exact(e.value, fmt)), fmt
+            return self._daz(np.full(n, round_exact(e.value, fmt)), fmt), fmt
         if isinstance(e, fc.Const):
             if e.name in ("TRUE", "FALSE"):
                 return np.full(n, e.name == "TRUE"), fmt
-            return np.full(n, round_exact(const_value(e.name), fmt)), fmt
+            return self._daz(np.full(n, round_exact(const_value(e.name), fmt)), fmt), fmt
         if isinstance(e, fc.Var):
             if e.name in env:
                 v, vf = env[e.name]
                 return self._in_fmt(v, vf, fmt), fmt
-            return np.full(n, round_fraction(self.consts[e.name], fmt)), fmt
+            return self._daz(np.full(n, round_fraction(self.consts[e.name], fmt)), fmt), fmt
         if isinstance(e, fc.Let):
             inner = dict(env)
             for name, sub in e.bindings:
@@ -237,7 +252,7 @@ class Evaluator:
         x = np.asarray(x, dtype=np.float64)
         pol = self.policy
         work = pol.work
-        xin = self._fix(x, pol.storage)
+        xin = self._daz(x, pol.storage)
         xin = self._in_fmt(xin, pol.storage, work)
         live = np.ones(x.shape[0], dtype=bool)
         with np.errstate(all="ignore"):

@@ -37,22 +37,41 @@ class Domain:
 
 
 def parse_domain(text: str | None) -> Domain:
-    """'LO:HI' -> Domain; UserError for malformed, NaN, or inverted bounds."""
+    """'LO:HI' -> Domain; UserError for malformed, NaN, or inverted bounds. A bound is empty (unbounded),
+    inf or -inf, or a number literal (decimal, p/q, hexadecimal) within the reader's limits (lang/fpcore.py),
+    rounded to the nearest binary64 (+-inf beyond its range)."""
     if text is None:
         return Domain()
+    if not isinstance(text, str):
+        raise UserError(f"--domain {text!r}: give a text LO:HI, e.g. --domain -20:20")
+    shown = fc.abbreviate(repr(text))
     parts = text.split(":")
     if len(parts) != 2:
-        raise UserError(f"--domain {text!r}: write it as LO:HI, e.g. --domain -20:20")
-    try:
-        lo = float(parts[0]) if parts[0].strip() else -math.inf
-        hi = float(parts[1]) if parts[1].strip() else math.inf
-    except ValueError:
-        raise UserError(f"--domain {text!r}: bounds must be numbers, e.g. --domain -20:20") from None
-    if math.isnan(lo) or math.isnan(hi):
-        raise UserError(f"--domain {text!r}: a bound is NaN; give numbers (inf and -inf are allowed)")
+        raise UserError(f"--domain {shown}: write it as LO:HI, e.g. --domain -20:20")
+    lo, hi = (_bound(p, default, shown) for p, default in zip(parts, (-math.inf, math.inf)))
     if lo > hi:
-        raise UserError(f"--domain {text!r}: LO is greater than HI; write the smaller bound first")
+        raise UserError(f"--domain {shown}: LO is greater than HI; write the smaller bound first")
     return Domain(lo, hi)
+
+
+def _bound(part: str, default: float, shown: str) -> float:
+    """One bound of --domain (`shown`: the option's text for messages)."""
+    s = part.strip()
+    word = s.lower()[1:] if s[:1] in ("+", "-") else s.lower()
+    if not s:
+        return default
+    if word in ("inf", "infinity"):
+        return -math.inf if s.startswith("-") else math.inf
+    if word == "nan":
+        raise UserError(f"--domain {shown}: a bound is NaN; give numbers (inf and -inf are allowed)")
+    try:
+        v = fc.parse_real(s)
+    except fc.NumberTooLarge as exc:
+        fix = "give a bound in that range (or inf, -inf, 0)" if exc.within else f"round it to at most {fc.MAX_DIGITS} significant digits"
+        raise UserError(f"--domain {shown}: a bound is beyond the reader's limits ({exc.limit}): {fix}") from None
+    if v is None:
+        raise UserError(f"--domain {shown}: bounds must be numbers, e.g. --domain -20:20")
+    return v
 
 
 @dataclass

@@ -8,7 +8,8 @@
                                    # check refuses the limit when the formula's :spec has changed
     dtype = "fp16"                 # storage format
     compute_dtype = "fp32"         # optional (default: dtype)
-    ftz = false                    # optional
+    ftz = "after"                  # optional: "after" or "before" (eval/ftz.py; true, from older
+                                   # files, means "after"), false or absent: IEEE gradual underflow
     libm = "cr"                    # optional: "cr" (default) or "numpy"
     numpy_dispatch = "..."         # written by baseline for libm = "numpy": the CPU it was measured on
     framework = "..."              # written by baseline for a kernel: the framework and CPU capability
@@ -20,6 +21,7 @@
     mean_ulp = 0.29                # <=
     p99_ulp = 1.9                  # <=
     nonfinite = 0                  # <=
+    ulp_overflow = 0               # <= : finite outputs whose ulp error is beyond binary64 (inf)
     cr_frac = 0.79                 # >= (at least)
     dulp_0 = 50000                 # >= (at least)
     dulp_1 = 12000                 # <= ; likewise dulp_2, dulp_3, dulp_gt3
@@ -36,7 +38,7 @@ from dataclasses import dataclass, field
 from mishaudit.errors import UserError
 from mishaudit.formats import get_format
 
-AT_MOST = ("max_ulp", "mean_ulp", "p99_ulp", "nonfinite", "dulp_1", "dulp_2", "dulp_3", "dulp_gt3")
+AT_MOST = ("max_ulp", "mean_ulp", "p99_ulp", "nonfinite", "ulp_overflow", "dulp_1", "dulp_2", "dulp_3", "dulp_gt3")
 AT_LEAST = ("cr_frac", "dulp_0")
 LIMIT_KEYS = AT_MOST + AT_LEAST
 SELECT_KEYS = ("formula", "kernel", "spec", "dtype", "compute_dtype", "ftz", "libm", "numpy_dispatch", "framework", "domain",
@@ -48,7 +50,7 @@ class Limit:
     formula: str
     dtype: str
     compute_dtype: str
-    ftz: bool
+    ftz: bool | str  # False, "after" or "before" (eval/ftz.py)
     domain: tuple | None
     samples: int
     seed: int
@@ -71,7 +73,7 @@ class Limit:
         if self.compute_dtype != self.dtype:
             s += f" (compute {self.compute_dtype})"
         if self.ftz:
-            s += " ftz"
+            s += f" ftz={self.ftz}"
         if self.libm != "cr":
             s += f" libm {self.libm}"
         if self.domain:
@@ -149,8 +151,11 @@ def parse_thresholds(text: str, path: str, known_formulas=None) -> Thresholds:
         except UserError as exc:
             raise bad("compute_dtype", str(exc)) from None
         ftz = item.get("ftz", False)
-        if not isinstance(ftz, bool):
-            raise bad("ftz", "ftz must be true or false")
+        if ftz is True:
+            ftz = "after"  # files written before the modes had names: x86's flush, after rounding
+        if not (ftz is False or ftz in ("after", "before")):
+            raise bad("ftz", f'ftz {ftz!r}: give ftz = "after" (tininess after rounding, x86) or "before" (before '
+                             "rounding), or false")
         model = item.get("libm", "cr")
         if model not in ("cr", "numpy"):
             raise bad("libm", f"libm must be \"cr\" or \"numpy\", not {model!r}")
@@ -256,7 +261,7 @@ def baseline_text(rows: list[dict], margin: float, command: str, samples: int, s
         if r["compute_dtype"] != r["dtype"]:
             lines.append(f'compute_dtype = "{r["compute_dtype"]}"')
         if r["ftz"]:
-            lines.append("ftz = true")
+            lines.append(f'ftz = "{r["ftz"] if r["ftz"] in ("after", "before") else "after"}"')
         if r.get("spec", "mish") != "mish":
             lines.append(f"spec = {_toml_string(r['spec'])}")
         if kernel:
@@ -273,10 +278,13 @@ def baseline_text(rows: list[dict], margin: float, command: str, samples: int, s
         if r["strategy"] == "sampled":
             lines.append(f"samples = {samples}")
             lines.append(f"seed = {seed}")
-        for key in ("max_ulp", "mean_ulp", "p99_ulp"):
+        for key in ("max_ulp", "mean_ulp", "p99_ulp"):  # an infinite figure is pinned as inf (TOML's inf)
             if r[key] is not None:
-                lines.append(f"{key} = {_round_up(r[key] * (1 + margin))!r}")
+                lines.append(f"{key} = {_round_up(r[key] * (1 + margin))!r}" if math.isfinite(r[key])
+                             else f"{key} = inf")
         lines.append(f"nonfinite = {math.ceil(r['nonfinite'] * (1 + margin))}")
+        if r.get("ulp_overflow") is not None:
+            lines.append(f"ulp_overflow = {math.ceil(r['ulp_overflow'] * (1 + margin))}")
         lines.append(f"cr_frac = {_round_down(r['cr_frac'] - margin * (1 - r['cr_frac']))!r}")
         lines.append(f"dulp_0 = {math.floor(r['dulp_0'] * (1 - margin))}")
         for key in ("dulp_1", "dulp_2", "dulp_3", "dulp_gt3"):

@@ -11,10 +11,22 @@ TRUE FALSE`; the `!` annotation `(! :precision binary32 expr)`.
 
 Text is parsed into a tree of frozen dataclasses, never evaluated as code.
 Numbers are kept exactly as Fractions. Errors name the file, line and column.
+
+Every input is bounded before work starts (FPCoreError otherwise, naming the limit):
+a text holds at most MAX_CHARS characters; brackets nest at most MAX_DEPTH levels,
+the (FPCore ...) form itself counted (Mish formulas nest fewer than 20; the deepest walk
+of the pipeline, pickling a tree for worker processes, takes 4 frames a level: about
+400 of Python's 1000 at MAX_DEPTH, tested in tests/test_bounds.py); a number
+literal has at most MAX_DIGITS significant digits (in each of p and q of p/q) and, unless
+0, an order of magnitude within +-MAX_EXP10 (decimal: 1e-10000 <= |v| < 1e10001) or
++-MAX_EXP2 (hexadecimal: 0x1p-40000 <= |v| < 0x1p40001). Inside these limits a literal
+is exact whatever its size (beyond a format's range it rounds to inf or 0 there), and
+the printer writes every value the reader accepts as text the reader reads back.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -126,32 +138,38 @@ class _Tok:
     col: int
 
 
-_TOKEN = re.compile(r'\s+|;[^\n]*|[()\[\]]|"(?:[^"\\]|\\.)*"|[^\s()\[\]";]+')
+MAX_CHARS = 200_000  # characters of one FPCore text (the shipped formula files hold under 1,200)
+MAX_DEPTH = 100  # levels of nested brackets, (FPCore ...) included
+MAX_DIGITS = 4000  # significant digits of a number literal (of p and of q in p/q)
+MAX_EXP10 = 10_000  # |E| of a decimal literal's value d.ddd * 10^E
+MAX_EXP2 = 40_000  # |P| of a hexadecimal literal's value 0x1.xxx * 2^P
+
+# one match per token; runs of spaces and comments are one match; a '"' without its closing quote
+# matches only the last alternative (the string alternatives are unrolled loops: linear, no backtracking)
+_TOKEN = re.compile(r'(?P<skip>(?:\s+|;[^\n]*)+)|(?P<open>[(\[])|(?P<close>[)\]])'
+                    r'|(?P<str>"[^"\\]*(?:\\.[^"\\]*)*")|(?P<atom>[^\s()\[\]";]+)|(?P<bad>")', re.S)
+_ESCAPE = re.compile(r"\\(.)", re.S)
 
 
-def _tokenize(text: str, src: str) -> list[_Tok]:
-    toks, pos, line, col = [], 0, 1, 1
-    while pos < len(text):
-        m = _TOKEN.match(text, pos)
-        if m is None:  # an unterminated string
-            raise FPCoreError(f"{src}:{line}:{col}: unterminated string: close it with a double quote")
-        s = m.group(0)
-        if s in "([":
-            toks.append(_Tok("(", s, line, col))
-        elif s in ")]":
-            toks.append(_Tok(")", s, line, col))
-        elif s.startswith('"'):
-            toks.append(_Tok("str", re.sub(r"\\(.)", r"\1", s[1:-1]), line, col))
-        elif not s[0].isspace() and not s.startswith(";"):
-            toks.append(_Tok("atom", s, line, col))
-        nl = s.count("\n")
-        if nl:
-            line += nl
-            col = len(s) - s.rfind("\n")
+def _tokenize(text: str, src: str):
+    """The tokens of `text`, in order (a generator: a reader's error stops it early); FPCoreError for
+    an unterminated string. Linear in len(text)."""
+    line, start = 1, 0  # start: index of the first character of the current line
+    for m in _TOKEN.finditer(text):
+        kind, s = m.lastgroup, m.group()
+        if kind == "skip" or kind == "str":
+            if kind == "str":
+                yield _Tok("str", _ESCAPE.sub(r"\1", s[1:-1]), line, m.start() - start + 1)
+            nl = s.count("\n")
+            if nl:
+                line += nl
+                start = m.start() + s.rindex("\n") + 1
+        elif kind == "atom":
+            yield _Tok("atom", s, line, m.start() - start + 1)
+        elif kind == "bad":
+            raise FPCoreError(f"{src}:{line}:{m.start() - start + 1}: unterminated string: close it with a double quote")
         else:
-            col += len(s)
-        pos = m.end()
-    return toks
+            yield _Tok("(" if kind == "open" else ")", s, line, m.start() - start + 1)
 
 
 @dataclass
@@ -162,10 +180,14 @@ class _List:
     bracket: str
 
 
-def _read_sexps(toks: list[_Tok], src: str) -> list:
+def _read_sexps(toks, src: str) -> list:
+    """The bracketed lists of tokens `toks`; FPCoreError for unbalanced brackets or nesting beyond MAX_DEPTH."""
     stack: list[_List] = [_List([], 1, 1, "")]
     for t in toks:
         if t.kind == "(":
+            if len(stack) > MAX_DEPTH:
+                raise FPCoreError(f"{src}:{t.line}:{t.col}: brackets nested deeper than {MAX_DEPTH} levels: "
+                                  "flatten the expression, e.g. name its parts with let*")
             stack.append(_List([], t.line, t.col, t.text))
         elif t.kind == ")":
             if len(stack) == 1:
@@ -182,27 +204,110 @@ def _read_sexps(toks: list[_Tok], src: str) -> list:
     return stack[0].items
 
 
-_DEC = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
-_RAT = re.compile(r"[+-]?\d+/\d*[1-9]\d*$")
-_HEX = re.compile(r"([+-]?)0[xX]([0-9a-fA-F]*)(?:\.([0-9a-fA-F]*))?(?:[pP]([+-]?\d+))?$")
+# unambiguous patterns (no two ways to match a text): linear even on a long atom that fails them
+_DEC = re.compile(r"[+-]?([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE]([+-]?[0-9]+))?")
+_RAT = re.compile(r"[+-]?([0-9]+)/([0-9]+)")  # q = 0 is not a number
+_HEX = re.compile(r"([+-]?)0[xX]([0-9a-fA-F]*)(?:\.([0-9a-fA-F]*))?(?:[pP]([+-]?[0-9]+))?")
+
+
+class NumberTooLarge(FPCoreError):
+    """A number literal outside the reader's limits, found before any big number is built.
+
+    `limit` names the limit broken, `within` the magnitudes allowed (None for too many digits);
+    the message (no position) proposes a fix; callers with a position or an option prepend it."""
+
+    def __init__(self, literal: str, limit: str, within: str | None):
+        self.literal, self.limit, self.within = literal, limit, within
+        fix = ("write INFINITY or 0, or a number in that range" if within else
+               f"round it to at most {MAX_DIGITS} significant digits (17 pin down a binary64 value)")
+        super().__init__(f"number {abbreviate(literal)} is beyond the reader's limits ({limit}): {fix}")
+
+
+def abbreviate(s: str, keep: int = 20) -> str:
+    """`s`, or its first and last `keep` characters around '...' and its length (for messages)."""
+    return s if len(s) <= 2 * keep + 20 else f"{s[:keep]}...{s[-keep:]} ({len(s)} characters)"
+
+
+_DEC_RANGE = f"1e-{MAX_EXP10} <= |x| < 1e{MAX_EXP10 + 1}"
+_HEX_RANGE = f"0x1p-{MAX_EXP2} <= |x| < 0x1p{MAX_EXP2 + 1}"
+
+
+def _significant(digits: str, s: str, what: str = "significant digits") -> str:
+    """`digits` without its leading zeros; NumberTooLarge when more than MAX_DIGITS remain."""
+    sig = digits.lstrip("0")
+    if len(sig) > MAX_DIGITS:
+        raise NumberTooLarge(s, f"at most {MAX_DIGITS} {what}, not {len(sig)}", None)
+    return sig
+
+
+def _order(lead: int, ex: str | None, limit: int, s: str, within: str) -> int:
+    """lead + the exponent `ex` (text, None for 0), the literal's order of magnitude; NumberTooLarge when
+    beyond +-limit (an exponent of more than 7 digits is, whatever the digits; int() never sees it)."""
+    e = ex.lstrip("+-").lstrip("0") if ex else ""
+    order = lead + (0 if not e or len(e) > 7 else int(ex))
+    if len(e) > 7 or abs(order) > limit:
+        raise NumberTooLarge(s, f"magnitude {within}", within)
+    return order
 
 
 def parse_number(s: str) -> Fraction | None:
-    """The exact value of an FPCore number literal, or None if `s` is not one."""
-    if _DEC.match(s):
-        return Fraction(s)
-    if _RAT.match(s):
-        n, d = s.split("/")
-        return Fraction(int(n), int(d))
-    m = _HEX.match(s)
+    """The exact value of an FPCore number literal, or None if `s` is not one (ASCII digits only).
+
+    NumberTooLarge (an FPCoreError) beyond the limits, judged on the text before any big number is
+    built: at most MAX_DIGITS significant digits (leading zeros not counted; in each of p and q of
+    p/q), and a non-zero value's order of magnitude, E in d.ddd * 10^E (decimal) or P in 1.xxx * 2^P
+    (hexadecimal), within +-MAX_EXP10 and +-MAX_EXP2 (0 may have any exponent)."""
+    m = _DEC.fullmatch(s)
+    if m:
+        ip, _, fp = m.group(1).partition(".")
+        sig = _significant(ip + fp, s)
+        if not sig:
+            return Fraction(0)
+        # the leading digit stands at 10^(len(sig) - len(fp) - 1) before the exponent
+        order = _order(len(sig) - len(fp) - 1, m.group(2), MAX_EXP10, s, _DEC_RANGE)
+        k = order - len(sig) + 1  # value = int(sig) * 10^k
+        v = Fraction(int(sig) * 10**k) if k >= 0 else Fraction(int(sig), 10**-k)
+        return -v if s.startswith("-") else v
+    m = _RAT.fullmatch(s)
+    if m and m.group(2).strip("0"):
+        what = "significant digits in each of p and q of p/q"
+        v = Fraction(int(_significant(m.group(1), s, what) or "0"), int(_significant(m.group(2), s, what)))
+        return -v if s.startswith("-") else v
+    m = _HEX.fullmatch(s)
     if m and (m.group(2) or m.group(3)):
-        sign, ip, fp, ex = m.group(1), m.group(2) or "0", m.group(3) or "", m.group(4) or "0"
-        v = Fraction(int(ip + fp, 16), 16 ** len(fp)) * Fraction(2) ** int(ex)
+        sign, ip, fp = m.group(1), m.group(2) or "", m.group(3) or ""
+        sig = _significant(ip + fp, s, "significant hexadecimal digits")
+        if not sig:
+            return Fraction(0)
+        n = int(sig, 16)
+        order = _order(n.bit_length() - 1 - 4 * len(fp), m.group(4), MAX_EXP2, s, _HEX_RANGE)
+        k = order - n.bit_length() + 1  # value = n * 2^k
+        v = Fraction(n << k) if k >= 0 else Fraction(n, 1 << -k)
         return -v if sign == "-" else v
     return None
 
 
-_SYMBOL = re.compile(r"[A-Za-z~!@$%^&*_\-+=<>.?/:][A-Za-z0-9~!@$%^&*_\-+=<>.?/:]*$")
+def parse_real(s: str) -> float | None:
+    """The binary64 value nearest to number literal `s` (correctly rounded; +-inf beyond binary64's
+    range), None if `s` is not one; NumberTooLarge outside the limits (parse_number)."""
+    q = parse_number(s)
+    if q is None:
+        return None
+    try:
+        return float(q)
+    except OverflowError:
+        return math.inf if q > 0 else -math.inf
+
+
+_SYMBOL = re.compile(r"[A-Za-z~!@$%^&*_\-+=<>.?/:][A-Za-z0-9~!@$%^&*_\-+=<>.?/:]*")
+
+
+def is_symbol(s: str) -> bool:
+    """Whether `s` is an FPCore symbol (a name): not a number, symbol characters only."""
+    try:
+        return parse_number(s) is None and _SYMBOL.fullmatch(s) is not None
+    except NumberTooLarge:
+        return False
 
 
 class _Reader:
@@ -213,8 +318,15 @@ class _Reader:
         line, col = (node.line, node.col) if node is not None else (1, 1)
         return FPCoreError(f"{self.src}:{line}:{col}: {msg}")
 
+    def number(self, node: _Tok) -> Fraction | None:
+        """parse_number of an atom, a literal beyond the limits located at the atom."""
+        try:
+            return parse_number(node.text)
+        except NumberTooLarge as exc:
+            raise self.err(node, str(exc)) from None
+
     def symbol(self, node) -> str:
-        if not isinstance(node, _Tok) or node.kind != "atom" or parse_number(node.text) is not None or not _SYMBOL.match(node.text):
+        if not isinstance(node, _Tok) or node.kind != "atom" or self.number(node) is not None or not _SYMBOL.fullmatch(node.text):
             raise self.err(node, "expected a symbol here")
         return node.text
 
@@ -223,7 +335,7 @@ class _Reader:
             return tuple(self.prop_value(n) for n in node.items)
         if node.kind == "str":
             return node.text
-        num = parse_number(node.text)
+        num = self.number(node)
         return num if num is not None else Symbol(node.text)
 
     def props(self, items: list, i: int, what: str):
@@ -243,7 +355,7 @@ class _Reader:
             pos = (node.line, node.col)
             if node.kind == "str":
                 raise self.err(node, "a string is not an expression: use a number or a variable")
-            num = parse_number(node.text)
+            num = self.number(node)
             if num is not None:
                 return Num(num, pos=pos)
             if node.text in CONSTANTS:
@@ -292,6 +404,9 @@ class _Reader:
 def parse(text: str, src: str = "<string>") -> FPCore:
     """Parse the one FPCore form in `text`; `src` names the file in error messages."""
     r = _Reader(src)
+    if len(text) > MAX_CHARS:
+        raise FPCoreError(f"{src}: {len(text)} characters, more than the {MAX_CHARS} an FPCore text may hold: "
+                          "give one formula per file (a formula file is about 1,000 characters)")
     sexps = _read_sexps(_tokenize(text, src), src)
     if len(sexps) != 1:
         where = sexps[1] if len(sexps) > 1 else None
@@ -318,26 +433,106 @@ def parse(text: str, src: str = "<string>") -> FPCore:
 
 # ---------------------------------------------------------------- printing
 
+_CHUNK = 10**1000  # str() of an int stops at 4300 digits (sys.int_info.str_digits_check_threshold)
+
+
+def _digits_of(n: int) -> str:
+    """str(n) for an int n >= 0 of any size (str() of halves)."""
+    if n < _CHUNK:
+        return str(n)
+    k = n.bit_length() * 3 // 20  # about half its digits
+    hi, lo = divmod(n, 10**k)
+    return _digits_of(hi) + _digits_of(lo).rjust(k, "0")
+
+
+def _about(n: int) -> int:
+    """The number of decimal digits of n >= 0, give or take one (from its bit length: no conversion)."""
+    return n.bit_length() * 30103 // 100000 + 1
+
+
+def _fives(n: int, cap: int) -> int:
+    """The largest z <= cap with 5^z dividing n > 0 (a binary search: a few big divisions, not z)."""
+    lo, hi = 0, cap
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if n % 5**mid == 0:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def _twos_fives(d: int) -> tuple:
+    """(a, b, rest): d = 2^a 5^b rest, rest prime to 10, d > 0."""
+    twos = (d & -d).bit_length() - 1
+    d >>= twos
+    fives = _fives(d, d.bit_length() // 2)
+    return twos, fives, d // 5**fives
+
+
+def _tens(m: int) -> int:
+    """The number of trailing decimal zeros of m > 0."""
+    return _fives(m, (m & -m).bit_length() - 1)
+
+
+def _plain(v: Fraction) -> str | None:
+    """v as an integer, a finite decimal or p/q, None where that has more than about MAX_DIGITS characters."""
+    sign, a = ("-" if v < 0 else ""), abs(v)
+    twos, fives, rest = _twos_fives(a.denominator)
+    if rest != 1:
+        if _about(a.numerator) + _about(a.denominator) > MAX_DIGITS + 2:
+            return None
+        return f"{sign}{_digits_of(a.numerator)}/{_digits_of(a.denominator)}"
+    k = max(twos, fives)
+    n = a.numerator * (a.denominator and 10**k // a.denominator)  # a * 10^k, an integer
+    if max(_about(n), k + 1) > MAX_DIGITS + 2:
+        return None
+    t = _digits_of(n)
+    if k == 0:
+        return sign + t
+    t = t.rjust(k + 1, "0")
+    return f"{sign}{t[:-k]}.{t[-k:]}"
+
+
+def _compact(v: Fraction) -> list[str]:
+    """Exact texts of v != 0 with at most about MAX_DIGITS digits: m e k (v a finite decimal),
+    0x m p k (v dyadic), p/q."""
+    sign, a = ("-" if v < 0 else ""), abs(v)
+    twos, fives, rest = _twos_fives(a.denominator)
+    out = []
+    if rest == 1:  # a finite decimal: m * 10^e, m without trailing zeros
+        k = max(twos, fives)
+        m = a.numerator * (10**k // a.denominator)
+        z = _tens(m)
+        m //= 10**z
+        if _about(m) <= MAX_DIGITS + 2:
+            out.append(f"{sign}{_digits_of(m)}e{z - k}")
+    if fives == 0 and rest == 1:  # a dyadic: m * 2^e, m odd
+        m = a.numerator
+        tz = (m & -m).bit_length() - 1
+        out.append(f"{sign}0x{m >> tz:x}p{tz - twos}")
+    if _about(a.numerator) + _about(a.denominator) <= MAX_DIGITS + 2:
+        out.append(f"{sign}{_digits_of(a.numerator)}/{_digits_of(a.denominator)}")
+    return out
+
 
 def format_number(v: Fraction) -> str:
-    """Exact text for a number: an integer, a finite decimal, or p/q."""
-    if v.denominator == 1:
-        return str(v.numerator)
-    d, twos, fives = v.denominator, 0, 0
-    while d % 2 == 0:
-        d //= 2
-        twos += 1
-    while d % 5 == 0:
-        d //= 5
-        fives += 1
-    if d != 1:
-        return f"{v.numerator}/{v.denominator}"
-    k = max(twos, fives)
-    scaled = v * 10**k  # an integer
-    n = abs(scaled.numerator)
-    s = str(n).rjust(k + 1, "0")
-    out = s[:-k] + "." + s[-k:]
-    return ("-" if v < 0 else "") + out
+    """Exact text for a number: an integer, a finite decimal, or p/q; where that would be longer than
+    about MAX_DIGITS characters, the shortest of m e k, 0x m p k and p/q the reader accepts. The reader
+    reads any value it accepts back from this text (parse_number(format_number(v)) == v)."""
+    plain = _plain(v)
+    if plain is not None and len(plain) <= MAX_DIGITS:
+        return plain
+    texts = sorted(_compact(v), key=len)
+    for t in texts:
+        try:
+            if parse_number(t) is not None:
+                return t
+        except NumberTooLarge:
+            pass
+    if texts:
+        return texts[0]
+    return ("-" if v < 0 else "") + f"{_digits_of(abs(v.numerator))}/{_digits_of(v.denominator)}"  # any size
 
 
 def _fmt_value(v) -> str:

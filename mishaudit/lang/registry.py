@@ -105,7 +105,7 @@ class Formula:
 
     @property
     def digest(self) -> str:
-        over = "".join(f"\n;set {n}={v}" for n, v in self.overrides)
+        over = "".join(f"\n;set {n}={fpcore.format_number(v)}" for n, v in self.overrides)
         return hashlib.sha256((self.text + over).encode()).hexdigest()[:16]
 
     def constant(self, name: str, storage: Format) -> Fraction:
@@ -247,11 +247,35 @@ def _first_use(e, name):
     return None
 
 
+MAX_BYTES = 4 * fpcore.MAX_CHARS  # bytes read of one formula file: any text within MAX_CHARS fits
+
+
 def _read_file(path: Path) -> str:
+    """The text of a formula file: UTF-8 (a leading byte order mark dropped), universal newlines, read
+    no further than MAX_BYTES; UserError for a file that is not one, too large or not UTF-8."""
+    shown = _shown(path)
+    if not path.is_file():
+        raise UserError(f"formula file {shown} is not a regular file: give a folder of .fpcore text files")
     try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read formula file {path}: {exc.strerror if isinstance(exc, OSError) else exc}; check the path and its permissions") from None
+        with path.open("rb") as f:
+            data = f.read(MAX_BYTES + 1)
+    except OSError as exc:
+        raise UserError(f"cannot read formula file {shown}: {exc.strerror}; check the path and its permissions") from None
+    if len(data) > MAX_BYTES:
+        raise UserError(f"formula file {shown} is larger than {MAX_BYTES} bytes (an FPCore text holds at most "
+                        f"{fpcore.MAX_CHARS} characters): check the path; a formula file is about 1 KB")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"formula file {shown} is not UTF-8 text (byte {exc.start} is 0x{data[exc.start]:02x}): "
+                        "save it as UTF-8") from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _shown(path) -> str:
+    """A path as messages print it: as is, or escaped (ascii()) when it holds unprintable characters."""
+    s = str(path)
+    return s if s.isprintable() else ascii(s)
 
 
 def builtin_files() -> list[tuple[str, str, str]]:
@@ -272,6 +296,7 @@ def load_registry(extra_dirs: tuple = (), builtin: bool = True) -> dict[str, For
     files = builtin_files() if builtin else []
     for d in extra_dirs:
         p = Path(d)
+        d = _shown(d)
         if p.is_file() and p.suffix == ".fpcore":
             paths = [p]
         elif p.is_dir():
@@ -280,7 +305,7 @@ def load_registry(extra_dirs: tuple = (), builtin: bool = True) -> dict[str, For
                 raise UserError(f"--formulas {d}: no .fpcore files in that folder: point it at a folder of FPCore files")
         else:
             raise UserError(f"--formulas {d}: no such folder or .fpcore file: check the path")
-        files += [(_read_file(q), str(q), q.stem) for q in paths]
+        files += [(_read_file(q), _shown(q), q.stem) for q in paths]
     reg: dict[str, Formula] = {}
     for text, src, stem in files:
         f = load_text(text, src, stem)
@@ -291,15 +316,27 @@ def load_registry(extra_dirs: tuple = (), builtin: bool = True) -> dict[str, For
 
 
 def parse_settings(texts) -> dict[str, Fraction]:
-    """`--set NAME=VALUE` texts -> {name: exact value}; UserError for a malformed one."""
+    """`--set NAME=VALUE` texts -> {name: exact value}; UserError for a malformed one, or a value beyond
+    the reader's number limits (lang/fpcore.py: MAX_DIGITS digits, exponents MAX_EXP10 and MAX_EXP2)."""
     out: dict[str, Fraction] = {}
     for t in texts:
+        if not isinstance(t, str):
+            raise UserError(f"--set {t!r}: give a text NAME=VALUE, e.g. --set threshold=15")
         name, sep, value = t.partition("=")
         name, value = name.strip(), value.strip()
-        num = fpcore.parse_number(value) if sep else None
+        shown = fpcore.abbreviate(repr(t))
+        try:
+            num = fpcore.parse_number(value) if sep else None
+        except fpcore.NumberTooLarge as exc:
+            fix = ("give a value in that range (or 0)" if exc.within else
+                   f"round it to at most {fpcore.MAX_DIGITS} significant digits")
+            raise UserError(f"--set {shown}: the value is beyond the reader's limits ({exc.limit}): {fix}") from None
         if not name or num is None:
-            raise UserError(f"--set {t!r}: write NAME=VALUE with a number, e.g. --set threshold=15 (decimal, p/q or "
-                            "hexadecimal)")
+            raise UserError(f"--set {shown}: write NAME=VALUE with a number, e.g. --set threshold=15 (decimal, p/q "
+                            "or hexadecimal)")
+        if not fpcore.is_symbol(name):
+            raise UserError(f"--set {shown}: {fpcore.abbreviate(name)!r} is not a parameter name (an FPCore symbol): "
+                            "write NAME=VALUE, e.g. --set threshold=15")
         if name in out and out[name] != num:
             raise UserError(f"--set {name} is given twice with different values: give it once")
         out[name] = num

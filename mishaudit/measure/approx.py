@@ -3,7 +3,7 @@ the file's :spec says otherwise; "mish" below stands for the spec).
 
 F is the formula read in real arithmetic (enclose.py): it differs from mish only where a
 threshold, clamp or blend changes the value on purpose. With ulp(r) the storage format's
-ulp of r = mish(x) (DESIGN.md's definition):
+ulp of r = mish(x) (measure/metrics.py's definition):
   formula_ulp(x) = |F(x) - mish(x)| / ulp(mish(x))
   formula_rel(x) = |F(x) - mish(x)| / |mish(x)|, only over inputs whose RN(mish(x)) is a
                    normal number of the storage format (below, a relative deviation says
@@ -45,7 +45,7 @@ IDENTITY_PREC = 256
 IDENTITY_TOL = 2.0**-200
 PRECISIONS = (64, 96, 128, 256, 512, 1024)
 REL_TOL = 2.0**-60
-REF_REL = 2.0**-42  # relative error bound of the reference's r (ziv.py, fastref.py, mpfrref.py)
+REF_REL = 2.0**-42  # relative error bound of the reference's r64 (fastref.py, mpfrref.py, specref.py)
 REF_ABS = 2.0**-999  # ulps: the stand-in d = -2^-1000 of |d| below any resolution
 REF_D = 2.0**-20  # ulps: the resolution of d the mish' reference guarantees (gradref.py)
 

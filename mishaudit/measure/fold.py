@@ -1,16 +1,19 @@
 """The compiled inner loop of the exhaustive sweep: one pass over a block of binary32 outputs.
 
 For each finite output y with reference RN(r), d = (r - RN(r))/ulp(r) and E (ulp(r) = 2^(E-23)),
-the measures are DESIGN.md's, as in metrics.errors:
+the measures are metrics.py's, as in metrics.errors:
   k = ord(y) - ord(RN(r))          ord: the magnitude of the binary32 encoding, negated for
                                    a set sign bit (+0 and -0 are both 0)
   dULP = |k|, bits = log2(1 + |k|), CR: k = 0, signed-zero mismatch: k = 0 with other bits,
   faithful: k = 0, or k = +-1 towards r (the sign of d)
-  ulp error u = |(y - RN(r)) 2^(23-E) - d|  (y - RN(r) is exact in binary64)
+  ulp error u = |(y - RN(r)) 2^(23-E) - d|  (y - RN(r) is exact in binary64), read as 0 below
+                                   ULP_RES = 2^-60 ulp (metrics.ULP_RES: the resolution of every figure)
   abs = u 2^(E-23), rel = |y - r| / |r| = u / (|RN(r) 2^(23-E) + d|), formed as in
-  metrics.relative (the 2^-100 applied to the block maximum); r = 0 (x = +-0): rel 0 when
-  y = 0, else inf
-  histogram key of u: its binary64 bits >> 41, less the key of 2^-30 (0 below).
+  metrics.relative (the 2^-100 applied to the block maximum) from u before its reading as 0
+  (metrics.errors: a result below the resolution has rel 0 too, unless RN(r) = 0); r = 0
+  (x = +-0): rel 0 when y = 0, else inf
+  histogram key of u: 0 for u = 0 (below the resolution), 1 for 0 < u < 2^-30, else its binary64
+  bits >> 41, less the key of 2^-30, plus 1 (so key 2 starts at 2^-30).
 Products are arranged to stay above binary64's subnormal range (slow in hardware): the
 absolute error is kept scaled by 2^200, the relative error by 2^100.
 Numba compiles the loop once per machine (cached beside this file).
@@ -24,8 +27,9 @@ import numba
 import numpy as np
 
 HIST_SUB = 2048  # histogram bins per binade of the ulp error (the top 11 significand bits)
-HIST_FLOOR = -30  # ulp errors below 2^-30 share bin 0
-KEY_BASE = ((1023 + HIST_FLOOR) << 11) - 1  # key = (binary64 bits >> 41) - KEY_BASE, at least 0
+HIST_FLOOR = -30  # ulp errors in (0, 2^-30) share bin 1; bin 0 holds the errors read as 0
+KEY_BASE = ((1023 + HIST_FLOOR) << 11) - 2  # key = (binary64 bits >> 41) - KEY_BASE, at least 1 for u > 0
+ULP_RES = 2.0**-60  # ulp errors below it read as 0 (measure/metrics.py)
 _OFF = 600
 _POW2 = np.ldexp(1.0, np.arange(-_OFF, _OFF + 1))  # 2^j at _POW2[j + _OFF]
 _LOG2 = np.log2(1.0 + np.arange(64))
@@ -87,7 +91,10 @@ def fold(y, rn, d, E, counts, hist, out, keys):  # pragma: no cover - compiled
         mk = max(mk, dl)
         q = E[i] - 23
         s = _POW2[_OFF - q]
-        u = abs((np.float64(yv) - rv) * s - dv)
+        u_raw = abs((np.float64(yv) - rv) * s - dv)
+        u = u_raw
+        if u < ULP_RES:
+            u = 0.0
         s_ulp += u
         if u > mu:
             mu = u
@@ -95,18 +102,22 @@ def fold(y, rn, d, E, counts, hist, out, keys):  # pragma: no cover - compiled
         ma = max(ma, u * _POW2[_OFF + q + 200])
         # rel (scaled by 2^100 until the block's maximum is taken); for normal r, |r|/ulp(r) > 2^22.9
         # bounds it by u 2^77.1, which mostly shows it cannot raise the maximum: no division
-        if E[i] == -126 or u * 2.0**78 > mr:
+        # the relative error of a result below the resolution is 0 too, unless RN(r) = 0 (y = 0 against
+        # a tiny r is wrong by 100 %: u and |r| in ulps are both tiny there)
+        if (E[i] == -126 or u_raw * 2.0**78 > mr) and (u > 0 or rv == 0):
             rin = abs(rv * s + dv)
             if rin > 0:
-                rel = u * 2.0**100 / rin
+                rel = u_raw * 2.0**100 / rin
             elif yv == 0:
                 rel = 0.0
             else:
                 rel = np.inf
             mr = max(mr, rel)
         key = (np.float64(u).view(np.int64) >> 41) - KEY_BASE
-        if key < 0:
+        if u == 0.0:
             key = 0
+        elif key < 1:
+            key = 1
         if to_keys:
             keys[i] = key
         else:

@@ -1,4 +1,4 @@
-"""Per-input error measures and their summary (DESIGN.md, "Error measures").
+"""Per-input error measures and their summary (the definitions of the README's column table).
 
 With r = mish(x) exact, RN(r) its correctly rounded value, y the formula's output:
   ulp error   |y - r| / ulp(r),  ulp(r) = 2^(max(floor(log2|r|), emin) - p + 1)
@@ -12,7 +12,17 @@ With r = mish(x) exact, RN(r) its correctly rounded value, y the formula's outpu
               ulp, bits, abs and rel statistics, always counted.
   MAE, mean rel   the means of abs and rel over the finite outputs (mean_abs_err, mean_rel_err).
 The ulp error is computed as |(y - RN(r))/ulp(r) - d| with d = (r - RN(r))/ulp(r)
-from the reference, so it is exact to ~1e-12 ulp.
+from the reference, so it is exact to 1e-6 ulp (the reference's guarantee; usually ~1e-12).
+Resolution: an ulp error below ULP_RES = 2^-60 ulp reads as 0 (and so does its absolute error,
+and its relative error where RN(r) != 0): the reference does not resolve d that finely everywhere
+(where r is within 2^-983 ulp of RN(r) it knows only the side), so no smaller figure is shown as
+measured; tables print such a 0 as `< 2^-60`. Where RN(r) = 0 and y = 0 the relative error stays
+what it is, 1 (r is a nonzero number far below the smallest subnormal).
+Unbounded errors: a finite output whose ulp error exceeds binary64's range (fp64 only: y = 1 where
+RN(r) is -0, say) has ulp error inf; it stays in every statistic (max_ulp, mean_ulp, the
+percentiles, max_rel_err become inf, JSON the string "inf") and is counted in `ulp_overflow`.
+Percentiles are exact here (`percentiles = "exact"`, inverted-CDF nearest rank); the exhaustive
+sweep's are bounds (measure/summary.py).
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mishaudit.formats import Format, ordinal
+from mishaudit.measure.fold import ULP_RES
 from mishaudit.reference.table import Reference
 
 
@@ -53,10 +64,16 @@ def errors(y: np.ndarray, ref: Reference, fmt: Format) -> Errors:
     q = ref.E - fmt.p + 1  # ulp(r) = 2^q
     with np.errstate(all="ignore"):
         diff = np.ldexp(np.where(finite, y, 0.0) - ref.rn, -q)  # (y - RN(r)) / ulp(r)
-        ulp_err = np.abs(diff - ref.d)
+        raw = np.abs(diff - ref.d)
+        ulp_err = np.where(raw < ULP_RES, 0.0, raw)  # below the resolution: 0
         r_in_ulps = np.abs(np.ldexp(ref.rn, -q) + ref.d)  # |r| / ulp(r)
-        rel = np.where(r_in_ulps > 0, relative(ulp_err, r_in_ulps), np.where(y == 0, 0.0, np.inf))
-        abs_err = np.ldexp(ulp_err, q)
+        rel = np.where(r_in_ulps > 0, relative(raw, r_in_ulps), np.where(raw == 0, 0.0, np.inf))
+        # below the resolution the relative error is 0 as well, unless RN(r) = 0: y = 0 against a tiny r
+        # is wrong by 100 % (both |y - r| and |r| are tiny in ulps there)
+        rel = np.where((raw < ULP_RES) & (ref.rn != 0), 0.0, rel)
+        # |y - r| directly where the ulp error overflowed (it is finite: both are below 2^1024)
+        abs_err = np.where(np.isinf(ulp_err), np.abs((np.where(finite, y, 0.0) - ref.rn) - np.ldexp(ref.d, q)),
+                           np.ldexp(ulp_err, q))
     oy = ordinal(np.where(finite, y, 0.0), fmt)
     orn = ordinal(ref.rn, fmt)
     dulp = np.abs(oy - orn)
@@ -82,9 +99,9 @@ BUCKETS = ("dulp_0", "dulp_1", "dulp_2", "dulp_3", "dulp_gt3")
 
 
 def _num(v):
-    """A JSON-safe number: None for NaN/inf."""
+    """A figure: None for NaN (no data), +inf kept (an error beyond binary64's range)."""
     v = float(v)
-    return v if np.isfinite(v) else None
+    return None if np.isnan(v) else v
 
 
 def quantile(u: np.ndarray, q: float, w: np.ndarray | None = None) -> float:
@@ -99,7 +116,7 @@ def quantile(u: np.ndarray, q: float, w: np.ndarray | None = None) -> float:
 
 
 def summarize(err: Errors, ref: Reference, counts: np.ndarray | None = None) -> dict:
-    """The summary row of DESIGN.md's contract (statistics over finite outputs), plus dULP buckets and
+    """The summary row of compare's JSON contract (output/frames.py) (statistics over finite outputs), plus dULP buckets and
     the mean absolute and relative errors; input i counts counts[i] times (once when None)."""
     w = np.ones(len(err.x), dtype=np.int64) if counts is None else np.asarray(counts, dtype=np.int64)
     f = err.finite
@@ -108,7 +125,8 @@ def summarize(err: Errors, ref: Reference, counts: np.ndarray | None = None) -> 
     def mean(a: np.ndarray) -> float:  # numpy's pairwise sums (no BLAS: its order depends on the CPU)
         return _num(a[f].mean() if counts is None else (a[f] * w[f]).sum() / w[f].sum())
 
-    row: dict = {"inputs": n, "nonfinite": int(w[~f].sum())}
+    row: dict = {"inputs": n, "nonfinite": int(w[~f].sum()), "ulp_overflow": int(w[f & np.isinf(err.ulp)].sum()),
+                 "percentiles": "exact"}
     if f.any():
         u = err.ulp[f]
         i = int(np.flatnonzero(f)[np.argmax(u)])

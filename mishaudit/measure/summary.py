@@ -5,10 +5,12 @@ One summary (`Acc`) per formulation holds:
   sums    of the ulp error and of the bits of error, as exact integers in units of 2^-1074
           (each block's binary64 sum converted exactly), so any merge order gives the same bits;
   maxima  ulp, absolute, relative error and bits, and the worst input (ties: the smaller x);
-  hist    exact counts of the ulp error in bins of relative width 2^-11 (bin 0 holds every
-          error below 2^-30 ulp); median and p99 are the upper edges of the bins holding the
-          nearest-rank percentiles, so they are upper bounds within 2^-11 relative.
-The per-input measures are DESIGN.md's (metrics.py), folded one block at a time by fold.py.
+  hist    exact counts of the ulp error in bins of relative width 2^-11 (bin 0: the errors read as 0,
+          below ULP_RES = 2^-60 ulp; bin 1: every error in (0, 2^-30) ulp); median and p99 are the
+          upper edges of the bins holding the nearest-rank percentiles, capped at the maximum: upper
+          bounds within 2^-11 relative (an exact 0 in bin 0; at most min(2^-30, max_ulp) in bin 1),
+          labelled so in every row (`percentiles = "bound"`; the enumerated path's are "exact").
+The per-input measures are metrics.py's, folded one block at a time by fold.py.
 """
 
 from __future__ import annotations
@@ -32,18 +34,20 @@ from mishaudit.measure.fold import (
     fold,
 )
 
-# binary32 ulp errors stay below 2^278 (|y - r| < 2^129, ulp(r) >= 2^-149)
-NBINS = 1 + (278 - HIST_FLOOR) * HIST_SUB
+# binary32 ulp errors stay below 2^278 (|y - r| < 2^129, ulp(r) >= 2^-149): never beyond binary64
+NBINS = 2 + (278 - HIST_FLOOR) * HIST_SUB
 
 COUNTS = ("n", "nonfinite", "cr", "faithful", "signed_zero", "dulp_0", "dulp_1", "dulp_2", "dulp_3", "dulp_gt3")
 MAXES = ("max_ulp", "max_abs", "max_rel", "max_bits")
 
 
 def hist_upper(key: int) -> float:
-    """Largest ulp error of bin `key` (2^-30 for bin 0)."""
+    """Largest ulp error of bin `key`: 0 for bin 0 (errors read as 0), 2^-30 for bin 1 (0 < u < 2^-30)."""
     if key == 0:
+        return 0.0
+    if key == 1:
         return 2.0**HIST_FLOOR
-    b, j = divmod(key - 1, HIST_SUB)
+    b, j = divmod(key - 2, HIST_SUB)
     return math.ldexp(1.0 + (j + 1) / HIST_SUB, b + HIST_FLOOR)
 
 
@@ -145,25 +149,27 @@ def _max(a, b):
 
 
 def summary_row(s: Acc) -> dict:
-    """DESIGN.md's summary keys from a merged summary."""
+    """The summary keys of compare's JSON contract (output/frames.py) from a merged summary."""
     cnt = dict(zip(COUNTS, (int(v) for v in s.counts)))
     n, fin = cnt["n"], cnt["n"] - cnt["nonfinite"]
-    row = {"inputs": n, "nonfinite": cnt["nonfinite"], "cr_frac": cnt["cr"] / n if n else None,
+    # binary32 errors are bounded (NBINS): no ulp error overflows binary64 here
+    row = {"inputs": n, "nonfinite": cnt["nonfinite"], "ulp_overflow": 0, "percentiles": "bound",
+           "cr_frac": cnt["cr"] / n if n else None,
            "faithful_frac": cnt["faithful"] / n if n else None, "signed_zero_mismatch": cnt["signed_zero"]}
     row.update({k: cnt[k] for k in ("dulp_0", "dulp_1", "dulp_2", "dulp_3", "dulp_gt3")})
     if fin:
         keys = np.flatnonzero(s.hist)
         cum = np.cumsum(s.hist[keys])
 
-        def pct(q):
-            rank = max(1, math.ceil(q * fin))  # nearest rank
-            return hist_upper(int(keys[int(np.searchsorted(cum, rank))]))
+        def pct(q):  # the upper edge of the bin holding the nearest rank, never above the maximum
+            rank = max(1, math.ceil(q * fin))
+            return min(hist_upper(int(keys[int(np.searchsorted(cum, rank))])), s.max_ulp)
 
         wx, wy, wr = s.worst
         unit = fin << 1074
         row.update(max_ulp=s.max_ulp, mean_ulp=float(Fraction(s.sum_ulp, unit)), median_ulp=pct(0.5),
                    p99_ulp=pct(0.99), worst_x=wx, worst_y=wy, worst_ref=wr, max_abs_err=s.max_abs,
-                   max_rel_err=s.max_rel if math.isfinite(s.max_rel) else None,
+                   max_rel_err=s.max_rel,
                    mean_bits=float(Fraction(s.sum_bits, unit)), max_bits=s.max_bits)
     else:
         row.update(max_ulp=None, mean_ulp=None, median_ulp=None, p99_ulp=None, worst_x=None, worst_y=None,

@@ -130,6 +130,10 @@ def _html_table(rows: list[dict], cols: list[tuple[str, str]]) -> str:
                 shown = repr(v)
             if k == "formula_ulp":
                 shown = render.formula_ulp_text(r)
+            elif k in ("max_ulp", "mean_ulp") and v is not None:
+                shown = render.ulp_text(v)
+            elif k == "p99_ulp" and v is not None:
+                shown = (render.bound_text if r.get("percentiles") == "bound" else render.ulp_text)(v)
             sort = "" if v is None else f' data-v="{html.escape(str(v))}"'
             cells.append(f"<td{sort}>{html.escape(shown)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")

@@ -17,12 +17,14 @@ ALL_KEYS = COMPARE_KEYS
 ASCENDING_IS_WORSE = {"cr_frac", "faithful_frac"}  # for these a smaller value is worse
 
 LEGEND = (
-    "ulp error |y - r|/ulp(r), ulp(r) = 2^(max(floor(log2|r|), emin) - p + 1), r = spec(x) exact (mpmath, Ziv; "
+    "ulp error |y - r|/ulp(r), ulp(r) = 2^(max(floor(log2|r|), emin) - p + 1), r = spec(x) exact (correctly rounded by MPFR interval Ziv loops or proven fast paths; "
     "the spec each title names: mish, mish' or a file's :spec); "
     "statistics over finite outputs; cr = y == RN(r); faithful = y brackets r; "
     "formula ulp = max |F(x) - r|/ulp(r) with F the formula in exact arithmetic (the error of its "
     "thresholds, clamps and blends, apart from rounding; 'exact' when every branch is the spec, '< 2^-10' when an "
-    "approximation stays below 2^-10 ulp); dULP = |ord(y) - ord(RN(r))|."
+    "approximation stays below 2^-10 ulp); dULP = |ord(y) - ord(RN(r))|; ulp errors below 2^-60 read as 0 "
+    "(shown '< 2^-60'); 'inf': an ulp error beyond binary64's range (counted in ulp_overflow); "
+    "'≤ v': a percentile streamed by --exhaustive, an upper bound within 2^-11 relative (percentiles = bound)."
 )
 
 
@@ -66,6 +68,8 @@ def short(v) -> str:
     v = float(v)
     if v == 0:
         return "0"
+    if math.isinf(v):
+        return "inf" if v > 0 else "-inf"
     a = abs(v)
     if 1e-3 <= a < 1e5:
         digits = max(0, 2 - math.floor(math.log10(a)))
@@ -73,9 +77,19 @@ def short(v) -> str:
     return f"{v:.2e}"
 
 
+def ulp_text(v) -> str:
+    """An ulp-error figure: '< 2^-60' for 0 (below the resolution, measure/metrics.py), else short()."""
+    return "< 2^-60" if v is not None and float(v) == 0 else short(v)
+
+
+def bound_text(v) -> str:
+    """A percentile that is an upper bound (the exhaustive sweep's): '≤ v' (0 stays exact)."""
+    return ulp_text(v) if v is None or float(v) == 0 else "≤ " + short(v)
+
+
 TABLE_COLUMNS = (
-    ("formula", "formula", str), ("max ulp", "max_ulp", short), ("mean ulp", "mean_ulp", short),
-    ("p99 ulp", "p99_ulp", short), ("worst x", "worst_x", repr), ("CR", "cr_frac", _pct), ("faithful", "faithful_frac", _pct),
+    ("formula", "formula", str), ("max ulp", "max_ulp", ulp_text), ("mean ulp", "mean_ulp", ulp_text),
+    ("p99 ulp", "p99_ulp", ulp_text), ("worst x", "worst_x", repr), ("CR", "cr_frac", _pct), ("faithful", "faithful_frac", _pct),
     ("nonfinite", "nonfinite", str), ("±0", "signed_zero_mismatch", str),
     ("formula ulp", "formula_ulp", None), ("dULP 0/1/2/3/>3", None, None),
 )
@@ -116,6 +130,8 @@ def _cells(r: dict, cols: tuple = TABLE_COLUMNS) -> list[str]:
             out.append("/".join(str(r[b]) for b in BUCKETS))
         elif key == "formula_ulp":
             out.append(formula_ulp_text(r))
+        elif key in ("median_ulp", "p99_ulp") and r.get("percentiles") == "bound":
+            out.append(bound_text(r.get(key)))
         else:
             out.append("—" if r.get(key) is None else fmt(r[key]))
     return out
@@ -126,7 +142,8 @@ def table_title(dtype: str, rows: list[dict]) -> str:
     forms = [r for r in rows if r.get("libm") != "kernel"] or rows
     r0 = forms[0]
     mode = f"computed in {r0['compute_dtype']}" if r0["compute_dtype"] != dtype else "native"
-    policy = f"{mode}{', ftz' if r0['ftz'] else ''}, libm {r0.get('libm', 'cr')}" if r0.get("libm") != "kernel" \
+    ftz = f", ftz={r0['ftz']}" if r0["ftz"] else ""  # the flush mode: after / before rounding (eval/ftz.py)
+    policy = f"{mode}{ftz}, libm {r0.get('libm', 'cr')}" if r0.get("libm") != "kernel" \
         else "framework kernels"
     counts = sorted({r["inputs"] for r in rows if r.get("strategy") != "unsupported"})
     strategy = next((r["strategy"] for r in rows if r.get("strategy") != "unsupported"), "unsupported")
@@ -202,8 +219,9 @@ def to_csv(rows: list[dict]) -> str:
 
 
 def _json_safe(v):
+    """JSON has no NaN/inf literals: NaN (no data) is null, an infinite figure the string "inf"/"-inf"."""
     if isinstance(v, float) and not math.isfinite(v):
-        return None
+        return None if math.isnan(v) else ("inf" if v > 0 else "-inf")
     return v
 
 

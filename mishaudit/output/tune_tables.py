@@ -3,7 +3,7 @@ functions and a rich printer)."""
 
 from __future__ import annotations
 
-from mishaudit.output.tables import _pct, short  # noqa: F401  (short: the table's number format)
+from mishaudit.output.tables import _pct, bound_text, ulp_text
 
 HEAD = ("dtype", "best", "max ulp", "mean ulp", "p99 ulp", "CR", "nonfinite", "as good",
         "default", "max ulp", "mean ulp", "p99 ulp", "CR", "nonfinite", "default is")
@@ -11,7 +11,7 @@ HEAD = ("dtype", "best", "max ulp", "mean ulp", "p99 ulp", "CR", "nonfinite", "a
 LEGEND = ("best: the value the criterion ranks first (nonfinite outputs count first; ties broken by the other "
           "criteria, then by nearness to the default); as good: the range of values tying the best on the "
           "criterion (how many; 'with gaps' when values inside it do worse); ulp error |y - r|/ulp(r) against the "
-          "exact spec r, over finite outputs; values are "
+          "exact spec r, over finite outputs ('≤': --exhaustive's p99, an upper bound within 2^-11 relative); values are "
           "the working format's (the evaluator rounds the parameter to it).")
 
 
@@ -28,14 +28,15 @@ def _verdict(s: dict) -> str:
 
 
 def _cells(s: dict) -> list[str]:
+    p99 = bound_text if s.get("percentiles") == "bound" else ulp_text  # the sweep's p99 is an upper bound
     good = (f"{s['as_good_lo']!r}" if s["as_good_count"] == 1 else
             f"[{s['as_good_lo']!r}, {s['as_good_hi']!r}] ({s['as_good_count']:,}"
             + ("" if s["as_good_contiguous"] else ", with gaps") + ")")
     return [s["dtype"] + ("" if s["compute_dtype"] == s["dtype"] else f" (in {s['compute_dtype']})"),
             repr(s["best_value"]),
-            short(s["best_max_ulp"]), short(s["best_mean_ulp"]), short(s["best_p99_ulp"]), _pct(s["best_cr_frac"]),
+            ulp_text(s["best_max_ulp"]), ulp_text(s["best_mean_ulp"]), p99(s["best_p99_ulp"]), _pct(s["best_cr_frac"]),
             f"{s['best_nonfinite']:,}", good, repr(s["default_value"]),
-            short(s["default_max_ulp"]), short(s["default_mean_ulp"]), short(s["default_p99_ulp"]),
+            ulp_text(s["default_max_ulp"]), ulp_text(s["default_mean_ulp"]), p99(s["default_p99_ulp"]),
             _pct(s["default_cr_frac"]), f"{s['default_nonfinite']:,}", _verdict(s)]
 
 

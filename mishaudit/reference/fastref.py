@@ -33,18 +33,20 @@ x < -1020: |mish(x)| / ulp(0) < 2^-1300: RN is -0, d a negligible negative (-2^-
   side is certain (|d| >= 0.2 - 2^-26, or RN = 3x/5 exactly and d = 0.32x^2/ulp > 0).
 2^-30 <= x <= 350: mish(x) = x (1 - delta), delta = 2t^2 / (1 + 2t + 2t^2), t = exp(-x);
   r = x - x*delta with d = ((x - RN(r)) - x*delta) / ulp(r): x - RN(r) is exact (Sterbenz
-  for r in [x/2, x]) and x*delta (delta <= 0.2) carries relative error <= 3 eta + 6u, so
-  d is exact to 2^-44 |x delta| / ulp(r).
+  for r in [x/2, x]: delta <= 2/5, its value at t = 1) and x*delta carries relative error
+  <= 3 eta + 6u (d ln delta / d ln t lies in [0.8, 2] for t <= 1), so d is exact to
+  2^-44 |x delta| / ulp(r), plus the final subtraction's rounding (2^-52 |d|).
 x > 350: delta < 2 e^-700 < 2^-1009, so |d| < 2^-983: RN is x and d a negligible negative
   (-2^-1000). (Stopping at 350 keeps t^2 out of binary64's subnormal range, which is slow.)
 
-In the two exp regions the relative error of r is below EPS = 2^-46. The result is decided
-when |d| < 1/2 - EPS 2^p (no rounding boundary within reach), the side of r around RN(r) is
-certain (|d| above its error bound, or RN(r) is x or 0, whose side is known), and, for
-normal r, r is not within EPS of a power of two. The rest (near-ties: 598 of the
-4,278,190,080 finite binary32 inputs, 5 of fp16's, 5 of bf16's) goes to the mpmath
-reference (Ziv's fallback). Only binary16, bfloat16 and binary32 inputs are accepted (the
-exactness of a - k*L1 needs p <= 24).
+In the two exp regions the relative error of r is below EPS = 2^-46: r is enclosed in
+[r - EPS|r|, r + EPS|r|] (widened one binary64 step each way), d in an interval of radius
+EPS 2^p ulps (x < 0: |r| EPS < EPS 2^p ulp(r)) or of the radius above (x > 0), and decide.py
+makes the decision (both ends round alike, same binade, d strictly inside (-1/2, 1/2), its side
+certain, or RN(r) is x or 0, whose side is known). The rest (near-ties and near powers of two)
+goes to the MPFR reference (mpfrref.py, Ziv's loop in interval arithmetic); test_fastref.py
+counts them. Only binary16, bfloat16 and binary32 inputs are accepted (the exactness of
+a - k*L1 needs p <= 24).
 """
 
 from __future__ import annotations
@@ -54,17 +56,17 @@ import math
 import numpy as np
 
 from mishaudit.formats import Format, pow2, round_to
+from mishaudit.reference.decide import TINY_D, decide, float_ends, outward
 
 EPS = 2.0**-46
-TINY_D = 2.0**-1000  # stands for a |d| below any resolution (its sign is what matters)
 
 
 def _split_ln2():
-    import mpmath
+    import gmpy2
 
-    with mpmath.workprec(300):
-        ln2 = mpmath.log(2)
-        l1 = mpmath.floor(ln2 * 2**42) / 2**42  # ln 2 rounded down to 42 bits: exact as a float
+    with gmpy2.context(precision=300):  # MPFR: ln 2 correctly rounded at 300 bits
+        ln2 = gmpy2.const_log2()
+        l1 = gmpy2.floor(ln2 * 2**42) / 2**42  # ln 2 rounded down to 42 bits: exact as a float
         return float(l1), float(ln2 - l1)
 
 
@@ -142,10 +144,8 @@ def _sorted_reference(x: np.ndarray, fmt: Format):
             e = exp_bounded(xn)
             nn = e * (e + 2)
             r = xn * nn / (nn + 2)
-            rnd, dd, E[neg], ok = _decide(r, fmt)
-            # the side of r: certain when |d| exceeds EPS 2^p, or RN(r) = 0 (r has the sign of x)
-            decided[neg] = ok & ((np.abs(dd) > EPS * 2.0**fmt.p) | (rnd == 0))
-            rn[neg], d[neg], r64[neg] = rnd, dd, r
+            dec = _decide(r, fmt, sign=-1)
+            rn[neg], d[neg], E[neg], decided[neg], r64[neg] = dec.rn, dec.d, dec.E, dec.ok, r
         for sl in (small_n, small_p):
             if sl.stop > sl.start:
                 rn[sl], d[sl], E[sl], r64[sl] = _series(x[sl], fmt)
@@ -178,30 +178,39 @@ def _positive(x: np.ndarray, fmt: Format):
     t = exp_bounded(-x)
     xdelta = x * (2 * t * t / (1 + 2 * t + 2 * t * t))
     r = x - xdelta
-    rnd, _, E, ok = _decide(r, fmt)
-    s = pow2(fmt.p - 1 - E)
-    # d from the exact difference x - RN(r), then minus x*delta: see the module docstring
-    dd = ((x - rnd) - xdelta) * s
-    err = xdelta * s * 2.0**-44  # bound on the error of dd
-    ok &= np.abs(dd) < 0.5 - EPS * 2.0**fmt.p
-    # the side of r is needed for the faithful verdict: decided when |dd| exceeds its error,
-    # or when RN(r) = x (then r < x: mish(x) < x for x > 0)
-    at_x = rnd == x
-    dd = np.where(at_x, -np.maximum(np.abs(dd), TINY_D), dd)
-    ok &= (np.abs(dd) > err) | at_x
-    return rnd, dd, E, r, ok
+
+    def d_bounds(rn, E):
+        # d from the exact difference x - RN(r), then minus x*delta (module docstring): x*delta carries
+        # relative error 2^-44, the subtraction one rounding
+        s = pow2(fmt.p - 1 - E)
+        dd = ((x - rn) - xdelta) * s
+        err = xdelta * s * 2.0**-44 + np.abs(dd) * 2.0**-52
+        return (*outward(dd - err, dd + err), dd)
+
+    lo, hi = _ends(r)
+    # mish(x) < x: capping hi below x keeps RN(hi) (binary64 numbers in [pred(x), x) round as x does,
+    # p <= 24) and puts it in r's binade when x = 2^k (r < 2^k)
+    hi = np.minimum(hi, np.nextafter(x, 0))
+    a = float_ends(lo, hi, fmt)
+    # RN(r) = x: r lies below x (mish(x) < x for x > 0), the side is known
+    dec = decide(fmt, *a, d_bounds, sign=1, side_known=np.where(a[0] == x, -1, 0))
+    return dec.rn, dec.d, dec.E, r, dec.ok
 
 
-def _decide(r: np.ndarray, fmt: Format):
-    """(RN(r) in fmt, d = (r - RN(r))/ulp(r), E, whether RN(r) and the binade are certain) for r
-    carrying relative error <= EPS."""
-    m, e = np.frexp(np.abs(r))  # |r| = m 2^e, m in [0.5, 1)
-    E = np.maximum(e - 1, fmt.emin)
-    rnd = round_to(r, fmt)
-    dd = (r - rnd) * pow2(fmt.p - 1 - E)  # r - RN(r) is exact in binary64 (p <= 24, same binade)
+def _ends(r: np.ndarray):
+    """An enclosure [lo, hi] of the exact value from r with relative error <= EPS."""
+    return outward(r - np.abs(r) * EPS, r + np.abs(r) * EPS)
+
+
+def _decide(r: np.ndarray, fmt: Format, sign: int):
+    """decide.py's decision for r carrying relative error <= EPS, of sign `sign`; RN(r) = 0 fixes the
+    side of r (its sign)."""
+    lo, hi = _ends(r)
+    a = float_ends(lo, hi, fmt)
     slack = EPS * 2.0**fmt.p  # |r| EPS in ulps is below this
-    ok = (np.abs(dd) < 0.5 - slack) & np.isfinite(r)
-    normal = (e - 1) >= fmt.emin
-    ok &= ~normal | ((m > 0.5 * (1 + 2 * EPS)) & (m < 1 - 2 * EPS))
-    rnd = np.where(rnd == 0, np.copysign(0.0, r), rnd)
-    return rnd, dd, E, ok
+
+    def d_bounds(rn, E):
+        dd = (r - rn) * pow2(fmt.p - 1 - E)  # r - RN(r) is exact in binary64 (p <= 24, same binade)
+        return (*outward(dd - slack, dd + slack), dd)
+
+    return decide(fmt, *a, d_bounds, sign=np.full(len(r), sign), side_known=np.where(a[0] == 0, sign, 0))

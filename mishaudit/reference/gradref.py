@@ -28,11 +28,11 @@ x < -200: the numerator of A + B is at most 4e (1 + x + 2e) < 0 and |mish'| <= 2
   3.7 eta + 14u < 2^-45.8 relative. RN(r) and d = ((1 - RN) + delta) / ulp(1) (1 - RN exact).
 x > 350: delta < 2^-1000: RN is 1 and d a negligible positive (2^-1000).
 
-An input is decided when both ends of r +- (its error bound, widened for the binary64 rounding
-of r) round to the same format value in the same binade with the same sign, the side of r
-around RN(r) is certain (|d| above its error), and d is known to 2^-20 ulp (DESIGN: figures
-exact to 1e-6 ulp). The rest (near the root, near rounding boundaries) go to the MPFR reference
-(specref.py). Only binary16, bfloat16 and binary32 inputs are accepted (the exactness of
+An input is decided (decide.py, the decision every reference path shares) when both ends of
+r +- (its error bound, widened for the binary64 rounding of r) round to the same format value in
+the same binade with the same sign, the side of r around RN(r) is certain (|d| above its error),
+and d is known to 2^-20 ulp (figures exact to 1e-6 ulp). The rest (near the root, near rounding
+boundaries) go to the MPFR reference (specref.py). Only binary16, bfloat16 and binary32 inputs are accepted (the exactness of
 x - K C1 and of fastref's argument reduction needs p <= 24).
 """
 
@@ -43,13 +43,12 @@ import functools
 import numpy as np
 
 from mishaudit.formats import Format, pow2, round_to
+from mishaudit.reference.decide import TINY_D, decide, float_ends, outward
 from mishaudit.reference.fastref import exp_bounded, exp_parts, on_sorted
 
-TINY_D = 2.0**-1000
 ERR_MAIN = 2.0**-45
 ERR_NEAR1 = 2.0**-45
 DG = 2.0**-57
-D_RES = 2.0**-20  # d must be known to this many ulps to be decided
 U = 2.0**-53
 LOW, BAND_LO, BAND_HI, HIGH, TOP = -200.0, -3.0, -0.5, 2.0, 350.0
 SERIES = 2.0**-30
@@ -58,20 +57,21 @@ SERIES = 2.0**-30
 @functools.lru_cache(maxsize=1)
 def _tables():
     """C1, C2, C3 (ln2/64 = C1 + C2 + C3, C1 42 bits, C2 44 bits), 2^(j/64) as pairs (hi, lo), 64/ln2."""
-    import mpmath
+    import gmpy2
 
-    with mpmath.workprec(400):
-        c = mpmath.log(2) / 64
-        c1 = mpmath.floor(c * 2**48) / 2**48  # c < 2^-6: 42 significant bits
-        c2 = mpmath.floor((c - c1) * 2**92) / 2**92  # < 2^-48: 44 bits
+    with gmpy2.context(precision=400):  # MPFR: every constant correctly rounded at 400 bits
+        ln2 = gmpy2.const_log2()
+        c = ln2 / 64
+        c1 = gmpy2.floor(c * 2**48) / 2**48  # c < 2^-6: 42 significant bits
+        c2 = gmpy2.floor((c - c1) * 2**92) / 2**92  # < 2^-48: 44 bits
         c3 = float(c - c1 - c2)
         hi, lo = [], []
         for j in range(64):
-            t = mpmath.power(2, mpmath.mpf(j) / 64)
+            t = gmpy2.exp2(gmpy2.mpfr(j) / 64)
             h = float(t)
             hi.append(h)
             lo.append(float(t - h))
-        return float(c1), float(c2), c3, np.array(hi), np.array(lo), float(64 / mpmath.log(2))
+        return float(c1), float(c2), c3, np.array(hi), np.array(lo), float(64 / ln2)
 
 
 def _two_sum(a, b):
@@ -152,20 +152,19 @@ def _main(x: np.ndarray):
 
 
 def _decide(r, err, fmt: Format):
-    """(RN(r), d, E, decided) for r with |r - mish'| <= err: decided when d is within errd < 2^-20 ulp
-    of the true d, that cannot reach a rounding boundary (|d| < 1/2 - errd) nor 0 (|d| > errd: the
-    side, and for RN(r) = 0 the sign), and r is not within err of a binade boundary."""
-    m, e = np.frexp(np.abs(r))  # |r| = m 2^e, m in [0.5, 1)
-    E = np.maximum(e - 1, fmt.emin)
-    rn = round_to(r, fmt)
-    s = pow2(fmt.p - 1 - E)
-    d = (r - rn) * s  # exact: r and RN(r) within one format ulp (r binary64, RN(r) p <= 24 bits)
+    """decide.py's decision for r with |r - mish'| <= err: the enclosure r -+ (err + r's own rounding)
+    must round alike in one binade with one sign, and d be known to D_RES = 2^-20 ulp, strictly
+    inside (-1/2, 1/2), on a certain side."""
     err = err + np.abs(r) * U  # r's own rounding
-    errd = err * s
-    rel = err / np.abs(r)
-    ok = (np.abs(d) < 0.5 - errd) & (np.abs(d) > errd) & (errd <= D_RES)
-    ok &= ((e - 1) < fmt.emin) | ((m > 0.5 * (1 + 2 * rel)) & (m < 1 - 2 * rel))
-    return np.where(rn == 0, np.copysign(0.0, r), rn), d, E, ok
+    lo, hi = outward(r - err, r + err)
+
+    def d_bounds(rn, E):
+        s = pow2(fmt.p - 1 - E)
+        d = (r - rn) * s  # exact: r and RN(r) within one format ulp (r binary64, RN(r) p <= 24 bits)
+        return (*outward(d - err * s, d + err * s), d)
+
+    dec = decide(fmt, *float_ends(lo, hi, fmt), d_bounds)
+    return dec.rn, dec.d, dec.E, dec.ok
 
 
 def _series(x: np.ndarray, fmt: Format):
@@ -236,7 +235,10 @@ def _sorted(x: np.ndarray, fmt: Format):
             s = 2.0 ** (fmt.p - 1)  # r in (1, 2): E = 0
             dd = ((1 - q) + delta) * s
             errd = (ERR_NEAR1 * delta + 2 * U * np.abs(1 - q)) * s
-            rn[near], d[near], E[near], r64[near] = q, dd, 0, 1 + delta
-            ok[near] = (np.abs(dd) < 0.5 - errd) & (np.abs(dd) > errd)
+            one = np.ones(len(xs), dtype=np.int64)
+            # r = 1 + delta in (1, 2) (sign and binade known): RN(r) = q when d's enclosure is inside (-1/2, 1/2)
+            dec = decide(fmt, q, q, one, one, 0 * one, 0 * one, lambda rn, E: (*outward(dd - errd, dd + errd), dd),
+                         E_known=0 * one)
+            rn[near], d[near], E[near], r64[near], ok[near] = dec.rn, dec.d, dec.E, 1 + delta, dec.ok
         rn[top], d[top], E[top], r64[top] = 1.0, TINY_D, 0, 1.0
     return rn, d, E, r64, ok

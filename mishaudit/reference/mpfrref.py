@@ -1,46 +1,70 @@
-"""A vectorised reference in MPFR interval arithmetic, for binary64 inputs (and any format).
+"""The bottom of the mish reference: Ziv's loop in MPFR interval arithmetic, for any format.
 
-mish(x) is enclosed with directed rounding at P = p + 48 bits (gmpy2 over numpy object arrays;
-each bound is one correctly rounded MPFR operation in the outward direction, so the enclosure
-holds mish(x) by MPFR's correct rounding, with no error analysis to trust):
+mish(x) is enclosed with directed rounding at P bits (gmpy2 over numpy object arrays; each
+bound is one correctly rounded MPFR operation in the outward direction, so the enclosure holds
+mish(x) by MPFR's correct rounding, with no error analysis to trust):
   x <= 0: e = exp(x), n = e (e + 2), r = x * (n / (n + 2))   (n / (n + 2) increases with n)
   x > 0:  t = exp(-x), delta = 2 t^2 / (1 + 2 t + 2 t^2)     (increasing in t), r = x - x delta
 For x > 0, r - RN(r) is enclosed as (x - RN(r)) - x delta, with x - RN(r) exact, so d keeps its
-digits when x delta is far below 2^-P x (as in ziv.py).
-An input is decided when both ends of r's enclosure round to the same format value and lie in
-the same binade, and the side of r around RN(r) is certain (d's enclosure excludes 0, or RN(r)
-is 0 or x, whose side is known: |mish(x)| < |x|, mish(x) has the sign of x). The rest go to the
-mpmath Ziv loop (ziv.py). Each output is as reference_point's: rn, d = (r - RN(r))/ulp(r),
-E = max(floor(log2|r|), emin), r64 = r rounded to binary64.
+digits when x delta is far below 2^-P x.
+decide.py makes the decision (both ends round alike, one binade, d inside (-1/2, 1/2) and
+resolved, its side certain, or RN(r) is 0 or x, whose side is known: |mish(x)| < |x|, mish(x)
+has the sign of x). Ziv's loop: P = p + EXTRA_BITS = p + 64 at first, then p + 128 +
+log2(1/|x|) bits (rounded up to 64) for the inputs left undecided (tiny x, where 3x/5 is a format
+value, d is about 0.53|x| ulps and takes that many more bits to place), then doubling. For x != 0, mish(x) is transcendental (Lindemann-Weierstrass: e^x is
+transcendental for algebraic x != 0), so it is never a rounding boundary and the loop ends; a
+loop past MAX_PREC bits is an internal error. Every undecided input of the fast paths
+(fastref.py) ends here, so every reference value rests on MPFR's correct rounding or a written
+proof, never on an unproven libm or mpmath. Outputs: rn, d = (r - RN(r))/ulp(r),
+E = max(floor(log2|r|), emin), r64 = r rounded to binary64 (the enclosure's midpoint).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from mishaudit.eval.libm import format_context, mpfr_array
+from mishaudit.eval.libm import mpfr_array
 from mishaudit.formats import Format
+from mishaudit.reference.decide import (
+    NO_E,
+    decide,
+    mpfr_d_bounds,
+    mpfr_diff_bounds,
+    mpfr_ends,
+)
 from mishaudit.reference.enclose import mpfr_contexts
 
 EXTRA_BITS = 64
-TINY_D = 2.0**-1000
 
 
 def mpfr_reference(x: np.ndarray, fmt: Format):
-    """(rn, d, E, r64, decided) for finite inputs x (binary64 values of fmt), vectorised: a pass at
-    p + 64 bits, then one at p + 64 + log2(1/|x|) bits for the undecided (for tiny x, where 3x/5
-    is a format value, d is about 0.53 |x| ulps and takes that many more bits to place)."""
+    """(rn, d, E, r64, decided) for finite inputs x (binary64 values of fmt), vectorised, every input
+    decided (Ziv's loop, module docstring)."""
     x = np.asarray(x, dtype=np.float64)
-    out = _pass(x, fmt, np.full(len(x), fmt.p + EXTRA_BITS))
-    rest = np.flatnonzero(~out[4])
-    if len(rest):
-        with np.errstate(divide="ignore"):
-            extra = np.maximum(0, -np.floor(np.log2(np.abs(x[rest])))).astype(np.int64)
-        prec = fmt.p + EXTRA_BITS + 64 + (extra + 63) // 64 * 64  # few distinct precisions
-        again = _pass(x[rest], fmt, prec)
-        for a, b in zip(out, again):
-            a[rest] = b
+    n = len(x)
+    out = (np.zeros(n), np.zeros(n), np.full(n, fmt.emin, dtype=np.int64), np.zeros(n), np.zeros(n, dtype=bool))
+    prec = np.full(n, fmt.p + EXTRA_BITS)
+    todo = np.arange(n)
+    first = True
+    while len(todo):
+        if prec[todo].min() > MAX_PREC:
+            raise RuntimeError(f"MPFR Ziv loop did not settle RN(mish({float(x[todo[0]])!r})) in {fmt.name} "
+                               f"at {MAX_PREC} bits")
+        part = _pass(x[todo], fmt, prec[todo])
+        for a, b in zip(out, part):
+            a[todo] = b
+        todo = todo[~part[4]]
+        if first and len(todo):  # tiny x: log2(1/|x|) more bits (module docstring), in few distinct steps
+            with np.errstate(divide="ignore"):
+                extra = np.maximum(0, -np.floor(np.log2(np.abs(x[todo])))).astype(np.int64)
+            prec[todo] = fmt.p + EXTRA_BITS + 64 + (extra + 63) // 64 * 64
+        else:
+            prec[todo] *= 2
+        first = False
     return out
+
+
+MAX_PREC = 1 << 16
 
 
 def _pass(x: np.ndarray, fmt: Format, precs: np.ndarray):
@@ -49,7 +73,7 @@ def _pass(x: np.ndarray, fmt: Format, precs: np.ndarray):
     out = (np.zeros(n), np.zeros(n), np.full(n, fmt.emin, dtype=np.int64), np.zeros(n), np.zeros(n, dtype=bool))
     for prec in np.unique(precs):
         sel = np.flatnonzero(precs == prec)
-        part = _one_pass(x[sel], fmt, int(min(prec, 4096)))
+        part = _one_pass(x[sel], fmt, int(prec))
         for a, b in zip(out, part):
             a[sel] = b
     return out
@@ -104,43 +128,22 @@ def _delta(dn, up, t, lower: bool):
 
 
 def _decide(fmt, idx, x, xm, r_lo, r_hi, xd_lo, xd_hi, prec, rn, d, E, r64, ok, gmpy2) -> None:
-    plus = np.frompyfunc(format_context(fmt).plus, 1, 1)
-    a = plus(r_lo).astype(np.float64)
-    b = plus(r_hi).astype(np.float64)
     xs = x[idx]
-    a = np.where(a == 0, np.copysign(0.0, xs), a)  # mish(x) has the sign of x
-    b = np.where(b == 0, np.copysign(0.0, xs), b)
-    same = a == b
-    getexp = np.frompyfunc(gmpy2.get_exp, 1, 1)
-    is_zero = np.frompyfunc(gmpy2.is_zero, 1, 1)
-    lo_zero = is_zero(r_lo).astype(bool) | is_zero(r_hi).astype(bool)
-    e_lo = np.where(lo_zero, fmt.emin, getexp(r_lo).astype(np.int64) - 1)
-    e_hi = np.where(lo_zero, fmt.emin, getexp(r_hi).astype(np.int64) - 1)
-    Eu = np.maximum(np.minimum(e_lo, e_hi), fmt.emin)
-    binade = (np.maximum(e_lo, fmt.emin) == np.maximum(e_hi, fmt.emin)) & ~lo_zero
-    binade |= lo_zero & (np.abs(a) < fmt.tiny)  # a zero end: r is subnormal-sized, binade emin
+    a, b, s_lo, s_hi, e_lo, e_hi = mpfr_ends(r_lo, r_hi, fmt)
+    sgn = np.sign(xs).astype(np.int64)  # mish(x) has the sign of x
     m2, k2 = np.frexp(np.abs(xs))
-    at_pow2 = (a == xs) & (m2 == 0.5) & (e_hi == k2 - 1)  # r < x = 2^k: the binade is k - 1
-    Eu = np.where(at_pow2, np.maximum(k2 - 2, fmt.emin), Eu)
-    binade |= at_pow2
-    sh = np.array([int(fmt.p - 1 - e) for e in Eu], dtype=object)  # d = (r - RN) 2^(p-1-E)
-    dn, up = mpfr_contexts(prec + 64)
-    F = lambda f, k=2: np.frompyfunc(f, k, 1)  # noqa: E731
-    rnm = mpfr_array(a)
+    # |mish(x)| < |x|: when RN(r) = x = 2^k and r's enclosure reaches 2^k, the binade is k - 1
+    E_known = np.where((a == xs) & (m2 == 0.5), k2.astype(np.int64) - 2, NO_E)
+    # RN(r) = x: r lies toward 0; RN(r) = 0: r has x's sign
+    side_known = np.where(a == xs, -sgn, np.where(a == 0, sgn, 0))
     if xd_lo is None:  # x <= 0: r - RN(r)
-        dlo, dhi = F(dn.sub)(r_lo, rnm), F(up.sub)(r_hi, rnm)
+        d_bounds = mpfr_d_bounds(r_lo, r_hi, fmt, prec)
     else:  # x > 0: (x - RN(r)) - x delta, x - RN(r) exact at prec + 64 bits
-        diff = F(dn.sub)(xm, rnm)
-        dlo, dhi = F(dn.sub)(diff, xd_hi), F(up.sub)(diff, xd_lo)
-    dlo = F(dn.mul_2exp)(dlo, sh).astype(np.float64)
-    dhi = F(up.mul_2exp)(dhi, sh).astype(np.float64)
-    dlo, dhi = np.nextafter(dlo, -np.inf), np.nextafter(dhi, np.inf)  # binary64 roundings of the ends
-    side_known = (a == 0) | (a == xs)
-    side = (dlo > 0) | (dhi < 0) | side_known
-    good = same & binade & side & (np.abs(dlo) <= 0.5) & (np.abs(dhi) <= 0.5)
-    dd = (dlo + dhi) / 2
-    # RN(r) = x: r lies toward 0 (|mish(x)| < |x|); RN(r) = 0: r has x's sign; keep the side
-    dd = np.where(side_known & ~((dlo > 0) | (dhi < 0)),
-                  np.where(a == xs, -np.sign(xs), np.sign(xs)) * np.maximum(np.abs(dd), TINY_D), dd)
+        def diff(rnm, dn, up, F):
+            base = F(dn.sub)(xm, rnm)
+            return F(dn.sub)(base, xd_hi), F(up.sub)(base, xd_lo)
+
+        d_bounds = mpfr_diff_bounds(diff, fmt, prec)
+    dec = decide(fmt, a, b, s_lo, s_hi, e_lo, e_hi, d_bounds, sign=sgn, E_known=E_known, side_known=side_known)
     mid = np.frompyfunc(lambda p, q: float((p + q) / 2), 2, 1)(r_lo, r_hi).astype(np.float64)
-    rn[idx], d[idx], E[idx], r64[idx], ok[idx] = a, dd, Eu, mid, good
+    rn[idx], d[idx], E[idx], r64[idx], ok[idx] = dec.rn, dec.d, dec.E, mid, dec.ok

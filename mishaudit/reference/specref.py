@@ -5,13 +5,16 @@ bound one correctly rounded MPFR operation in the outward direction, so the encl
 exact value by MPFR's correct rounding, with no error analysis to trust), first at P = p + 64
 bits, then at twice the precision for the inputs left undecided, up to MAX_PREC bits.
 
-An input is decided when both ends of the enclosure [lo, hi] round to the same format value,
-lie in the same binade (so ulp(r) is known) on the same side of zero, and the side of r around
-RN(r) is certain (d's enclosure excludes 0) or the enclosure is the single point RN(r) (r is
-a format value: d = 0). Where, at 1024 bits or more, d's enclosure still holds 0 but is narrower
-than 2^-60 ulp (r within 2^-1000 of RN(r): mish'(x) - 1 ~ 4x e^-2x for x > 350), d is taken as 0: the ulp error is
-still exact to 2^-60 ulp, and only RN(r) counts as faithful there; likewise where r is that
-close to RN(r) = 2^k on an unsettled side, ulp(r) is taken as ulp(RN(r)) (the approximations). Outputs as reference/ziv.py's: rn = RN(r), d = (r - RN(r))/ulp(r),
+An input is decided (decide.py, the decision every reference path shares) when both ends of the
+enclosure [lo, hi] round to the same format value, lie in the same binade (so ulp(r) is known) on
+the same side of zero, d is resolved strictly inside (-1/2, 1/2), and the side of r around RN(r)
+is certain (d's enclosure excludes 0) or the enclosure is the single point RN(r) (r is a format
+value: d = 0). Where, at 1024 bits or more, d's enclosure still holds 0 but is narrower
+than 2^-60 ulp (r within 2^-1000 of RN(r): mish'(x) - 1 ~ 4x e^-2x for x > 350), d is taken as
+0: the ulp error is still exact to 2^-60 ulp (the resolution of every figure,
+measure/metrics.py), and only RN(r) counts as faithful there; likewise where r is that close to
+RN(r) = 2^k on an unsettled side, ulp(r) is taken as ulp(RN(r)) (the approximations, the only
+ones in any reference path). Outputs: rn = RN(r), d = (r - RN(r))/ulp(r),
 E = max(floor(log2|r|), emin), r64 = r rounded to binary64; d is the midpoint of its
 enclosure, within 2^(p + 2 - P) ulp of the true d.
 
@@ -22,17 +25,19 @@ through a transcendental function, say), cannot be audited there: UserError nami
 
 from __future__ import annotations
 
+import gmpy2
 import numpy as np
 
 from mishaudit.errors import UserError
-from mishaudit.eval.libm import format_context, mpfr_array
+from mishaudit.eval.libm import mpfr_array
 from mishaudit.formats import Format
+from mishaudit.reference.decide import NO_E, mpfr_d_bounds, mpfr_ends
+from mishaudit.reference.decide import decide as decide_rn
 from mishaudit.reference.enclose import enclose_mpfr, mpfr_contexts
 
 EXTRA_BITS = 64
 MAX_PREC = 4096
 UNSETTLED_PREC = 1024  # from this precision on, a side still unsettled is taken as RN(r) (module docstring)
-TINY_D = 2.0**-1000  # stands for a |d| below any resolution (its sign is what matters)
 
 
 def spec_reference(spec, x: np.ndarray, fmt: Format):
@@ -67,49 +72,27 @@ def enclosure_decide(spec, x: np.ndarray, fmt: Format, prec: int):
 
 
 def decide(lo, hi, valid: np.ndarray, fmt: Format, prec: int):
-    """Per input, from MPFR bounds lo <= r <= hi (object arrays): (rn, d, E, r64, decided)."""
-    import gmpy2
-
+    """Per input, from MPFR bounds lo <= r <= hi (object arrays): (rn, d, E, r64, decided), by
+    decide.py's decision (with the unsettled reading of the module docstring from UNSETTLED_PREC bits)."""
     n = len(lo)
     F = lambda f, k=1: np.frompyfunc(f, k, 1)  # noqa: E731
     with np.errstate(all="ignore"):
-        plus = F(format_context(fmt).plus)
-        a = plus(lo).astype(np.float64)
-        b = plus(hi).astype(np.float64)
-        finite = F(gmpy2.is_finite)(lo).astype(bool) & F(gmpy2.is_finite)(hi).astype(bool) & valid
-        sgn_lo = F(gmpy2.sign)(lo).astype(np.int64)
-        sgn_hi = F(gmpy2.sign)(hi).astype(np.int64)
-        point = (lo == hi).astype(bool)
-        # one sign: both ends nonzero alike, or the point 0 (whose MPFR sign of zero is RN's)
-        one_sign = (sgn_lo * sgn_hi > 0) | (point & (sgn_lo == 0))
-        same = (a == b) & (np.signbit(a) == np.signbit(b)) & finite & one_sign
-        getexp = F(gmpy2.get_exp)
-        zero = sgn_lo == 0
-        one = gmpy2.mpfr(1)
-        e_lo = np.where(zero, fmt.emin, getexp(np.where(zero, one, lo)).astype(np.int64) - 1)
-        e_hi = np.where(zero, fmt.emin, getexp(np.where(zero, one, hi)).astype(np.int64) - 1)
-        binade = np.maximum(e_lo, fmt.emin) == np.maximum(e_hi, fmt.emin)
-        e_rn = np.where(a == 0, fmt.emin, np.frexp(np.where(np.isfinite(a), a, 1.0))[1] - 1)
-        Eu = np.maximum(np.where(binade, e_lo, e_rn), fmt.emin)
-        sh = np.array([int(fmt.p - 1 - e) for e in Eu], dtype=object)  # d = (r - RN) 2^(p-1-E)
-        dn, up = mpfr_contexts(prec + 64)
-        rnm = mpfr_array(np.where(np.isfinite(a), a, 0.0))
-        dlo_m = F(dn.mul_2exp, 2)(F(dn.sub, 2)(lo, rnm), sh)
-        dhi_m = F(up.mul_2exp, 2)(F(up.sub, 2)(hi, rnm), sh)
-        s_lo, s_hi = F(gmpy2.sign)(dlo_m).astype(np.int64), F(gmpy2.sign)(dhi_m).astype(np.int64)
-        dlo, dhi = dlo_m.astype(np.float64), dhi_m.astype(np.float64)
-        exact = point & (s_lo == 0)  # r is the format value RN(r)
-        dlo, dhi = np.nextafter(dlo, -np.inf), np.nextafter(dhi, np.inf)  # the binary64 roundings
-        # r within 2^-60 ulp of RN(r) on a side no precision at hand settles (e.g. tanh(s) < 1 by
-        # e^-2s, s ~ 1000): d is taken as 0, as if r were RN(r) (only RN(r) then counts as faithful)
-        # (likewise r within 2^-60 ulp of RN(r) = 2^k, on a side that decides the binade: ulp(RN(r)) is used)
-        settled = binade & ((s_lo > 0) | (s_hi < 0) | exact)
-        unsettled = same & ~settled & (dhi - dlo < 2.0**-60) & (prec >= UNSETTLED_PREC)
-        exact |= unsettled
-        good = same & (settled | unsettled) & (np.abs(dlo) <= 0.5) & (np.abs(dhi) <= 0.5)
-        dd = np.where(exact, 0.0, (dlo + dhi) / 2)
-        # a |d| below binary64's range (r far below the smallest subnormal) keeps its sign
-        dd = np.where(~exact & (np.abs(dd) < TINY_D), np.where(s_hi < 0, -TINY_D, TINY_D), dd)
-        mid = F(lambda p, q: float(dn.div(dn.add(p, q), 2)), 2)(np.where(finite, lo, 0), np.where(finite, hi, 0))
+        a, b, s_lo, s_hi, e_lo, e_hi = mpfr_ends(lo, hi, fmt)
+        a = np.where(valid, a, np.nan)
+        am = mpfr_array(np.where(np.isfinite(a), a, 0.0))
+        exact = (lo == hi).astype(bool) & F(lambda p, q: p == q, 2)(lo, am).astype(bool)  # r is RN(r) itself
+        loose = prec >= UNSETTLED_PREC
+        E_known = np.full(n, NO_E)
+        if loose:  # r within 2^-60 ulp of RN(r) = 2^k on an unsettled side: ulp(RN(r)) (module docstring)
+            lo_E = np.where(s_lo == 0, fmt.emin, np.maximum(e_lo, fmt.emin))
+            hi_E = np.where(s_hi == 0, fmt.emin, np.maximum(e_hi, fmt.emin))
+            e_rn = np.where(a == 0, fmt.emin, np.frexp(np.where(np.isfinite(a), a, 1.0))[1].astype(np.int64) - 1)
+            E_known = np.where(lo_E != hi_E, e_rn, NO_E)
+        dec = decide_rn(fmt, a, b, s_lo, s_hi, e_lo, e_hi, mpfr_d_bounds(lo, hi, fmt, prec), E_known=E_known,
+                        exact=exact, unsettled=np.full(n, loose))
+        fin = F(gmpy2.is_finite)(lo).astype(bool) & F(gmpy2.is_finite)(hi).astype(bool) & valid
+        dn = mpfr_contexts(prec + 64)[0]
+        mid = F(lambda p, q: float(dn.div(dn.add(p, q), 2)), 2)(np.where(fin, lo, 0), np.where(fin, hi, 0))
         r64 = mid.astype(np.float64)
-    return np.where(good, a, 0.0), np.where(good, dd, 0.0), Eu, r64, good & np.ones(n, dtype=bool)
+    good = dec.ok & fin
+    return np.where(good, dec.rn, 0.0), np.where(good, dec.d, 0.0), dec.E, r64, good

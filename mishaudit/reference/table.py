@@ -4,10 +4,11 @@ Per input (all arrays aligned with x): rn = RN(r) in the target format, d = (r -
 (in [-1/2, 1/2]), E = max(floor(log2|r|), emin) (so ulp(r) = 2^(E - p + 1)), r64 = r rounded
 to binary64, for r = spec(x), the function a formulation approximates (lang/spec.py; mish
 unless its file says otherwise). For mish: a fast path with a proven bound where it decides
-(fastref.py: binary64 with its own exp, for binary16, bfloat16 and binary32 inputs; mpfrref.py:
-MPFR interval enclosures, for binary64), mpmath's Ziv loop elsewhere (ziv.py). For mish':
-gradref.py (p <= 24; its tails in every format), MPFR Ziv elsewhere (specref.py). Any other
-spec: specref.py. Cached per spec and format in the cache folder (cache.py), a damaged cache
+(fastref.py: binary64 with its own exp, for binary16, bfloat16 and binary32 inputs), MPFR
+interval enclosures in Ziv's loop for every other input (mpfrref.py). For mish': gradref.py
+(p <= 24; its tails in every format), MPFR Ziv elsewhere (specref.py). Any other spec:
+specref.py. Every path decides with decide.py; none rests on mpmath (ziv.py is kept as an
+independent check for the tests and the benchmark's baseline). Cached per spec and format in the cache folder (cache.py), a damaged cache
 file being reported and recomputed.
 """
 
@@ -21,9 +22,8 @@ import numpy as np
 from mishaudit import cache
 from mishaudit.formats import Format
 from mishaudit.lang.spec import MISH, Spec
-from mishaudit.reference.ziv import compute_parallel
 
-REF_VERSION = 8
+REF_VERSION = 9  # 9: undecided inputs through MPFR (was mpmath), decide.py
 FIELDS = ("rn", "d", "E", "r64")
 
 
@@ -37,7 +37,7 @@ class Reference:
     E: np.ndarray
     r64: np.ndarray
     computed: int = 0  # inputs not found in the cache
-    fallback: int = 0  # of those, inputs the fast path could not decide (computed with mpmath)
+    fallback: int = 0  # of those, inputs the fast path could not decide (computed with MPFR)
 
     def take(self, idx: np.ndarray) -> "Reference":
         """The reference of the inputs x[idx]."""
@@ -94,20 +94,22 @@ def reference(x: np.ndarray, fmt: Format, use_cache: bool = True, show_progress:
 
 
 def reference_arrays(xs: np.ndarray, fmt: Format, show: bool = False, spec: Spec = MISH) -> dict:
-    """rn, d, E, r64 for `xs` (no cache), and `fallback`, the inputs the fast path sent to mpmath (MPFR)."""
+    """rn, d, E, r64 for `xs` (no cache), and `fallback`, the inputs the fast path sent to MPFR."""
+    from mishaudit.reference.mpfrref import mpfr_reference
+
     if spec.key != "mish":
         return _other_spec(xs, fmt, spec)
-    if fmt.p <= 24:
-        from mishaudit.reference.fastref import fast_reference as fast
-    else:
-        from mishaudit.reference.mpfrref import mpfr_reference as fast
-    rn, d, E, r64, ok = fast(xs, fmt)
+    if fmt.p > 24:
+        rn, d, E, r64, _ = mpfr_reference(xs, fmt)
+        return {"rn": rn, "d": d, "E": E, "r64": r64, "fallback": 0}
+    from mishaudit.reference.fastref import fast_reference
+
+    rn, d, E, r64, ok = fast_reference(xs, fmt)
     out = {"rn": rn, "d": d, "E": E, "r64": r64}
     rest = np.flatnonzero(~ok)
     if len(rest):
-        slow = _mpmath(xs[rest], fmt, show)
-        for k in out:
-            out[k][rest] = slow[k]
+        for k, v in zip(out, mpfr_reference(xs[rest], fmt)):
+            out[k][rest] = v
     out["fallback"] = len(rest)
     return out
 
@@ -132,19 +134,3 @@ def _other_spec(xs: np.ndarray, fmt: Format, spec: Spec) -> dict:
     return out
 
 
-def _mpmath(xs: np.ndarray, fmt: Format, show: bool) -> dict:
-    if not show or len(xs) < 2048:
-        return compute_parallel(xs, fmt)
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
-    with Progress(TextColumn(f"mpmath reference {fmt.name}"), BarColumn(), MofNCompleteColumn(),
-                  TimeRemainingColumn(), console=Console(stderr=True), transient=True) as prog:
-        task = prog.add_task("ref", total=len(xs))
-        return compute_parallel(xs, fmt, advance=lambda k: prog.advance(task, k))

@@ -1,4 +1,8 @@
-"""The mpmath reference: mish(x) correctly rounded by Ziv's strategy, one input at a time.
+"""An independent mpmath computation of RN(mish(x)) by Ziv's strategy, one input at a time.
+
+Not part of any reference path (those end in MPFR, mpfrref.py): its bound below assumes mpmath's
+exp is within 2 units of its last place, which mpmath does not document. It is kept as a second,
+independent computation for the tests and as the baseline of benchmarks/exhaustive.py.
 
 mish(x) = x * tanh(log1p(exp(x))) = x * n / (n + 2),  n = e*(e + 2),  e = exp(x)
 (tanh(log1p(e)) = ((1+e)^2 - 1)/((1+e)^2 + 1)). The second form has no
@@ -13,9 +17,6 @@ the same value and lie in the same binade (the binade fixes ulp(r)); else P
 doubles. For x != 0, mish(x) is transcendental (Lindemann-Weierstrass: e^x is
 transcendental for algebraic x != 0), so it is never a rounding boundary and
 the loop ends.
-
-The faster paths (fastref.py for binary16, bfloat16 and binary32 inputs, mpfrref.py for the
-rest) send here only the inputs they cannot decide (table.py).
 
 For x > 0, r - RN(r) is formed as (x - RN(r)) - x*delta with delta = 1 - mish(x)/x =
 2t^2/(1 + 2t + 2t^2), t = exp(-x), so d keeps its digits even when x*delta is far below
