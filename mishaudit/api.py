@@ -5,16 +5,21 @@
     df.loc[df.max_ulp.idxmax(), ["formula", "dtype", "worst_x"]]
 
 The frames' columns are the CLI's (output/frames.py; the `compare --format json` keys first), with nullable
-dtypes; the CLI renders its tables, Markdown, CSV and JSON from these same frames. Bad input raises
-mishaudit.UserError with the CLI's one-line message.
+dtypes; the CLI renders its tables, Markdown, CSV and JSON from these same frames. This is the one
+validation layer (arguments.py): the functions take Python values (tuples for domains, arrays for
+inputs, dicts for settings, 16/32/64 for dtypes) and raise mishaudit.UserError, one line naming the
+argument and its CLI flag, for a bad value or a wrong type; the CLI passes its flags on unchanged.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 
 import pandas as pd
 
+from mishaudit import arguments as A
+from mishaudit.arguments import about, said
 from mishaudit.errors import UserError
 from mishaudit.eval.ftz import mode_of
 from mishaudit.output.frames import (
@@ -27,10 +32,34 @@ from mishaudit.output.frames import (
 )
 
 
-def _names(v) -> tuple:
-    if v is None:
-        return ()
-    return (v,) if isinstance(v, str) else tuple(v)
+def _names(v, name: str = "formulas") -> tuple:
+    return A.names(name, v)
+
+
+def _dirs(v) -> tuple:
+    return tuple(os.fspath(d) for d in A.names("formula_dirs", v, (str, os.PathLike)))
+
+
+def _flag(name: str, v) -> bool:
+    import numpy as np
+
+    if not isinstance(v, (bool, np.bool_)):
+        raise UserError(f"{A.arg(name)} must be True or False, not {A._shown(v)}")
+    return bool(v)
+
+
+def _text(name: str, v, choices=None) -> str:
+    if not isinstance(v, str):
+        raise UserError(f"{A.arg(name)} must be a text{' (' + ', '.join(choices) + ')' if choices else ''}, "
+                        f"not {A._shown(v)}")
+    if choices is not None and v not in choices:
+        raise UserError(f"{said(name, v)}: give one of {', '.join(choices)}")
+    return v
+
+
+def _sample_args(samples, seed) -> tuple[int, int]:
+    return (A.integer("samples", samples, 1, "a positive integer"),
+            A.integer("seed", seed, 0, "a non-negative integer"))
 
 
 def load_formulas(*dirs, builtin: bool = True) -> dict:
@@ -38,7 +67,7 @@ def load_formulas(*dirs, builtin: bool = True) -> dict:
     of each folder (or file) in `dirs`."""
     from mishaudit.lang.registry import load_registry
 
-    return load_registry(tuple(str(d) for d in dirs), builtin=builtin)
+    return load_registry(_dirs(list(dirs)), builtin=_flag("builtin", builtin))
 
 
 def select_audit(dtype, formulas, formula_dirs, compute_dtype, domain, model: str, settings=()):
@@ -48,24 +77,32 @@ def select_audit(dtype, formulas, formula_dirs, compute_dtype, domain, model: st
     check_compute_dtype) included, and in a process that flushes subnormals (eval/ftz.py)."""
     from mishaudit.analysis.audit import check_compute_dtype
     from mishaudit.eval.ftz import require_ieee
-    from mishaudit.eval.inputs import parse_domain
     from mishaudit.eval.kernels import select
     from mishaudit.eval.libm import check_model
-    from mishaudit.formats import get_format
     from mishaudit.lang.registry import apply_settings, parse_settings
 
-    dtypes = _names(dtype)
-    if not dtypes:
-        raise UserError("no dtype: give one or more of fp16, bf16, fp32, fp64")
+    fmts = A.formats("dtype", dtype)
     require_ieee()
-    fmts = list(dict.fromkeys(get_format(d) for d in dtypes))
-    comp = get_format(compute_dtype) if compute_dtype else None
-    for fmt in fmts:
-        check_compute_dtype(fmt, comp)
-    reg = load_formulas(*_names(formula_dirs))
-    values = parse_settings(_names(settings))
-    return (fmts, comp, parse_domain(domain), apply_settings(select(reg, _names(formulas)), values),
-            check_model(model))
+    comp = None
+    if compute_dtype is not None:
+        comps = A.formats("compute_dtype", compute_dtype)
+        if len(comps) != 1:
+            raise UserError(f"{A.arg('compute_dtype')} is one format here, not {len(comps)}")
+        comp = comps[0]
+    with about("compute_dtype"):
+        for fmt in fmts:
+            check_compute_dtype(fmt, comp)
+    dom = A.domain(domain)
+    texts = A.settings(settings)
+    _text("libm", model)
+    with about("libm"):
+        model = check_model(model)
+    reg = load_formulas(*_dirs(formula_dirs))
+    with about("formulas"):
+        forms = select(reg, _names(formulas))
+    with about("settings"):
+        forms = apply_settings(forms, parse_settings(texts))
+    return fmts, comp, dom, forms, model
 
 
 def check_kernel_options(impls: list, compute, ftz, device: str) -> None:
@@ -73,49 +110,100 @@ def check_kernel_options(impls: list, compute, ftz, device: str) -> None:
     kernels only."""
     kernels = [f for f in impls if f.kernel]
     if kernels and (compute is not None or ftz):
-        opt = "--compute-dtype" if compute is not None else "--ftz"
+        opt = A.arg("compute_dtype") if compute is not None else A.arg("ftz")
         raise UserError(f"{opt} shapes how FPCore formulations are evaluated; kernels ({kernels[0].id}) compute as "
-                        f"their framework does: drop {opt} or audit the kernel apart")
+                        f"their framework does: drop it or audit the kernel apart")
     if device != "cpu" and not any(f.kernel and f.framework == "torch" for f in impls):
-        raise UserError(f"--device {device} moves torch kernels only: select one (e.g. --formula torch:mish) or drop it")
+        raise UserError(f"{said('device', device)} moves torch kernels only: select one (e.g. --formula torch:mish) or drop it")
 
 
 def check_sweep_options(fmts, exhaustive: bool, jobs: int, resume: bool, scheduler=None) -> None:
     """--exhaustive, --jobs, --resume and --scheduler only where they apply (UserError otherwise)."""
     if scheduler is not None:
         if not exhaustive:
-            raise UserError("--scheduler runs the chunks of an --exhaustive sweep on a Dask cluster: add --exhaustive "
+            raise UserError("scheduler= (--scheduler) runs the chunks of an exhaustive sweep on a Dask cluster: add --exhaustive "
                             "(and --dtype fp32) or drop --scheduler")
         if jobs:
-            raise UserError(f"--jobs {jobs} sets local processes; with --scheduler the cluster's workers run the "
+            raise UserError(f"{said('jobs', jobs)} sets local processes; with scheduler= (--scheduler) the cluster's workers run the "
                             "chunks: drop --jobs")
         if isinstance(scheduler, str):
             from mishaudit.cluster import check_address
 
             check_address(scheduler)
-    if jobs < 0:
-        raise UserError(f"--jobs {jobs}: give a number of processes >= 1 (0 means all cores)")
     if jobs and not exhaustive:
-        raise UserError(f"--jobs {jobs} sets the processes of an --exhaustive sweep: add --exhaustive or drop --jobs")
+        raise UserError(f"{said('jobs', jobs)} sets the processes of an exhaustive= (--exhaustive) sweep: add --exhaustive or drop --jobs")
     if resume and not exhaustive:
-        raise UserError("--resume continues an --exhaustive sweep: add --exhaustive (and --dtype fp32)")
+        raise UserError("resume= (--resume) continues an exhaustive sweep: add --exhaustive (and --dtype fp32)")
     if exhaustive:
         other = [f.name for f in fmts if f.name != "fp32"]
         if other:
             why = "fp64 has 2^64 inputs" if "fp64" in other else "fp16 and bf16 are always exhaustive"
-            raise UserError(f"--exhaustive streams every fp32 input; {why}: use it with --dtype fp32 alone "
+            raise UserError(f"exhaustive=True: --exhaustive streams every fp32 input; {why}: use it with --dtype fp32 alone "
                             f"(not {', '.join(other)})")
 
 
-def given_inputs(inputs: str | None, seed: int, exhaustive: bool = False):
-    """The --inputs values (eval/given.py's Given), None without --inputs; UserError where they clash."""
+def given_inputs(inputs, seed: int, exhaustive: bool = False):
+    """The inputs= values (eval/given.py's Given: a file, linspace:/normal: text or an array-like), None
+    without; UserError where they clash."""
     if inputs is None:
         return None
     if exhaustive:
-        raise UserError("--inputs audits the values given; --exhaustive every fp32 input: use one of them")
-    from mishaudit.eval.given import parse_inputs
+        raise UserError("inputs= (--inputs) audits the values given; exhaustive= (--exhaustive) every fp32 input: "
+                        "use one of them")
+    return A.given(inputs, seed)
 
-    return parse_inputs(str(inputs), seed)
+
+def sweep_args(fmts, exhaustive, jobs, resume, scheduler) -> tuple[bool, int, bool]:
+    """exhaustive, jobs (clamped to the cores), resume checked and applying."""
+    exhaustive, resume = _flag("exhaustive", exhaustive), _flag("resume", resume)
+    jobs = A.jobs(jobs)
+    check_sweep_options(fmts, exhaustive, jobs, resume, scheduler)
+    return exhaustive, jobs, resume
+
+
+def _ftz(v):
+    with about("ftz"):
+        return mode_of(v)
+
+
+def _sampled(fmts, exhaustive: bool) -> list:
+    """The formats that draw a sample (fp32/fp64, not fp32 swept exhaustively)."""
+    return [f for f in fmts if f.bits != 16 and not (exhaustive and f.name == "fp32")]
+
+
+def exhaustive_samples(fmts, dom, n_formulas: int) -> int:
+    """For the audits that keep every error (plot, report): --exhaustive as a sample of every fp32 value of
+    the domain, which must fit in memory (arguments.py's estimate)."""
+    from mishaudit.eval.inputs import inward
+
+    check_sweep_options(fmts, True, 0, False)
+    olo, ohi = inward(dom, fmts[0])
+    count = max(1, ohi - olo + 1)
+    A.check_memory(count, n_formulas, f"exhaustive= (--exhaustive) keeps every error to draw it: its {count:,} fp32 "
+                   "inputs (narrow domain= (--domain))")
+    return count
+
+
+def _validated_audit(dtype, formulas, formula_dirs, compute_dtype, ftz, domain, samples, seed, libm, exhaustive,
+                     jobs, resume, use_cache, progress, on_sweep, device, settings, inputs, scheduler,
+                     with_formula_error: bool = True):
+    """Every audit argument checked (the one sequence compare and baseline share), then the audit:
+    (Audit, (samples, seed, domain, exhaustive) as validated)."""
+    from mishaudit.analysis.audit import run_audit
+
+    samples, seed = _sample_args(samples, seed)
+    fmts, comp, dom, forms, model = select_audit(dtype, formulas, formula_dirs, compute_dtype, domain, libm, settings)
+    ftz = _ftz(ftz)
+    exhaustive, jobs, resume = sweep_args(fmts, exhaustive, jobs, resume, scheduler)
+    _text("device", device)
+    check_kernel_options(forms, comp, ftz, device)
+    A.check_sample_options(fmts, samples, seed, inputs, exhaustive)
+    given = given_inputs(inputs, seed, exhaustive)
+    A.check_samples(samples, _sampled(fmts, exhaustive), len(forms), sampled=given is None)
+    audit = run_audit(forms, fmts, comp, ftz, dom, samples, seed, use_cache=use_cache, progress=progress,
+                      with_formula_error=with_formula_error, model=model, exhaustive=exhaustive, jobs=jobs,
+                      resume=resume, on_sweep=on_sweep, device=device, given=given, scheduler=scheduler)
+    return audit, (samples, seed, dom, exhaustive)
 
 
 def compare(dtype="fp16", formulas: Iterable[str] | str | None = None, *, formula_dirs=(), compute_dtype=None,
@@ -136,20 +224,9 @@ def compare(dtype="fp16", formulas: Iterable[str] | str | None = None, *, formul
     mean_rel_err over them; scheduler: run an exhaustive sweep on a Dask cluster (an address such as
     "tcp://host:8786", "local:N", or a distributed.Client). `.attrs["specials"]` holds the special-input checks
     (a DataFrame), `.attrs["meta"]` what produced the numbers."""
-    from mishaudit.analysis.audit import run_audit
-
-    if samples < 1:
-        raise UserError(f"--samples {samples}: give a positive number of samples")
-    if seed < 0:
-        raise UserError(f"--seed {seed}: give a non-negative integer")
-    fmts, comp, dom, forms, model = select_audit(dtype, formulas, formula_dirs, compute_dtype, domain, libm, settings)
-    ftz = mode_of(ftz)
-    check_sweep_options(fmts, exhaustive, jobs, resume, scheduler)
-    check_kernel_options(forms, comp, ftz, device)
-    given = given_inputs(inputs, seed, exhaustive)
-    audit = run_audit(forms, fmts, comp, ftz, dom, samples, seed, use_cache=use_cache, progress=progress,
-                      model=model, exhaustive=exhaustive, jobs=jobs, resume=resume, on_sweep=on_sweep,
-                      device=device, given=given, scheduler=scheduler)
+    audit, _ = _validated_audit(dtype, formulas, formula_dirs, compute_dtype, ftz, domain, samples, seed, libm,
+                                exhaustive, jobs, resume, use_cache, progress, on_sweep, device, settings, inputs,
+                                scheduler)
     df = to_frame(audit.rows, COMPARE_KEYS)
     df.attrs["specials"] = to_frame(audit.specials, SPECIALS_KEYS)
     df.attrs["meta"] = audit.meta
@@ -164,9 +241,12 @@ def overflow(dtype="fp16", formulas: Iterable[str] | str | None = None, *, formu
     intervals; and one row per culprit of the error attribution."""
     from mishaudit.analysis.events import run_overflow
 
+    samples, seed = _sample_args(samples, seed)
     fmts, comp, dom, forms, model = select_audit(dtype, formulas, formula_dirs, compute_dtype, domain, libm, settings)
-    ftz = mode_of(ftz)
-    check_sweep_options(fmts, exhaustive, jobs, resume, scheduler)
+    ftz = _ftz(ftz)
+    exhaustive, jobs, resume = sweep_args(fmts, exhaustive, jobs, resume, scheduler)
+    A.check_sample_options(fmts, samples, seed, None, exhaustive)
+    A.check_samples(samples, _sampled(fmts, exhaustive), len(forms))
     maps, attributions = run_overflow(forms, fmts, comp, ftz, dom, samples, seed, model, exhaustive, jobs, resume,
                                       on_sweep, scheduler)
     events = to_frame([m.as_json() for m in maps], EVENT_KEYS)
@@ -187,20 +267,28 @@ def identify(kernel: str, dtype="fp16", formulas: Iterable[str] | str | None = N
     from mishaudit.analysis.identify import identify as run
     from mishaudit.eval.kernels import get
     from mishaudit.eval.libm import check_model
-    from mishaudit.formats import get_format
 
-    k = get(kernel)
-    k.require()
+    samples, seed = _sample_args(samples, seed)
+    show = A.integer("show", show, 1, "a positive integer")
+    _text("kernel", kernel)
+    _text("device", device)
+    with about("kernel"):
+        k = get(kernel)
+        k.require()
     fmts, _, dom, forms, _ = select_audit(dtype, formulas, formula_dirs, None, domain, "cr", settings)
     if len(fmts) != 1:
-        raise UserError(f"identify compares in one format: give one --dtype, not {len(fmts)}")
+        raise UserError(f"{A.arg('dtype')}: identify compares in one format: give one, not {len(fmts)}")
+    A.check_sample_options(fmts, samples, seed, None, False)
+    A.check_samples(samples, fmts, len(forms))
     if not k.supports(fmts[0]):
         raise UserError(f"kernel {k.id} does not run in {fmts[0].name}: {k.why_not.get(fmts[0].name)}")
     forms = [f for f in forms if not f.kernel]
-    computes = [get_format(c) for c in _names(compute_dtype)] or None
-    for c in computes or ():
-        check_compute_dtype(fmts[0], c)
-    models = [check_model(m) for m in _names(libm)] or None
+    computes = A.formats("compute_dtype", compute_dtype) if compute_dtype not in (None, (), []) else None
+    with about("compute_dtype"):
+        for c in computes or ():
+            check_compute_dtype(fmts[0], c)
+    with about("libm"):
+        models = [check_model(m) for m in _names(libm, "libm")] or None
     ranking, diffs = run(k, fmts[0], forms, dom, samples, seed, computes, models, device, show)
     df = pd.DataFrame([{"formula": m.formula, "compute_dtype": m.compute_dtype, "libm": m.libm, "matches": m.matches,
                         "inputs": m.inputs, "share": m.share} for m in ranking])
@@ -210,20 +298,72 @@ def identify(kernel: str, dtype="fp16", formulas: Iterable[str] | str | None = N
     return df
 
 
-def check(thresholds="reports/thresholds.toml", formula_dirs=(), use_cache: bool = True,
-          progress: bool = False) -> pd.DataFrame:
-    """One row per limit of a thresholds file: the measured value, the limit, ok, can_tighten."""
+THRESHOLDS_SEARCH = (os.path.join("reports", "thresholds.toml"), "thresholds.toml")
+
+
+def find_thresholds(thresholds=None) -> str:
+    """thresholds= as a path; None: the current folder's reports/thresholds.toml, else its thresholds.toml."""
+    if thresholds is not None:
+        if not isinstance(thresholds, (str, os.PathLike)):
+            raise UserError(f"{A.arg('thresholds')} must be a path (str or os.PathLike), not {A._shown(thresholds)}")
+        return os.fspath(thresholds)
+    for p in THRESHOLDS_SEARCH:
+        if os.path.isfile(p):
+            return p
+    looked = " and ".join(os.path.abspath(p) for p in THRESHOLDS_SEARCH)
+    raise UserError(f"no thresholds file: looked for {looked} (the defaults, in the current folder): pass "
+                    "thresholds= (--thresholds FILE), or write one with `mishaudit baseline --out thresholds.toml`")
+
+
+def check(thresholds=None, formula_dirs=(), use_cache: bool = True, progress: bool = False) -> pd.DataFrame:
+    """One row per limit of a thresholds file: the measured value, the limit, ok, can_tighten. thresholds:
+    a path; None looks for reports/thresholds.toml, then thresholds.toml, in the current folder."""
     from mishaudit.eval.ftz import require_ieee
     from mishaudit.gate.check import run_check
     from mishaudit.gate.thresholds import read_thresholds
 
+    path = find_thresholds(thresholds)
     require_ieee()
-    reg = load_formulas(*_names(formula_dirs))
-    th = read_thresholds(thresholds, set(reg))
-    verdicts = run_check(th, reg, use_cache=use_cache, progress=progress)
+    reg = load_formulas(*_dirs(formula_dirs))
+    th = read_thresholds(path, set(reg))
+    verdicts = run_check(th, reg, use_cache=_flag("use_cache", use_cache), progress=progress)
     df = to_frame([v.row() for v in verdicts], VERDICT_KEYS)
     df.attrs["verdicts"] = verdicts
+    df.attrs["path"] = path
     return df
+
+
+def baseline(dtype="fp16", formulas: Iterable[str] | str | None = None, *, output=None, margin: float = 0.05,
+             formula_dirs=(), compute_dtype=None, ftz: bool | str = False, domain=None, samples: int = 1 << 16,
+             seed: int = 0, libm: str = "cr", exhaustive: bool = False, jobs: int = 0, resume: bool = False,
+             inputs=None, use_cache: bool = True, progress: bool = False, on_sweep=None, device: str = "cpu",
+             settings=(), scheduler=None, command: str = "mishaudit baseline") -> str:
+    """The text of a thresholds file (gate/thresholds.py) pinning the current figures loosened by `margin`
+    (a fraction in [0, 1)); `output`: the file it is meant for (a relative inputs= file is written relative
+    to its folder). inputs= must be a file or linspace:/normal: text here (the file names it)."""
+    import numbers
+
+    from mishaudit.eval.libm import numpy_dispatch
+    from mishaudit.gate.thresholds import baseline_text
+
+    if isinstance(margin, bool) or not isinstance(margin, numbers.Real) or not (0 <= margin < 1):
+        raise UserError(f"margin={margin!r} (--margin {margin}): give a fraction in [0, 1), e.g. 0.05")
+    if inputs is not None and not isinstance(inputs, (str, os.PathLike)):
+        raise UserError("inputs= (--inputs): a thresholds file names its inputs: give a file or 'linspace:LO:HI:N' / "
+                        f"'normal:MU:SIGMA:N' text, not {A._shown(inputs)} (np.save the array to a .npy file)")
+    audit, (samples, seed, dom, exhaustive) = _validated_audit(
+        dtype, formulas, formula_dirs, compute_dtype, ftz, domain, samples, seed, libm, exhaustive, jobs, resume,
+        use_cache, progress, on_sweep, device, settings, inputs, scheduler, with_formula_error=False)
+    written = None
+    if inputs is not None:
+        written = os.fspath(inputs)
+        kind = written.partition(":")[0]
+        if not (kind in ("linspace", "normal") and not os.path.exists(written)):
+            base = os.path.dirname(os.path.abspath(os.fspath(output))) if output is not None else os.getcwd()
+            written = os.path.relpath(os.path.abspath(written), base)
+    text = baseline_text(audit.rows, float(margin), command, samples, seed, dom, numpy_dispatch(),
+                         exhaustive=exhaustive, inputs=written)
+    return text
 
 
 TUNE_KEYS = ("formula", "param", "dtype", "compute_dtype", "value", "default", "best", "as_good", "inputs", "nonfinite",
@@ -244,18 +384,24 @@ def tune(formula: str, param: str, value_range: str, dtype=("fp16", "bf16", "fp3
     (today's value), `as_good` (ties the best on `by`) and `best`. `.attrs["summary"]`: one row per
     format, the best value beside the default."""
     from mishaudit.analysis.audit import policy_for
-    from mishaudit.analysis.tune import check_tunable, parse_range, tune_format
+    from mishaudit.analysis.tune import check_tunable, tune_format
 
-    if steps is not None and steps < 2:
-        raise UserError(f"--steps {steps}: give at least 2 (the two ends of --range)")
-    lo, hi = parse_range(value_range)
+    if steps is not None:
+        steps = A.integer("steps", steps, 2, "at least 2 (the two ends of value_range=)")
+    samples, seed = _sample_args(samples, seed)
+    _text("formula", formula)
+    _text("param", param)
+    _text("by", by)
+    lo, hi = A.value_range(value_range)
     fmts, comp, dom, forms, model = select_audit(dtype, [formula], formula_dirs, compute_dtype, domain, libm, settings)
-    ftz = mode_of(ftz)
+    ftz = _ftz(ftz)
     if len(forms) != 1:
-        raise UserError(f"--formula {formula!r}: tune one formulation at a time, not {len(forms)}")
+        raise UserError(f"{said('formula', formula)}: tune one formulation at a time, not {len(forms)}")
     check_tunable(forms[0], param, by)
-    check_sweep_options(fmts, exhaustive, jobs, resume, scheduler)
+    exhaustive, jobs, resume = sweep_args(fmts, exhaustive, jobs, resume, scheduler)
+    A.check_sample_options(fmts, samples, seed, inputs, exhaustive)
     given = given_inputs(inputs, seed, exhaustive)
+    A.check_samples(samples, _sampled(fmts, exhaustive), 1, sampled=given is None)
     rows, summary = [], []
     for fmt in fmts:
         counted = None

@@ -20,31 +20,185 @@ FORMATS = ("table", "markdown", "csv", "json")
 
 
 class _Group(click.Group):
-    """Turns UserError (and click's usage errors) into one line on stderr and exit code 2."""
+    """The one place where a command's end is decided: UserError and click's usage errors are one line
+    on stderr and exit 2; so is a failing environment (a full disk, a read-only folder, standard output
+    that cannot be written: an OSError); a closed pipe on standard output (`| head`) ends quietly, exit
+    141 as if killed by SIGPIPE; Ctrl-C (SIGINT) is one line, `mishaudit: interrupted`, exit 130, with
+    the worker processes stopped and nothing half-written (files.py renames nothing into place once it
+    has been seen); anything else is a bug of ours: one line, exit 3. Never a traceback."""
 
     def main(self, *args, **kwargs):
-        kwargs["standalone_mode"] = False
-        try:
-            from mishaudit.eval.ftz import require_ieee
+        from mishaudit.files import check_interrupt
 
-            require_ieee()  # a process left flushing subnormals (FTZ/DAZ) by another library is refused
-            return super().main(*args, **kwargs)
+        kwargs["standalone_mode"] = False
+        real_stdout, sys.stdout = sys.stdout, _GuardedStdout(sys.stdout)
+        old_sigint = _catch_sigint()
+        try:
+            ended = None
+            try:
+                from mishaudit.eval.ftz import require_ieee
+
+                require_ieee()  # a process left flushing subnormals (FTZ/DAZ) by another library is refused
+                result = super().main(*args, **kwargs)
+            except SystemExit as exc:  # check's exit 1, the sweep's own interrupted message
+                ended, result = exc, None
+            sys.stdout.flush()  # a full disk on standard output shows here, not at the interpreter's exit
+            check_interrupt()  # a Ctrl-C swallowed on the way (in a finalizer) still ends the command
+            if ended is not None:
+                raise ended
+            return result
         except UserError as exc:
-            click.echo(f"mishaudit: error: {exc}", err=True)
-            sys.exit(2)
-        except click.exceptions.Abort:
-            click.echo("mishaudit: interrupted", err=True)
-            sys.exit(130)
+            _fail(f"mishaudit: error: {exc}", 2)
+        except (click.exceptions.Abort, KeyboardInterrupt, _Interrupted):
+            _fail(("\n" if _isatty(sys.stderr) else "") + "mishaudit: interrupted", 130)  # after the terminal's ^C
         except click.ClickException as exc:
-            click.echo(f"mishaudit: error: {exc.format_message()} (see --help)", err=True)
-            sys.exit(2)
-        except KeyboardInterrupt:
-            click.echo("mishaudit: interrupted", err=True)
-            sys.exit(130)
+            _fail(f"mishaudit: error: {exc.format_message()} (see --help)", 2)
+        except _StdoutClosed:  # the reader went away (| head): nothing to say, exit as SIGPIPE would
+            _silence(real_stdout)
+            sys.exit(141)
+        except OSError as exc:
+            if getattr(exc, "mishaudit_stdout", False) or exc.errno in _ENVIRONMENT_ERRNOS:
+                if getattr(exc, "mishaudit_stdout", False):
+                    _silence(real_stdout)
+                _fail(f"mishaudit: error: {_environment_error(exc)}", 2)
+            _fail(_bug_line(exc), 3)
+        except MemoryError:
+            _fail("mishaudit: error: out of memory; give a smaller --samples or --domain, fewer formulations, "
+                  "or run it where there is more memory", 2)
         except Exception as exc:  # a bug of ours: one line, exit 3 (1 means a gate limit broke)
-            click.echo(f"mishaudit: internal error: {type(exc).__name__}: {exc} ({_innermost(exc)}); this is a bug "
-                       "in mishaudit: please report it with the command line that caused it", err=True)
-            sys.exit(3)
+            _fail(_bug_line(exc), 3)
+        finally:
+            sys.stdout = real_stdout
+            if old_sigint is not None:
+                import signal
+
+                signal.signal(signal.SIGINT, old_sigint)
+
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:  # past click's own handler, which prints an empty line first
+            raise _Interrupted() from None
+
+
+class _Interrupted(BaseException):
+    """Ctrl-C on its way from a command to _Group.main."""
+
+
+def _isatty(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+def _bug_line(exc: BaseException) -> str:
+    return (f"mishaudit: internal error: {type(exc).__name__}: {exc} ({_innermost(exc)}); this is a bug "
+            "in mishaudit: please report it with the command line that caused it")
+
+
+def _fail(line: str, code: int):
+    """One line on stderr (even a broken stderr ends the command quietly), then exit `code`."""
+    try:
+        click.echo(line, err=True)
+    except (OSError, ValueError):
+        pass
+    sys.exit(code)
+
+
+def _errnos(*names: str) -> frozenset:
+    import errno
+
+    return frozenset(getattr(errno, n) for n in names if hasattr(errno, n))
+
+
+# OSErrors that say the machine is in the way (space, permissions, limits, a failing device), not a bug
+_ENVIRONMENT_ERRNOS = _errnos("ENOSPC", "EDQUOT", "EFBIG", "EIO", "EROFS", "EACCES", "EPERM", "EMFILE", "ENFILE",
+                              "ENOMEM", "EPIPE", "ENXIO", "ENODEV", "ESTALE", "ETXTBSY", "ENOLCK")
+
+
+def _environment_error(exc: OSError) -> str:
+    """'cannot write WHERE: WHY; FIX' for an OSError of the environment."""
+    from mishaudit.files import fix_for
+
+    why = exc.strerror or str(exc)
+    if getattr(exc, "mishaudit_stdout", False):
+        return f"cannot write to standard output: {why}; {fix_for(exc)}"
+    where = f" {exc.filename}" if exc.filename else f" (at {_innermost(exc)})"
+    return f"cannot use{where}: {why}; {fix_for(exc)}"
+
+
+class _StdoutClosed(OSError):
+    """The reader of standard output went away (EPIPE). Neither a BrokenPipeError nor errno EPIPE, so that
+    no library on the way (rich and click exit 1 on those) decides the exit code: _Group.main ends quietly."""
+
+    mishaudit_stdout = True
+
+
+class _GuardedStdout:
+    """sys.stdout while a command runs: the same stream, but an OSError writing it (a full disk, a
+    closed pipe) is marked `mishaudit_stdout`, so _Group.main can name standard output as the cause."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def _mark(self, exc: OSError):
+        if isinstance(exc, BrokenPipeError):
+            return _StdoutClosed(exc.strerror)  # no errno: click, too, would exit 1 on EPIPE
+        exc.mishaudit_stdout = True
+        return exc
+
+    def write(self, text):
+        try:
+            return self._stream.write(text)
+        except OSError as exc:
+            raise self._mark(exc) from None
+
+    def flush(self):
+        try:
+            return self._stream.flush()
+        except OSError as exc:
+            raise self._mark(exc) from None
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def _silence(stream) -> None:
+    """Point standard output at /dev/null, so the interpreter's last flush of what could not be written
+    prints no 'Exception ignored' at exit."""
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, stream.fileno())
+        os.close(fd)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def _catch_sigint():
+    """Ctrl-C raises KeyboardInterrupt in this process and is remembered (files.note_interrupt), so that
+    nothing is published even where the exception is swallowed; worker processes forked from here
+    ignore it (their parent stops them). Returns the handler to restore (None when not installed)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    from mishaudit.files import note_interrupt
+
+    pid = os.getpid()
+
+    def on_sigint(signum, frame):
+        if os.getpid() != pid:  # a forked worker before its initializer ran: the parent handles it
+            return
+        note_interrupt()
+        raise KeyboardInterrupt
+
+    try:
+        return signal.signal(signal.SIGINT, on_sigint)
+    except (ValueError, OSError):
+        return None
 
 
 def _innermost(exc: BaseException) -> str:
@@ -103,10 +257,13 @@ FTZ = click.option("--ftz", type=click.Choice(["after", "before"]), is_flag=Fals
                         "flushed by the same rule applied to the function's exact value (numpy/torch: their "
                         "result, where subnormal).")
 DOMAIN = click.option("--domain", metavar="LO:HI", help="Only inputs x with LO <= x <= HI.")
-SAMPLES = click.option("--samples", default=1 << 16, show_default=True, type=click.IntRange(min=1),
-                       help="Sample size for fp32/fp64 (fp16 and bf16 use every input).")
-SEED = click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
-                    help="Seed of the fp32/fp64 sample (a non-negative integer).")
+SAMPLES = click.option("--samples", default=1 << 16, show_default=True, type=int,
+                       help="Sample size for fp32/fp64, at least 1, at most the format's finite values (fp32: "
+                            "4,278,190,080) and what memory holds (about 280 bytes per input for one formulation, "
+                            "+120 per further one). fp16 and bf16 use every input: only the default is accepted "
+                            "for them alone.")
+SEED = click.option("--seed", default=0, show_default=True, type=int,
+                    help="Seed of the fp32/fp64 sample (a non-negative integer; fp16/bf16 alone: only 0).")
 LIBM = click.option("--libm", "model", type=click.Choice(["cr", "numpy", "torch"]), default="cr", show_default=True,
                     help="Elementary functions: cr = correctly rounded in the working format (the same bits on "
                          "every machine); numpy = numpy's own kernels, torch = torch's CPU functions (figures hold "
@@ -114,18 +271,28 @@ LIBM = click.option("--libm", "model", type=click.Choice(["cr", "numpy", "torch"
 SET = click.option("--set", "settings", multiple=True, metavar="NAME=VALUE",
                    help="Set a parameter of the formulations declaring it (:mishaudit-params), e.g. --set "
                         "threshold=15 (an exact number; repeatable; `mishaudit list` shows them).")
-AUDIT = _options(
-    DTYPES,
-    click.option("--formula", "formula_ids", multiple=True, metavar="ID", help="Formulation id (repeatable; default all)."),
-    FORMULAS_DIRS, COMPUTE, FTZ, DOMAIN, SAMPLES, SEED, LIBM, NO_CACHE,
-    click.option("--device", default="cpu", show_default=True, metavar="DEV",
-                 help="Where torch kernels (torch:mish, ...) run: cpu, or cuda where CUDA is present."),
-    SET,
-)
+def _audit_options(dtypes):
+    return _options(
+        dtypes,
+        click.option("--formula", "formula_ids", multiple=True, metavar="ID",
+                     help="Formulation id (repeatable; default all)."),
+        FORMULAS_DIRS, COMPUTE, FTZ, DOMAIN, SAMPLES, SEED, LIBM, NO_CACHE,
+        click.option("--device", default="cpu", show_default=True, metavar="DEV",
+                     help="Where torch kernels (torch:mish, ...) run: cpu, or cuda where CUDA is present."),
+        SET,
+    )
+
+
+AUDIT = _audit_options(DTYPES)
+ONE_DTYPE = click.option("--dtype", "dtypes", multiple=True, default=("fp16",), show_default=True, metavar="FMT",
+                         help="Format, one: fp16, bf16, fp32, fp64.")
+JOBS = click.option("--jobs", default=0, type=int,
+                    help="Processes for --exhaustive: 0 (default) all cores, or 1 to N; more than the cores "
+                         "(os.cpu_count()) are clamped to them (the figures never depend on it).")
 SWEEP = _options(
     click.option("--exhaustive", is_flag=True,
                  help="fp32: stream every finite input of the domain instead of a sample (checkpointed)."),
-    click.option("--jobs", default=0, help="Processes for --exhaustive (default: all cores)."),
+    JOBS,
     click.option("--resume", is_flag=True, help="--exhaustive: continue an interrupted sweep from its checkpoint."),
     click.option("--scheduler", metavar="ADDRESS|local:N",
                  help="--exhaustive: run the chunks on a Dask cluster, a scheduler's address (tcp://host:8786) or "
@@ -133,22 +300,14 @@ SWEEP = _options(
 )
 
 
+EXHAUSTIVE_KEPT = click.option("--exhaustive", is_flag=True,
+                                help="fp32: every finite input of --domain instead of a sample; the errors are "
+                                     "kept to draw them, so the domain's inputs must fit in memory (else one line "
+                                     "says how much they need).")
+
 INPUTS = click.option("--inputs", metavar="FILE|linspace:LO:HI:N|normal:MU:SIGMA:N",
                       help="Audit exactly these values (rounded to --dtype, duplicates counted): a .npy or text "
                            "file of numbers, evenly spaced ones, or seeded normal deviates (--seed).")
-
-
-def _inputs_options(ctx, inputs) -> None:
-    """--samples never applies to given inputs; --seed only to normal:...; they are errors, not ignored."""
-    from click.core import ParameterSource
-
-    if inputs is None:
-        return
-    if ctx.get_parameter_source("samples") is ParameterSource.COMMANDLINE:
-        raise UserError("--samples sizes the fp32/fp64 sample; --inputs gives the values: drop --samples")
-    if ctx.get_parameter_source("seed") is ParameterSource.COMMANDLINE and not inputs.startswith("normal:"):
-        raise UserError("--seed seeds a sample or --inputs normal:...; these inputs take none: drop --seed")
-    ctx.meta["inputs"] = inputs
 
 
 def _format_opt(default: str = "table"):
@@ -159,16 +318,6 @@ def _format_opt(default: str = "table"):
 def _output_opt(what: str = "FILE", help_text: str = "Write to FILE (atomically) instead of stdout.", required=False):
     return click.option("--output", "--out", "output", required=required, metavar=what,
                         type=click.Path(dir_okay=what != "FILE", file_okay=what == "FILE"), help=help_text)
-
-
-def _not_for_16_bit(ctx, fmts) -> None:
-    """--samples and --seed choose fp32/fp64 samples: given for fp16/bf16 alone they do nothing."""
-    from click.core import ParameterSource
-
-    if all(f.bits == 16 for f in fmts) and "inputs" not in ctx.meta:
-        for name in ("samples", "seed"):
-            if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE:
-                raise UserError(f"--{name} sets the fp32/fp64 sample; fp16 and bf16 use every input: drop --{name}")
 
 
 def _emit(out_format: str, output, print_table, texts: dict) -> None:
@@ -233,18 +382,24 @@ class _SweepBar:
         self.bar.update(self.task, completed=done, rate=f"{rate / 1e6:.2f} M inputs/s" if inputs > i0 else "")
 
 
-def _audit_selection(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, model, device, settings,
-                     output=None):
-    """The AUDIT options checked (sample options, the output's folder, kernel options) and resolved:
-    (formats, compute format, Domain, formulas, libm model)."""
+def _audit_selection(dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, model, device, settings,
+                     samples, seed, exhaustive=False, output=None):
+    """The AUDIT options of plot and report checked by the API (sample options, kernel options; the output's
+    folder here) and resolved: (formats, compute format, Domain, formulas, libm model, samples); with
+    `exhaustive`, the sample is every fp32 value of the domain (it must fit in memory)."""
     from mishaudit import api
-    from mishaudit.formats import get_format
+    from mishaudit import arguments as A
 
-    _not_for_16_bit(ctx, [get_format(d) for d in dtypes])
+    samples, seed = api._sample_args(samples, seed)
     _check_output(output)
     sel = api.select_audit(dtypes, formula_ids, formula_dirs, compute_dtype, domain, model, settings)
     api.check_kernel_options(sel[3], sel[1], ftz, device)
-    return sel
+    A.check_sample_options(sel[0], samples, seed, None, False)
+    if exhaustive:
+        samples = api.exhaustive_samples(sel[0], sel[2], len(sel[3]))
+    else:
+        A.check_samples(samples, sel[0], len(sel[3]))
+    return (*sel, samples)
 
 
 def _check_output(output, option: str = "--output") -> None:
@@ -308,14 +463,11 @@ def compare(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, 
       mishaudit compare --dtype fp16 --dtype bf16 --formula softplus-tanh --compute-dtype fp32
     """
     from mishaudit import api
-    from mishaudit.formats import get_format
     from mishaudit.output import tables
     from mishaudit.output.frames import records
 
     if sort_col is not None:
         tables.sort_rows([], sort_col)  # validates the column name before any work
-    _inputs_options(ctx, inputs)
-    _not_for_16_bit(ctx, [get_format(d) for d in dtypes])
     _check_output(output)
     with _SweepBar("compare") as bar:
         df = api.compare(list(dtypes), formula_ids, formula_dirs=formula_dirs, compute_dtype=compute_dtype, ftz=ftz,
@@ -350,10 +502,8 @@ def overflow(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain,
       mishaudit overflow --dtype fp16 --formula exp-rational --formula pytorch-75251
     """
     from mishaudit import api
-    from mishaudit.formats import get_format
     from mishaudit.output import overflow_tables as ro
 
-    _not_for_16_bit(ctx, [get_format(d) for d in dtypes])
     _check_output(output)
     if device != "cpu":
         raise UserError(f"--device {device}: overflow maps evaluate FPCore formulations on numpy; kernels have no "
@@ -369,7 +519,8 @@ def overflow(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain,
 
 
 @main.command()
-@AUDIT
+@_audit_options(ONE_DTYPE)
+@EXHAUSTIVE_KEPT
 @click.option("--kind", type=click.Choice(["error", "overflow", "cdf", "cost"]), default="error", show_default=True,
               help="error: ulp error against x; overflow: events per intermediate; cdf: error distribution; "
                    "cost: accuracy against measured speed.")
@@ -377,7 +528,7 @@ def overflow(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain,
 @_output_opt(help_text="Figure file, .png or .svg.", required=True)
 @click.pass_context
 def plot(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, samples, seed, model, no_cache, device,
-         settings, kind, overlay, output):
+         settings, exhaustive, kind, overlay, output):
     """Draw one figure (PNG or SVG) for one --dtype.
 
     \b
@@ -397,8 +548,9 @@ def plot(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, sam
         raise UserError(f"plot draws one format: give one --dtype, not {len(dtypes)} (mishaudit report draws them all)")
     if overlay and kind != "error":
         raise UserError(f"--overlay draws --kind error on one axes; --kind {kind} has no overlay: drop --overlay")
-    fmts, comp, dom, formulas, model = _audit_selection(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz,
-                                                        domain, model, device, settings, output)
+    fmts, comp, dom, formulas, model, samples = _audit_selection(dtypes, formula_ids, formula_dirs, compute_dtype,
+                                                                 ftz, domain, model, device, settings, samples, seed,
+                                                                 exhaustive, output)
     if kind == "overflow" and (len(formulas) != 1 or formulas[0].kernel):
         raise UserError("--kind overflow draws one formulation's intermediates: give exactly one FPCore --formula "
                         "(kernels have none)")
@@ -416,10 +568,11 @@ def plot(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, sam
 
 @main.command()
 @AUDIT
+@EXHAUSTIVE_KEPT
 @_output_opt("DIR", help_text="Report folder (the old one is swapped for the new one at once).", required=True)
 @click.pass_context
 def report(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, samples, seed, model, no_cache, device,
-           settings, output):
+           settings, exhaustive, output):
     """Write a report folder: index.md, self-contained index.html, PNG/SVG figures, CSV tables, meta.json.
 
     \b
@@ -435,8 +588,9 @@ def report(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, s
         raise UserError(f"cannot write --output {output}: folder {parent} is missing or not writable; create it first")
     if Path(output).exists() and not Path(output).is_dir():
         raise UserError(f"--output {output} is a file: give a folder name")
-    fmts, comp, dom, formulas, model = _audit_selection(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz,
-                                                        domain, model, device, settings)
+    fmts, comp, dom, formulas, model, samples = _audit_selection(dtypes, formula_ids, formula_dirs, compute_dtype,
+                                                                 ftz, domain, model, device, settings, samples, seed,
+                                                                 exhaustive)
     audit, per = collect(formulas, fmts, comp, ftz, dom, samples, seed, use_cache=not no_cache,
                          progress=sys.stderr.isatty(), model=model, device=device)
     write_report(Path(output), audit, per, report_meta(audit.meta, "mishaudit " + " ".join(sys.argv[1:])))
@@ -448,14 +602,13 @@ def report(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, s
 @click.option("--dtype", default="fp16", show_default=True, metavar="FMT", help="The format to compare in (one).")
 @click.option("--formula", "formula_ids", multiple=True, metavar="ID", help="Candidate formulation (repeatable; default all).")
 @FORMULAS_DIRS
-@click.option("--compute-dtype", "computes", multiple=True, metavar="FMT",
-              help="Candidate compute format (repeatable; default: the storage format and every wider one).")
-@click.option("--libm", "models", multiple=True, type=click.Choice(["cr", "numpy", "torch"]),
-              help="Candidate libm model (repeatable; default: cr, numpy, and torch where installed).")
-@click.option("--domain", metavar="LO:HI", help="Only inputs x with LO <= x <= HI.")
-@click.option("--samples", default=1 << 16, show_default=True, type=click.IntRange(min=1),
-              help="Sample size for fp32/fp64 (fp16 and bf16 use every input).")
-@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Seed of the fp32/fp64 sample.")
+@click.option("--compute-dtype", "computes", metavar="FMT",
+              help="Only this compute format as candidate (default: the storage format and every wider one).")
+@click.option("--libm", "models", type=click.Choice(["cr", "numpy", "torch"]),
+              help="Only this libm model as candidate (default: cr, numpy, and torch where installed).")
+@DOMAIN
+@SAMPLES
+@SEED
 @click.option("--device", default="cpu", show_default=True, metavar="DEV", help="Where a torch kernel runs: cpu or cuda.")
 @click.option("--top", default=10, show_default=True, type=click.IntRange(min=1), help="Candidates to show.")
 @SET
@@ -472,11 +625,9 @@ def identify(ctx, kernel, dtype, formula_ids, formula_dirs, computes, models, do
       mishaudit identify torch:mish --dtype bf16
     """
     from mishaudit import api
-    from mishaudit.formats import get_format
     from mishaudit.output import tables
     from mishaudit.output.frames import records
 
-    _not_for_16_bit(ctx, [get_format(dtype)])
     _check_output(output)
     df = api.identify(kernel, dtype, formula_ids, formula_dirs=formula_dirs, compute_dtype=computes, libm=models,
                       domain=domain, samples=samples, seed=seed, device=device, settings=settings)
@@ -491,7 +642,7 @@ def identify(ctx, kernel, dtype, formula_ids, formula_dirs, computes, models, do
 @click.option("--formula", "formula_id", required=True, metavar="ID", help="The formulation (one).")
 @click.option("--param", required=True, metavar="NAME", help="Its parameter to sweep (`mishaudit list` shows them).")
 @click.option("--range", "value_range", required=True, metavar="LO:HI", help="The parameter's values to try.")
-@click.option("--steps", type=click.IntRange(min=2), metavar="N",
+@click.option("--steps", type=int, metavar="N",
               help="Try N evenly spaced values (rounded to the working format) instead of every one of them.")
 @click.option("--by", type=click.Choice(["max_ulp", "mean_ulp", "cr_frac"]), default="max_ulp", show_default=True,
               help="The criterion of the best value (nonfinite outputs rank first under each).")
@@ -530,14 +681,11 @@ def tune(ctx, formula_id, param, value_range, steps, by, dtypes, formula_dirs, c
     from pathlib import Path
 
     from mishaudit import api
-    from mishaudit.formats import get_format
     from mishaudit.output import tables, tune_tables
     from mishaudit.output.frames import records
 
     if plot_path and Path(plot_path).suffix.lower() not in (".png", ".svg"):
         raise UserError(f"--plot {plot_path}: give a .png or .svg file name")
-    _inputs_options(ctx, inputs)
-    _not_for_16_bit(ctx, [get_format(d) for d in dtypes])
     _check_output(output)
     _check_output(plot_path, "--plot")
     with _SweepBar("tune") as bar:
@@ -561,12 +709,10 @@ def tune(ctx, formula_id, param, value_range, steps, by, dtypes, formula_dirs, c
            "json": lambda: tables.plain_json(rows)})
 
 
-DEFAULT_THRESHOLDS = os.path.join("reports", "thresholds.toml")
-
-
 @main.command()
 @click.option("--thresholds", "thresholds_path", metavar="FILE",
-              help=f"The thresholds file (TOML) to check (default: {DEFAULT_THRESHOLDS} in this folder).")
+              help="The thresholds file (TOML) to check (default: reports/thresholds.toml, else thresholds.toml, in "
+                   "the current folder).")
 @FORMULAS_DIRS
 @click.option("--junit", metavar="FILE", type=click.Path(dir_okay=False), help="Also write JUnit XML, one test case per limit.")
 @_format_opt()
@@ -593,12 +739,7 @@ def check(thresholds_path, formula_dirs, junit, out_format, output, no_cache):
     from mishaudit.output import verdicts as vt
     from mishaudit.output.frames import records
 
-    if thresholds_path is None:
-        thresholds_path = DEFAULT_THRESHOLDS
-        if not os.path.exists(thresholds_path):
-            raise UserError(f"no thresholds file at {os.path.abspath(thresholds_path)} (the default, "
-                            f"{DEFAULT_THRESHOLDS} in this folder): pass --thresholds FILE, or write one with "
-                            "`mishaudit baseline --out FILE`")
+    thresholds_path = api.find_thresholds(thresholds_path)
     _check_output(output)
     _check_output(junit, "--junit")
     t0 = time.perf_counter()
@@ -624,30 +765,36 @@ def check(thresholds_path, formula_dirs, junit, out_format, output, no_cache):
 @main.command()
 @AUDIT
 @_output_opt(help_text="Where to write the thresholds file (TOML).", required=True)
-@click.option("--margin", default=0.05, show_default=True, help="Relative slack added to each measured value.")
+@click.option("--margin", default=0.05, show_default=True, type=float,
+              help="Relative slack added to each measured value: a fraction in [0, 1).")
+@SWEEP
+@INPUTS
 @click.pass_context
 def baseline(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, samples, seed, model, no_cache,
-             device, settings, output, margin):
+             device, settings, output, margin, exhaustive, jobs, resume, scheduler, inputs):
     """Write a thresholds file from a current run, so a project adopts the gate in one command.
+
+    With --exhaustive (fp32) the limits say exhaustive = true, with --inputs
+    they name the inputs (a file relative to the thresholds file's folder);
+    `mishaudit check` audits the same way.
 
     \b
     Example:
       mishaudit baseline --dtype fp16 --dtype bf16 --formulas ./mine --formula my-mish --out thresholds.toml
     """
-    from mishaudit.analysis.audit import run_audit
-    from mishaudit.eval.libm import numpy_dispatch
+    from mishaudit import api
     from mishaudit.files import write_output
-    from mishaudit.gate.thresholds import baseline_text
 
-    if not (0 <= margin < 1):
-        raise UserError(f"--margin {margin}: give a fraction in [0, 1), e.g. 0.05")
-    fmts, comp, dom, formulas, model = _audit_selection(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz,
-                                                        domain, model, device, settings, output)
-    audit = run_audit(formulas, fmts, comp, ftz, dom, samples, seed, use_cache=not no_cache,
-                      progress=sys.stderr.isatty(), with_formula_error=False, model=model, device=device)
+    _check_output(output)
     command = "mishaudit baseline " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "mishaudit baseline"
-    write_output(output, baseline_text(audit.rows, margin, command, samples, seed, dom, numpy_dispatch()), "--output")
-    click.echo(f"wrote {len(audit.rows)} limits to {output}", err=True)
+    with _SweepBar("baseline") as bar:
+        text = api.baseline(list(dtypes), formula_ids, output=output, margin=margin, formula_dirs=formula_dirs,
+                            compute_dtype=compute_dtype, ftz=ftz, domain=domain, samples=samples, seed=seed,
+                            libm=model, exhaustive=exhaustive, jobs=jobs, resume=resume, inputs=inputs,
+                            use_cache=not no_cache, progress=sys.stderr.isatty(), on_sweep=bar, device=device,
+                            settings=settings, scheduler=scheduler, command=command)
+    write_output(output, text, "--output")
+    click.echo(f"wrote {text.count('[[limit]]')} limits to {output}", err=True)
 
 
 def _examples_last(group) -> None:

@@ -3,28 +3,129 @@
 from __future__ import annotations
 
 import os
+import re
+import stat
 import tempfile
 from pathlib import Path
 
 from mishaudit.errors import UserError
 
+_interrupted = False  # set by the command line's SIGINT handler (cli._Group.main)
+
+
+def note_interrupt() -> None:
+    """Record a Ctrl-C: from now on nothing is published (check_interrupt), even where the
+    KeyboardInterrupt itself was swallowed (raised inside a finalizer or a library's handler)."""
+    global _interrupted
+    _interrupted = True
+
+
+def interrupted() -> bool:
+    return _interrupted
+
+
+def check_interrupt() -> None:
+    """Raise KeyboardInterrupt when a Ctrl-C has been seen: called before anything is renamed into place."""
+    if _interrupted:
+        raise KeyboardInterrupt
+
+
+def umask() -> int:
+    """The process's umask (read from /proc where it can, so it is never changed, not even for a moment)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+def _mode_for(path: Path) -> int:
+    """The mode a new file gets from open(): 0666 & ~umask; an existing file keeps its own mode."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return 0o666 & ~umask()
+
 
 def atomic_write_bytes(path, data: bytes) -> None:
-    """Write `data` to a temporary file beside `path`, fsync it, then rename it over `path`."""
+    """Write `data` to a temporary file beside `path`, fsync it, then rename it over `path`; the file gets
+    the mode open() would give it (0666 & ~umask, or the old file's mode). A path that exists and is not a
+    regular file (/dev/stdout, a FIFO, a device) is written directly, never replaced. An OSError names
+    `path` (its filename)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        if path.exists() and not path.is_file():
+            with open(path, "wb") as f:
+                f.write(data)
+            return
+        check_interrupt()
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-{os.getpid()}-", dir=path.parent)
+    except OSError as exc:
+        if exc.filename is None:
+            exc.filename = str(path)
+        raise
+    try:
+        os.fchmod(fd, _mode_for(path))
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        check_interrupt()
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(exc, OSError) and exc.filename is None:
+            exc.filename = str(path)
         raise
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` exists (on this machine); unknown counts as alive."""
+    if pid <= 0:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # another user's process, or we may not ask: leave its files alone
+    return True
+
+
+def clean_stale(target) -> list:
+    """Remove what killed runs (kill -9, a power cut) left beside `target`: the hidden temporary
+    `.NAME.tmp-PID...` and `.NAME.old-PID` files and folders of processes that no longer exist. Never
+    touches the temporary files of a live process. Returns the paths removed."""
+    import shutil
+
+    target = Path(target)
+    pat = re.compile(r"^\." + re.escape(target.name) + r"\.(?:tmp|old)-(\d+)(?:-.*)?$")
+    removed = []
+    try:
+        entries = list(target.parent.iterdir())
+    except OSError:
+        return removed
+    for p in entries:
+        m = pat.match(p.name)
+        if not m or int(m.group(1)) == os.getpid() or pid_alive(int(m.group(1))):
+            continue
+        try:
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+            removed.append(p)
+        except OSError:
+            pass
+    return removed
 
 
 def write_output(path, text: str, option: str = "--output") -> None:
@@ -33,7 +134,22 @@ def write_output(path, text: str, option: str = "--output") -> None:
     try:
         atomic_write_bytes(Path(path), text.encode("utf-8"))
     except OSError as exc:
-        raise UserError(f"cannot write {option} {path}: {exc.strerror}; choose a writable location") from None
+        raise UserError(f"cannot write {option} {path}: {exc.strerror or exc}; {fix_for(exc)}") from None
+
+
+def fix_for(exc: OSError) -> str:
+    """What to do about an OSError met while writing, in words."""
+    import errno
+
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return "free some space (or raise the quota), or write somewhere else"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "choose a writable location"
+    if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOMEM):
+        return "close other programs or raise the limit (ulimit -n), then run it again"
+    if exc.errno == errno.ENOENT:
+        return "check that the folder exists and was not removed while running"
+    return "check the disk and the location, then run it again"
 
 
 def check_writable(path, option: str = "--output") -> None:
@@ -74,6 +190,7 @@ def replace_folder(new: Path, target: Path) -> None:
     import shutil
 
     new, target = Path(new), Path(target)
+    check_interrupt()
     if not target.exists():
         os.replace(new, target)
         return

@@ -11,13 +11,42 @@ def workers_for(items: int, jobs: int = 0) -> int:
     return max(1, min(items, jobs or os.cpu_count() or 1))
 
 
+def _init(initializer=None):
+    """Every worker ignores Ctrl-C (the terminal sends SIGINT to the whole process group): the parent
+    alone handles it, stops the workers and reports one line."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if initializer is not None:
+        initializer()
+
+
+def _stop(pool) -> None:
+    """Terminate the pool's processes now (in-flight work is dropped) and reap them."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    for p in procs:
+        try:
+            p.terminate()
+        except (OSError, ValueError, AttributeError):
+            pass
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        try:
+            p.join(timeout=2)
+        except (OSError, ValueError, AssertionError, AttributeError):
+            pass
+
+
 def run(fn, items: list, workers: int, initializer=None, per_worker: int = 2):
     """Yield (index, fn(items[index])) for every item as it finishes, on `workers` processes (here, in
     order, when workers < 2 or there is one item); at most per_worker * workers items are in flight,
     so results never pile up. An exception, an interrupt or closing the generator stops the workers
     at once and propagates."""
+    from mishaudit.files import check_interrupt
+
     if workers < 2 or len(items) < 2:
         for i, item in enumerate(items):
+            check_interrupt()
             yield i, fn(item)
         return
     import multiprocessing
@@ -28,11 +57,14 @@ def run(fn, items: list, workers: int, initializer=None, per_worker: int = 2):
     # deadlock the child: start workers from a clean fork server then
     threaded = any(m in sys.modules for m in ("jax", "jaxlib"))
     ctx = multiprocessing.get_context("forkserver" if threaded else None)
-    pool = ProcessPoolExecutor(max_workers=workers, initializer=initializer, mp_context=ctx)
+    from functools import partial
+
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=partial(_init, initializer), mp_context=ctx)
     running: dict = {}
     todo = iter(enumerate(items))
     try:
         while True:
+            check_interrupt()  # a Ctrl-C swallowed somewhere (a finalizer) still stops the work
             while len(running) < per_worker * workers:
                 nxt = next(todo, None)
                 if nxt is None:
@@ -44,9 +76,7 @@ def run(fn, items: list, workers: int, initializer=None, per_worker: int = 2):
             for fut in done:
                 yield running.pop(fut), fut.result()
     except BaseException:
-        for p in list(getattr(pool, "_processes", {}).values()):  # stop in-flight work now
-            p.terminate()
-        pool.shutdown(wait=False, cancel_futures=True)
+        _stop(pool)  # stop in-flight work now
         raise
     pool.shutdown()
 

@@ -235,3 +235,107 @@ def test_unwritable_or_damaged_sweep_checkpoint_is_one_line_exit_2(tmp_path):
                        capture_output=True, text=True, env=env)
     assert p.returncode == 2 and "unreadable" in p.stderr and len(p.stderr.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_samples_default_is_accepted_for_fp16():
+    code, _, err = run("compare", "--formula", "softplus-tanh", "--dtype", "fp16", "--samples", "65536",
+                       "--format", "csv")
+    assert code == 0, err
+
+
+@pytest.mark.parametrize("args, words", [
+    (["compare", "--dtype", "fp32", "--samples", str(10**12)], "4,278,190,080"),
+    (["compare", "--dtype", "fp64", "--samples", str(10**17)], "GB of memory"),
+    (["plot", "--dtype", "fp32", "--exhaustive", "--out", "/tmp/x.png"], "narrow domain="),
+])
+def test_huge_samples_are_one_line_exit_2_naming_the_need(args, words):
+    code, _, err = run(*args)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and words in err, err
+
+
+def test_huge_jobs_runs_on_the_cores(tmp_path):
+    code, _, err = run("compare", "--dtype", "fp32", "--formula", "softplus-tanh", "--exhaustive", "--domain",
+                       "1:1.001", "--jobs", "100000", "--format", "json", "--out", str(tmp_path / "r.json"))
+    assert code == 0, err
+    assert json.loads((tmp_path / "r.json").read_text())[0]["inputs"] == 8389
+
+
+@pytest.mark.parametrize("extra, inputs", [
+    (["--dtype", "fp32", "--exhaustive", "--domain", "1:1.001"], 8389),  # fp32 values in [1, 1.001], by bits
+    (["--dtype", "fp16", "--inputs", "linspace:-2:2:41"], 41),
+])
+def test_baseline_and_check_round_trip_exhaustive_and_inputs(tmp_path, extra, inputs):
+    th = tmp_path / "thresholds.toml"
+    code, _, err = run("baseline", "--formula", "softplus-tanh", *extra, "--out", str(th))
+    assert code == 0, err
+    text = th.read_text()
+    assert ("exhaustive = true" in text) == ("--exhaustive" in extra) and ("inputs = " in text) == ("--inputs" in extra)
+    assert "samples" not in text
+    code, out, err = run("check", "--thresholds", str(th), "--format", "json")
+    assert code == 0, err
+    from mishaudit.gate.thresholds import read_thresholds
+
+    assert [e.exhaustive for e in read_thresholds(th).entries] == ["--exhaustive" in extra]
+    rows = json.loads(out)
+    assert rows and all(r["ok"] for r in rows)
+
+
+def test_baseline_inputs_file_is_relative_to_the_thresholds_file(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "gate").mkdir()
+    (tmp_path / "data" / "x.txt").write_text("0.5 1.5 -2\n")
+    th = tmp_path / "gate" / "t.toml"
+    code, _, err = run("baseline", "--formula", "softplus-tanh", "--inputs", str(tmp_path / "data" / "x.txt"),
+                       "--out", str(th))
+    assert code == 0, err
+    assert 'inputs = "../data/x.txt"' in th.read_text()
+    p = subprocess.run([sys.executable, "-m", "mishaudit.cli", "check", "--thresholds", "gate/t.toml"],
+                       capture_output=True, text=True, env=os.environ.copy(), cwd=tmp_path, timeout=300)
+    assert p.returncode == 0, p.stderr
+
+
+def test_check_finds_thresholds_toml_in_the_current_folder(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "mishaudit.cli", "check"], capture_output=True, text=True,
+                       env=os.environ.copy(), cwd=tmp_path, timeout=120)
+    assert p.returncode == 2 and str(tmp_path / "thresholds.toml") in p.stderr, p.stderr
+    (tmp_path / "thresholds.toml").write_text('version = 1\n[[limit]]\nformula = "softplus-tanh"\ndtype = "fp16"\n'
+                                              "max_ulp = 100\n")
+    p = subprocess.run([sys.executable, "-m", "mishaudit.cli", "check"], capture_output=True, text=True,
+                       env=os.environ.copy(), cwd=tmp_path, timeout=120)
+    assert p.returncode == 0, p.stderr
+
+
+def test_help_states_ranges_and_arity():
+    from click.testing import CliRunner as R
+
+    plot = R().invoke(main, ["plot", "--help"]).output
+    assert "repeatable" not in plot.split("--dtype", 1)[1].split("--formula", 1)[0]
+    for cmd in ("compare", "overflow"):
+        assert "clamped" in R().invoke(main, [cmd, "--help"]).output
+    assert "[0, 1)" in R().invoke(main, ["baseline", "--help"]).output
+    ident = {p.name: p for p in main.commands["identify"].params}
+    comp = {p.name: p for p in main.commands["compare"].params}
+    assert ident["computes"].multiple == comp["compute_dtype"].multiple
+    assert ident["models"].multiple == comp["model"].multiple
+    for cmd in ("baseline", "plot", "report"):
+        assert "exhaustive" in {p.name for p in main.commands[cmd].params}
+    assert "inputs" in {p.name for p in main.commands["baseline"].params}
+
+
+def test_resume_without_a_checkpoint_says_so_and_runs_everything(tmp_path, monkeypatch):
+    """--resume with nothing to resume is not silent: one note, then the whole domain (the fp32 values of
+    [1, 1.001] number 8389: (1.001 - 1) / 2^-23 rounded down, plus 1)."""
+    monkeypatch.setenv("MISHAUDIT_CACHE_DIR", str(tmp_path / "fresh"))
+    r = CliRunner().invoke(main, ["compare", "--dtype", "fp32", "--exhaustive", "--domain", "1:1.001", "--resume",
+                                  "--formula", "softplus-tanh", "--format", "json"])
+    assert r.exit_code == 0, r.stderr
+    assert "found no checkpoint" in r.stderr and "starting from the first chunk" in r.stderr
+    assert json.loads(r.stdout)[0]["inputs"] == int((1.001 - 1) / 2.0**-23) + 1 == 8389
+
+
+def test_overflow_of_a_kernel_says_why_there_is_no_map():
+    r = CliRunner().invoke(main, ["overflow", "--dtype", "fp16", "--formula", "torch:mish"])
+    assert r.exit_code == 0, r.stderr
+    assert "torch:mish (fp16): no overflow map" in r.stdout and "no intermediates" in r.stdout
+    r = CliRunner().invoke(main, ["overflow", "--dtype", "fp16", "--formula", "torch:mish", "--format", "markdown"])
+    assert "torch:mish (fp16): no overflow map" in r.stdout

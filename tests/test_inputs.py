@@ -79,3 +79,21 @@ def test_parse_domain_accepts_ordered_and_rejects_inverted(lo, hi):
     else:
         d = parse_domain(text)
         assert (d.lo, d.hi) == (lo, hi)
+
+
+def test_an_inputs_file_literal_beyond_the_reader_limits_is_one_line_naming_the_line(tmp_path):
+    """1e-999999999999 would take the exact reader forever (10^12 digits): refused at once, with FILE:line."""
+    import time
+
+    from click.testing import CliRunner
+
+    from mishaudit.cli import main
+
+    f = tmp_path / "x.txt"
+    f.write_text("1.0\n2 1e-999999999999\n")
+    t0 = time.monotonic()
+    r = CliRunner().invoke(main, ["compare", "--inputs", str(f), "--formula", "softplus-tanh"])
+    assert time.monotonic() - t0 < 20
+    assert r.exit_code == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"{f}:2: 1e-999999999999 is beyond the reader's limits" in lines[0]

@@ -221,9 +221,9 @@ def test_overflow_says_kernels_have_no_intermediates():
 
 
 def test_options_that_do_not_apply_to_kernels_are_errors():
-    with pytest.raises(mishaudit.UserError, match="--compute-dtype shapes how FPCore formulations"):
+    with pytest.raises(mishaudit.UserError, match=r"\(--compute-dtype\) shapes how FPCore formulations"):
         mishaudit.compare(formulas=["torch:mish"], compute_dtype="fp32")
-    with pytest.raises(mishaudit.UserError, match="--device cuda moves torch kernels only"):
+    with pytest.raises(mishaudit.UserError, match=r"\(--device cuda\) moves torch kernels only"):
         mishaudit.compare(formulas=["softplus-tanh"], device="cuda")
 
 

@@ -197,3 +197,21 @@ def test_ticks_stay_legible_over_every_format_range(fmt_name):
     fig.canvas.draw()
     _no_overlap(fig.axes[0].get_xticklabels())
     assert fig.axes[0].get_xlim()[1] >= 300  # the range reaches every error above 0.01 ulp
+
+
+def test_titles_fit_in_their_figures_with_many_series():
+    # the registry's ids as legend entries (the longest ones widen the legend, which squeezes the axes)
+    ids = sorted(REG)[:17]
+    x = np.linspace(-20, 20, 400)
+    series = [{"id": i, "x": x, "ulp": np.abs(np.sin(x * (k + 1))), "nonfinite": x > 19, "marks": [(10.0, "t")]}
+              for k, i in enumerate(ids)]
+    figs = {"overlay": plots.error_figure(series, "bf16", 3.39e38, overlay=True), "cdf": plots.cdf_figure(series, "bf16"),
+            "grid": plots.error_figure(series, "bf16", 3.39e38)}
+    for name, fig in figs.items():
+        fig.canvas.draw()
+        box = fig.bbox
+        titles = [t for ax in fig.axes for t in (ax.title,) if t.get_text()] + ([fig._suptitle] if fig._suptitle else [])
+        assert titles, name
+        for t in titles:
+            e = t.get_window_extent()
+            assert e.x0 >= box.x0 - 0.5 and e.x1 <= box.x1 + 0.5 and e.y1 <= box.y1 + 0.5, (name, t.get_text())

@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -252,7 +253,9 @@ class _Checkpoint:
         except cache.Damaged:
             raise UserError(f"checkpoint {self.path} is unreadable: delete {self.folder} or run without --resume"
                             ) from None
-        if got is None:
+        if got is None:  # nothing to resume: say so (a silent fresh start would read as a resumed run)
+            print(f"mishaudit: note: --resume found no checkpoint of this run in {self.folder}; starting from "
+                  "the first chunk", file=sys.stderr)
             return
         arrays, meta = got
         old, now = meta.get("identity") or {}, self.sweep.identity()

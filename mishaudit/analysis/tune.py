@@ -18,7 +18,8 @@ finite error.
     cr_frac   (nonfinite, -share correctly rounded)    smaller is better
 "As good" values tie the best on the criterion exactly; the best value is the as-good one with the
 smallest remaining criteria (max_ulp, mean_ulp, cr_frac in that order), then the nearest to the
-default.
+default. Only values inside the range asked for compete: a default outside it is measured and shown
+beside the best, never chosen as best nor counted as good.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ class Tuned:
     strategy: str  # the inputs: exhaustive, sampled, given
     best: int = -1
     as_good: list = field(default_factory=list)  # indices
+    lo: float = -math.inf  # the range asked for: only values in [lo, hi] compete
+    hi: float = math.inf
 
     def key(self, i: int, by: str | None = None) -> tuple:
         r = self.rows[i]
@@ -68,16 +71,27 @@ class Tuned:
         return (r["nonfinite"], v(by))
 
     def rank(self) -> None:
-        """Fill `as_good` and `best` (module docstring)."""
-        top = min(self.key(i) for i in range(len(self.rows)))
-        self.as_good = [i for i in range(len(self.rows)) if self.key(i) == top]
+        """Fill `as_good` and `best` among the values inside [lo, hi] (module docstring)."""
+        inside = self.inside
+        top = min(self.key(i) for i in inside)
+        self.as_good = [i for i in inside if self.key(i) == top]
         rest = [c for c in CRITERIA if c != self.by]
         self.best = min(self.as_good, key=lambda i: (*[self.key(i, c) for c in rest],
                                                      abs(self.values[i] - self.default), self.values[i]))
 
     @property
+    def inside(self) -> list:
+        """Indices of the values inside the range asked for (all of them but an outside default)."""
+        out = [i for i, v in enumerate(self.values) if self.lo <= v <= self.hi]
+        return out or list(range(len(self.values)))
+
+    @property
     def default_index(self) -> int:
         return self.values.index(self.default)
+
+    @property
+    def default_inside(self) -> bool:
+        return self.lo <= self.default <= self.hi
 
 
 def candidate_values(lo: float, hi: float, steps: int | None, fmt: Format) -> tuple[list, str]:
@@ -133,8 +147,9 @@ def _inputs(forms: list, policy, domain, samples: int, seed: int, counted):
 def tune_format(formula, param: str, lo: float, hi: float, steps, by: str, policy, domain, samples: int, seed: int,
                 use_cache: bool = True, progress: bool = False, counted=None, exhaustive: bool = False,
                 jobs: int = 0, resume: bool = False, on_sweep=None, scheduler=None) -> Tuned:
-    """One format's curve and its best value."""
-    from mishaudit.pool import run_all, workers_for
+    """One format's curve and its best value (inside [lo, hi]; the default is measured beside it)."""
+    from mishaudit.pool import run, workers_for
+    from mishaudit.progress import phase
     from mishaudit.reference.table import reference
 
     fmt, work = policy.storage, policy.work
@@ -152,13 +167,18 @@ def tune_format(formula, param: str, lo: float, hi: float, steps, by: str, polic
         strategy = "exhaustive"
     else:
         x, counts, strategy = _inputs(forms, policy, domain, samples, seed, counted)
-        ref = reference(x, fmt, use_cache=use_cache, show_progress=progress, spec=formula.spec)
+        with phase(f"tune {fmt.name}: exact reference of {len(x):,} inputs"):
+            ref = reference(x, fmt, use_cache=use_cache, show_progress=progress, spec=formula.spec)
         workers = workers_for(len(forms), jobs)
-        groups = [forms[i::workers * 2] for i in range(min(len(forms), workers * 2))]
-        done = run_all(_eval_job, [(g, x, counts, ref, policy) for g in groups], workers)
-        by_id = {f.id: r for g, rs in zip(groups, done) for f, r in zip(g, rs)}
+        n = min(len(forms), max(workers * 2, 32))  # enough groups for the progress bar to move
+        groups = [forms[i::n] for i in range(n)]
+        by_id = {}
+        with phase(f"tune {fmt.name}: {len(forms):,} values of {param}", total=len(forms)) as step:
+            for k, rs in run(_eval_job, [(g, x, counts, ref, policy) for g in groups], workers):
+                by_id.update({f.id: r for f, r in zip(groups[k], rs)})
+                step(advance=len(groups[k]))
         rows = [by_id[f.id] for f in forms]
-    t = Tuned(fmt.name, work.name, param, by, values, rows, default, tried, strategy)
+    t = Tuned(fmt.name, work.name, param, by, values, rows, default, tried, strategy, lo=lo, hi=hi)
     t.rank()
     return t
 

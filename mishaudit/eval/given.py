@@ -25,7 +25,7 @@ import numpy as np
 
 from mishaudit.errors import UserError
 from mishaudit.formats import FP64, Format, from_ordinal, ordinal, round_to
-from mishaudit.lang.fpcore import parse_number
+from mishaudit.lang.fpcore import NumberTooLarge, abbreviate, parse_number
 
 
 @dataclass(frozen=True)
@@ -154,15 +154,20 @@ def _read_file(path: Path, text: str) -> Given:
             if not tok:
                 continue
             try:
-                v = float(tok)  # binary64, correctly rounded (decimal, inf, nan)
-                if math.isfinite(v) and parse_number(tok.lstrip("+")) is None:
-                    raise ValueError  # '1_000' and the like: Python's float() only
-            except ValueError:
-                q = parse_number(tok)  # p/q or hexadecimal: converted correctly rounded
-                if q is None:
-                    raise UserError(f"--inputs {text}:{lineno}: {tok!r} is not a number; the file holds numbers "
-                                    "separated by spaces, commas or newlines") from None
-                v = float(q)
+                try:
+                    v = float(tok)  # binary64, correctly rounded (decimal, inf, nan)
+                    if math.isfinite(v) and parse_number(tok.lstrip("+")) is None:
+                        raise ValueError  # '1_000' and the like: Python's float() only
+                except ValueError:
+                    q = parse_number(tok)  # p/q or hexadecimal: converted correctly rounded
+                    if q is None:
+                        raise UserError(f"--inputs {text}:{lineno}: {tok!r} is not a number; the file holds numbers "
+                                        "separated by spaces, commas or newlines") from None
+                    v = float(q)
+            except NumberTooLarge as exc:  # the reader's bounds on digits and magnitude (lang/fpcore.py)
+                why = str(exc).split(" is beyond the reader's limits ", 1)[-1].split(":", 1)[0]
+                raise UserError(f"--inputs {text}:{lineno}: {abbreviate(tok)} is beyond the reader's limits {why}: "
+                                "give inputs in that range") from None
             vals.append(v)
             toks.append(tok)
     if not vals:

@@ -190,13 +190,41 @@ def _from_torch(t, fmt: Format) -> np.ndarray:
     return t.numpy().astype(np.float64)
 
 
-def _torch_device(device: str) -> str:
+def torch_devices() -> list[str]:
+    """The devices torch can run kernels on here: cpu, then cuda and cuda:N for each CUDA device, mps."""
     import torch
 
-    if device != "cpu" and device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {device}: torch sees no CUDA device here (torch.cuda.is_available() is false); "
-                        "use --device cpu")
-    return device
+    out = ["cpu"]
+    try:
+        if torch.cuda.is_available():
+            out += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    except Exception:  # a broken CUDA install: cpu still works
+        pass
+    try:
+        if torch.backends.mps.is_available():
+            out.append("mps")
+    except Exception:
+        pass
+    return out
+
+
+def _torch_device(device: str) -> str:
+    """`device` checked: a UserError naming the devices there are when torch cannot use it here."""
+    import torch
+
+    have = torch_devices()
+    if device in have:
+        return device
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, ValueError, TypeError):
+        raise UserError(f"--device {device!r}: not a device torch knows; use one of: {', '.join(have)}") from None
+    if kind == "cuda":
+        why = ("torch sees no CUDA device here (torch.cuda.is_available() is false)" if "cuda" not in have
+               else "there is no such CUDA device here")
+    else:
+        why = f"torch cannot use {kind} devices here"
+    raise UserError(f"--device {device}: {why}; use one of: {', '.join(have)}")
 
 
 def _torch_fn(kid: str):

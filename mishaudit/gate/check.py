@@ -31,18 +31,36 @@ def dispatch_warnings(th: Thresholds) -> list[str]:
     return out
 
 
+def _given(inputs: str, seed: int, path: str, line: int):
+    """A limit's inputs (eval/given.py): a relative file is read from the thresholds file's folder."""
+    import os
+
+    from mishaudit.eval.given import parse_inputs
+
+    kind = inputs.partition(":")[0]
+    here = os.path.join(os.path.dirname(os.path.abspath(path)), inputs)
+    text = inputs if os.path.isabs(inputs) or (kind in ("linspace", "normal") and not os.path.exists(here)) else here
+    try:
+        return parse_inputs(text, seed)
+    except UserError as exc:
+        raise UserError(f"{path}:{line}: inputs: {exc}") from None
+
+
 def run_check(th: Thresholds, registry: dict, use_cache: bool = True, progress: bool = False) -> list[Verdict]:
     """Every limit of `th` against a fresh measurement; limits sharing an audit mode run together."""
     verdicts = []
     for mode in dict.fromkeys(e.mode for e in th.entries):
         entries = [e for e in th.entries if e.mode == mode]
-        dtype, compute, ftz, dom, samples, seed, model, settings = mode
+        dtype, compute, ftz, dom, samples, seed, model, settings, exhaustive, inputs = mode
         fids = list(dict.fromkeys(e.formula for e in entries))
         forms = apply_settings(select(registry, fids), parse_settings(settings)) if settings else select(registry, fids)
+        given = None
+        if inputs is not None:
+            given = _given(inputs, seed, th.path, entries[0].line)
         audit = run_audit(forms, [get_format(dtype)], get_format(compute) if compute != dtype else None,
                           ftz,
                           Domain(*dom) if dom else Domain(), samples, seed, use_cache=use_cache, progress=progress,
-                          with_formula_error=False, model=model)
+                          with_formula_error=False, model=model, exhaustive=exhaustive, given=given)
         rows = {r["formula"]: r for r in audit.rows}
         for e in entries:
             now = rows[e.formula].get("spec") or "mish"

@@ -16,6 +16,9 @@
     domain = [-20.0, 20.0]         # optional input interval [lo, hi]
     set = { threshold = "15" }     # optional: parameters set as with --set (exact numbers, as text)
     samples = 65536                # optional, fp32/fp64 sample size
+    exhaustive = true              # optional, fp32 only: every input of the domain (no samples, seed)
+    inputs = "data/x.npy"          # optional: audit these values (--inputs: a file, relative to this
+                                   # file's folder, or linspace:LO:HI:N / normal:MU:SIGMA:N with seed)
     seed = 0                       # optional
     max_ulp = 8.6                  # measured value must be <= the limit
     mean_ulp = 0.29                # <=
@@ -42,7 +45,7 @@ AT_MOST = ("max_ulp", "mean_ulp", "p99_ulp", "nonfinite", "ulp_overflow", "dulp_
 AT_LEAST = ("cr_frac", "dulp_0")
 LIMIT_KEYS = AT_MOST + AT_LEAST
 SELECT_KEYS = ("formula", "kernel", "spec", "dtype", "compute_dtype", "ftz", "libm", "numpy_dispatch", "framework", "domain",
-               "samples", "seed", "set")
+               "samples", "seed", "set", "exhaustive", "inputs")
 
 
 @dataclass(frozen=True)
@@ -61,12 +64,14 @@ class Limit:
     framework: str | None = None  # for a kernel: the framework (version, CPU capability) it was measured with
     spec: str = "mish"  # the function the limits were measured against (lang/spec.py's name)
     settings: tuple = ()  # ("name=value", ...): parameters set (--set)
+    exhaustive: bool = False  # fp32: every input of the domain (--exhaustive)
+    inputs: str | None = None  # --inputs text (a relative file: relative to the thresholds file's folder)
 
     @property
     def mode(self) -> tuple:
         """What one audit run is keyed by (formulas sharing it run together)."""
         return (self.dtype, self.compute_dtype, self.ftz, self.domain, self.samples, self.seed, self.libm,
-                self.settings)
+                self.settings, self.exhaustive, self.inputs)
 
     def label(self) -> str:
         s = f"{self.formula} {self.dtype}"
@@ -80,6 +85,10 @@ class Limit:
             s += f" x in [{self.domain[0]!r}, {self.domain[1]!r}]"
         if self.settings:
             s += " [" + ", ".join(self.settings) + "]"
+        if self.exhaustive:
+            s += " exhaustive"
+        if self.inputs:
+            s += f" inputs {self.inputs}"
         return s
 
 
@@ -188,6 +197,22 @@ def parse_thresholds(text: str, path: str, known_formulas=None) -> Thresholds:
             parse_settings(settings)
         except UserError as exc:
             raise bad("set", str(exc)) from None
+        exhaustive = item.get("exhaustive", False)
+        if not isinstance(exhaustive, bool):
+            raise bad("exhaustive", "exhaustive must be true or false")
+        if exhaustive and dtype != "fp32":
+            raise bad("exhaustive", f"exhaustive = true streams every fp32 input; this limit's dtype is {dtype}: "
+                                    "remove exhaustive (fp16 and bf16 are always exhaustive)")
+        inputs = item.get("inputs")
+        if inputs is not None and (not isinstance(inputs, str) or not inputs):
+            raise bad("inputs", 'inputs must be a string: a file, "linspace:LO:HI:N" or "normal:MU:SIGMA:N"')
+        if exhaustive and inputs is not None:
+            raise bad("inputs", "a limit audits either exhaustive = true or the inputs given: remove one")
+        for key in ("samples", "seed"):
+            if key in item and (exhaustive or (inputs is not None and not (key == "seed" and
+                                                                       inputs.startswith("normal:")))):
+                raise bad(key, f"{key} sizes or seeds a sample; this limit audits "
+                               f"{'every input (exhaustive)' if exhaustive else 'the inputs given'}: remove {key}")
         lims = []
         for key in LIMIT_KEYS:
             if key in item:
@@ -198,7 +223,7 @@ def parse_thresholds(text: str, path: str, known_formulas=None) -> Thresholds:
         if not lims:
             raise bad("[[limit]]", f"this [[limit]] sets no limit: add one of {', '.join(LIMIT_KEYS)}")
         out.entries.append(Limit(item[which], dtype, compute, ftz, dom, samples, seed, tuple(lims), line, model,
-                                 dispatch, item.get("framework"), spec, settings))
+                                 dispatch, item.get("framework"), spec, settings, exhaustive, inputs))
     return out
 
 
@@ -243,7 +268,7 @@ def _round_down(v: float, digits: int = 4) -> float:
 
 
 def baseline_text(rows: list[dict], margin: float, command: str, samples: int, seed: int, domain,
-                  dispatch: str | None = None) -> str:
+                  dispatch: str | None = None, exhaustive: bool = False, inputs: str | None = None) -> str:
     """The thresholds file for `rows` (kernel rows of formats their framework lacks get no limit)."""
     """A thresholds file whose limits are the measured values loosened by `margin` (relative)."""
     lines = ["# mishaudit thresholds: `mishaudit check` fails when a measured value breaks a limit.",
@@ -278,6 +303,12 @@ def baseline_text(rows: list[dict], margin: float, command: str, samples: int, s
         if r["strategy"] == "sampled":
             lines.append(f"samples = {samples}")
             lines.append(f"seed = {seed}")
+        if exhaustive and r["dtype"] == "fp32":
+            lines.append("exhaustive = true")
+        if inputs is not None:
+            lines.append(f"inputs = {_toml_string(inputs)}")
+            if inputs.startswith("normal:"):
+                lines.append(f"seed = {seed}")
         for key in ("max_ulp", "mean_ulp", "p99_ulp"):  # an infinite figure is pinned as inf (TOML's inf)
             if r[key] is not None:
                 lines.append(f"{key} = {_round_up(r[key] * (1 + margin))!r}" if math.isfinite(r[key])

@@ -130,7 +130,7 @@ class FPCoreError(UserError):
     pass
 
 
-@dataclass
+@dataclass(slots=True)
 class _Tok:
     kind: str  # "(" ")" "str" "atom"
     text: str
@@ -172,7 +172,7 @@ def _tokenize(text: str, src: str):
             yield _Tok("(" if kind == "open" else ")", s, line, m.start() - start + 1)
 
 
-@dataclass
+@dataclass(slots=True)
 class _List:
     items: list
     line: int
@@ -257,6 +257,8 @@ def parse_number(s: str) -> Fraction | None:
     built: at most MAX_DIGITS significant digits (leading zeros not counted; in each of p and q of
     p/q), and a non-zero value's order of magnitude, E in d.ddd * 10^E (decimal) or P in 1.xxx * 2^P
     (hexadecimal), within +-MAX_EXP10 and +-MAX_EXP2 (0 may have any exponent)."""
+    if not s or s[0] not in "0123456789+-.":  # a name: most atoms
+        return None
     m = _DEC.fullmatch(s)
     if m:
         ip, _, fp = m.group(1).partition(".")
@@ -343,7 +345,7 @@ class _Reader:
         out = []
         while i < len(items) and isinstance(items[i], _Tok) and items[i].kind == "atom" and items[i].text.startswith(":"):
             if i + 1 >= len(items):
-                raise self.err(items[i], f"property {items[i].text} has no value: give it one or remove it")
+                raise self.err(items[i], f"property {abbreviate(items[i].text)} has no value: give it one or remove it")
             key = items[i].text
             # :spec is an expression (FPBench: the exact function approximated): read as one
             out.append((key, self.expr(items[i + 1]) if key == ":spec" else self.prop_value(items[i + 1])))
@@ -388,17 +390,18 @@ class _Reader:
             if i != len(items) - 1:
                 raise self.err(node, "! is written (! :precision binary32 expr): properties, then one expression")
             return Annot(props, self.expr(items[i]), pos=pos)
-        args = tuple(self.expr(a) for a in items[1:])
+        n_args = len(items) - 1  # checked before the operands are read: a long list fails at once
         if op in VARIADIC:
-            if len(args) < 2:
+            if n_args < 2:
                 raise self.err(head, f"{op} takes two or more operands")
         elif op in ARITY:
-            if len(args) not in ARITY[op]:
+            if n_args not in ARITY[op]:
                 n = " or ".join(map(str, ARITY[op]))
-                raise self.err(head, f"{op} takes {n} operand(s), got {len(args)}")
+                raise self.err(head, f"{op} takes {n} operand(s), got {n_args}")
         else:
-            raise self.err(head, f"unknown operator {op!r}: supported are {', '.join(sorted(OPERATORS))}, if, let, let*, !")
-        return Op(op, args, pos=pos)
+            raise self.err(head, f"unknown operator {abbreviate(repr(op))}: supported are {', '.join(sorted(OPERATORS))}, if, let, "
+                                 "let*, !")
+        return Op(op, tuple(self.expr(a) for a in items[1:]), pos=pos)
 
 
 def parse(text: str, src: str = "<string>") -> FPCore:
@@ -443,6 +446,13 @@ def _digits_of(n: int) -> str:
     k = n.bit_length() * 3 // 20  # about half its digits
     hi, lo = divmod(n, 10**k)
     return _digits_of(hi) + _digits_of(lo).rjust(k, "0")
+
+
+def fraction_text(v: Fraction) -> str:
+    """str(v) ('n' or 'n/d') for a Fraction of any size (str() stops at 4300 digits)."""
+    sign = "-" if v < 0 else ""
+    n = _digits_of(abs(v.numerator))
+    return f"{sign}{n}" if v.denominator == 1 else f"{sign}{n}/{_digits_of(v.denominator)}"
 
 
 def _about(n: int) -> int:

@@ -51,7 +51,7 @@ class Formula:
         for name in values:
             if name not in self.params:
                 have = ", ".join(self.params) or "none"
-                raise UserError(f"formula {self.id} has no parameter {name!r} (its parameters: {have}): "
+                raise UserError(f"formula {self.id} has no parameter {_q(name)} (its parameters: {have}): "
                                 "check the name, or declare it in the file's :mishaudit-params")
         table = tuple((n, (("default", values[n]),) if n in values else t) for n, t in self.constants)
         over = dict(self.overrides)
@@ -105,25 +105,28 @@ class Formula:
 
     @property
     def digest(self) -> str:
-        over = "".join(f"\n;set {n}={fpcore.format_number(v)}" for n, v in self.overrides)
+        over = "".join(f"\n;set {n}={fpcore.fraction_text(v)}" for n, v in self.overrides)
         return hashlib.sha256((self.text + over).encode()).hexdigest()[:16]
 
     def constant(self, name: str, storage: Format) -> Fraction:
         """The exact value of per-format constant `name` for storage format `storage`."""
         for n, table in self.constants:
             if n == name:
-                values = dict(table)
-                for key in (storage.fpcore, "default"):
-                    if key in values:
-                        return values[key]
-                raise UserError(
-                    f"formula {self.id} ({self.path}) gives constant {name} no value for {storage.name}: "
-                    f"add ({storage.fpcore} VALUE) or (default VALUE) to its :mishaudit-constants"
-                )
+                return self._value(n, table, storage)
         raise KeyError(name)
 
+    def _value(self, name: str, table: tuple, storage: Format) -> Fraction:
+        values = dict(table)
+        for key in (storage.fpcore, "default"):
+            if key in values:
+                return values[key]
+        raise UserError(
+            f"formula {self.id} ({self.path}) gives constant {name} no value for {storage.name}: "
+            f"add ({storage.fpcore} VALUE) or (default VALUE) to its :mishaudit-constants"
+        )
+
     def constant_values(self, storage: Format) -> dict[str, Fraction]:
-        return {n: self.constant(n, storage) for n, _ in self.constants}
+        return {n: self._value(n, table, storage) for n, table in self.constants}
 
 
 def _read_constants(core: fpcore.FPCore, src: str, key: str = ":mishaudit-constants") -> tuple:
@@ -148,7 +151,7 @@ def _read_constants(core: fpcore.FPCore, src: str, key: str = ":mishaudit-consta
                     or not isinstance(pair[1], Fraction)):
                 raise bad
             if pair[0].name not in ("binary16", "bfloat16", "binary32", "binary64", "default"):
-                raise UserError(f"{src}: unknown format {pair[0].name!r} in {key}: use binary16, bfloat16, binary32, binary64 or default")
+                raise UserError(f"{src}: unknown format {_q(pair[0].name)} in {key}: use binary16, bfloat16, binary32, binary64 or default")
             table.append((pair[0].name, pair[1]))
         out.append((entry[0].name, tuple(table)))
     return tuple(out)
@@ -163,20 +166,23 @@ def load_text(text: str, src: str, stem: str) -> Formula:
     params = _read_constants(core, src, ":mishaudit-params")
     constants = _read_constants(core, src) + params
     names = [n for n, _ in constants]
-    clash = sorted({n for n in names if names.count(n) > 1} | (set(names) & set(core.args)))
+    seen: set = set()
+    twice = {n for n in names if n in seen or seen.add(n)}  # linear: a file may declare thousands
+    clash = sorted(twice | (set(names) & set(core.args)))
     if clash:
-        raise UserError(f"{src}: {clash[0]!r} is named twice (argument, :mishaudit-constants or :mishaudit-params): "
+        raise UserError(f"{src}: {_q(clash[0])} is named twice (argument, :mishaudit-constants or :mishaudit-params): "
                         "give each name one definition")
     known = set(core.args) | set(names)
-    unknown = fpcore.free_names(core.body) - known
+    used = fpcore.free_names(core.body)
+    unknown = used - known
     if unknown:
         name = sorted(unknown)[0]
         line, col = _first_use(core.body, name)
-        raise UserError(f"{src}:{line}:{col}: unknown variable {name!r}: bind it with let or declare it in "
+        raise UserError(f"{src}:{line}:{col}: unknown variable {_q(name)}: bind it with let or declare it in "
                         ":mishaudit-params")
-    unused = [n for n in names if n not in fpcore.free_names(core.body)]
+    unused = [n for n in names if n not in used]
     if unused:
-        raise UserError(f"{src}: {unused[0]!r} is declared but the body never uses it: use it or remove it")
+        raise UserError(f"{src}: {_q(unused[0])} is declared but the body never uses it: use it or remove it")
     if _type(core.body, {n: "real" for n in known}, src) != "real":
         line, col = core.body.pos
         raise UserError(f"{src}:{line}:{col}: the body must be a number, not a truth value: wrap it in (if ... a b)")
@@ -194,7 +200,7 @@ def _read_spec(core: fpcore.FPCore, src: str) -> Spec:
     if extra:
         name = sorted(extra)[0]
         line, col = _first_use(raw, name)
-        raise UserError(f"{src}:{line}:{col}: the :spec uses {name!r}: a spec is a function of the argument "
+        raise UserError(f"{src}:{line}:{col}: the :spec uses {_q(name)}: a spec is a function of the argument "
                         f"{core.args[0]} alone (constants are written as numbers)")
     if _type(raw, {core.args[0]: "real"}, src) != "real":
         line, col = raw.pos
@@ -272,6 +278,11 @@ def _read_file(path: Path) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
+def _q(s) -> str:
+    """A name as messages quote it: repr(), abbreviated when long."""
+    return fpcore.abbreviate(repr(s))
+
+
 def _shown(path) -> str:
     """A path as messages print it: as is, or escaped (ascii()) when it holds unprintable characters."""
     s = str(path)
@@ -310,18 +321,19 @@ def load_registry(extra_dirs: tuple = (), builtin: bool = True) -> dict[str, For
     for text, src, stem in files:
         f = load_text(text, src, stem)
         if f.id in reg:
-            raise UserError(f"formula id {f.id!r} is defined twice ({reg[f.id].path} and {src}): rename one (the FPCore identifier)")
+            raise UserError(f"formula id {_q(f.id)} is defined twice ({reg[f.id].path} and {src}): rename one (the FPCore identifier)")
         reg[f.id] = f
     return reg
 
 
 def parse_settings(texts) -> dict[str, Fraction]:
-    """`--set NAME=VALUE` texts -> {name: exact value}; UserError for a malformed one, or a value beyond
-    the reader's number limits (lang/fpcore.py: MAX_DIGITS digits, exponents MAX_EXP10 and MAX_EXP2)."""
+    """`--set NAME=VALUE` texts -> {name: exact value}; UserError for a malformed one, a NAME that is not
+    an FPCore symbol, or a VALUE beyond the reader's number limits (lang/fpcore.py: MAX_DIGITS significant
+    digits, magnitudes within 1e+-MAX_EXP10 or 0x1p+-MAX_EXP2)."""
     out: dict[str, Fraction] = {}
     for t in texts:
         if not isinstance(t, str):
-            raise UserError(f"--set {t!r}: give a text NAME=VALUE, e.g. --set threshold=15")
+            raise UserError(f"--set {_q(t)}: give a text NAME=VALUE, e.g. --set threshold=15")
         name, sep, value = t.partition("=")
         name, value = name.strip(), value.strip()
         shown = fpcore.abbreviate(repr(t))
@@ -335,10 +347,10 @@ def parse_settings(texts) -> dict[str, Fraction]:
             raise UserError(f"--set {shown}: write NAME=VALUE with a number, e.g. --set threshold=15 (decimal, p/q "
                             "or hexadecimal)")
         if not fpcore.is_symbol(name):
-            raise UserError(f"--set {shown}: {fpcore.abbreviate(name)!r} is not a parameter name (an FPCore symbol): "
+            raise UserError(f"--set {shown}: {_q(name)} is not a parameter name (an FPCore symbol): "
                             "write NAME=VALUE, e.g. --set threshold=15")
         if name in out and out[name] != num:
-            raise UserError(f"--set {name} is given twice with different values: give it once")
+            raise UserError(f"--set {fpcore.abbreviate(name)} is given twice with different values: give it once")
         out[name] = num
     return out
 
@@ -352,7 +364,7 @@ def apply_settings(impls: list, values: dict) -> list:
     for name in values:
         if not any(name in f.params for f in forms):
             have = sorted({p for f in forms for p in f.params})
-            raise UserError(f"--set {name}: no selected formulation has a parameter {name!r} (theirs: "
+            raise UserError(f"--set {fpcore.abbreviate(name)}: no selected formulation has a parameter {_q(name)} (theirs: "
                             f"{', '.join(have) or 'none'}): check the name or select the formulation with --formula")
     return [f.with_values({n: v for n, v in values.items() if n in f.params}) if not f.kernel and
             any(n in f.params for n in values) else f for f in impls]

@@ -116,7 +116,15 @@ def to_markdown(events, culprits) -> str:
             regions = " ".join(f"[{lo!r}, {hi!r}]" for lo, hi in c["regions"][:3])
             lines.append(f"| {c['formula']} | {c['dtype']} | `{c['node']}` | {c['inputs']} | "
                          f"{c['max_local_bits']:.1f} | {regions} |")
+    lines += [""] + kernel_notes(events)
     return "\n".join(lines) + "\n"
+
+
+def kernel_notes(events) -> list[str]:
+    """One line per implementation without a map (a kernel: a black box, no intermediates)."""
+    mapped = {(ev["formula"], ev["dtype"]) for ev in _event_records(events)}
+    return [f"{a['formula']} ({a['dtype']}): no overflow map: {a['note']} (compare and plot audit its outputs)"
+            for a in events.attrs.get("attributions", []) if a.get("note") and (a["formula"], a["dtype"]) not in mapped]
 
 
 def print_overflow(events, culprits, console, width: int = 64) -> None:
@@ -149,5 +157,7 @@ def print_overflow(events, culprits, console, width: int = 64) -> None:
                 console.print(f"    {c['node']}: {c['inputs']} inputs, up to {c['max_local_bits']:.1f} bits, e.g. {regions}",
                               highlight=False)
         console.print()
+    for line in kernel_notes(events):  # kernels: say why they have no map
+        console.print(line, highlight=False)
     console.print("[dim]glyphs: " + ", ".join(f"{g} {e}" for e, g in GLYPH.items()) +
                   "; red: harmful (the final output is nonfinite or > 1 ulp off there); x axis symmetric-log.[/]")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 
 import matplotlib
+import matplotlib.colors
 import matplotlib.ticker
 
 matplotlib.use("Agg")  # headless
@@ -26,6 +27,28 @@ ULP_FLOOR = 1e-3  # errors below this (exact results included) are drawn on the 
 CDF_LEVELS = 600  # error levels at which the CDF is drawn
 EVENT_COLOURS = {"overflow": "#d62728", "nan": "#000000", "underflow": "#1f77b4", "subnormal": "#9467bd",
                  "absorption": "#ff7f0e"}
+
+
+# 30 distinct colours for the many-series figures (CDF, overlay): tab10, then the darkest and a middle shade of
+# each tab20b group, then tab20's light shades; series_style pairs them with a line style per block of ten, so a
+# light shade never shares the style of its dark twin. Black stays for the guides.
+PALETTE = [*matplotlib.colormaps["tab10"].colors,
+           *(matplotlib.colormaps["tab20b"].colors[i] for i in (0, 4, 8, 12, 16, 2, 6, 10, 14, 18)),
+           *matplotlib.colormaps["tab20"].colors[1::2]]
+LINE_STYLES = ["-", "--", (0, (4, 1.5, 1, 1.5)), (0, (1, 1))]
+
+
+def palette(n: int) -> list:
+    """n distinct colours: PALETTE's first n, then evenly spaced hues beyond its 30."""
+    if n <= len(PALETTE):
+        return [matplotlib.colors.to_hex(c) for c in PALETTE[:n]]
+    extra = [matplotlib.colors.hsv_to_rgb(((k * 0.618034) % 1, 0.75, 0.7)) for k in range(n - len(PALETTE))]
+    return [matplotlib.colors.to_hex(c) for c in (*PALETTE, *extra)]
+
+
+def series_style(k: int, n: int) -> tuple[str, object]:
+    """(colour, line style) of series k of n: a colour of its own, the style changing every ten series."""
+    return palette(n)[k], LINE_STYLES[(k // 10) % len(LINE_STYLES)]
 
 
 def symlog_ticks(xmax: float) -> list[float]:
@@ -96,17 +119,16 @@ def error_figure(series: list[dict], dtype: str, fmt_max: float, overlay: bool =
         axes = list(grid.ravel())
         for ax in axes[n:]:
             ax.set_visible(False)
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     top = max([ULP_FLOOR * 10] + [float(np.nanmax(s["ulp"])) for s in series if np.isfinite(s["ulp"]).any()]) * 3
     for k, (s, ax) in enumerate(zip(series, axes)):
-        col = colours[k % len(colours)] if overlay else "#1f77b4"
+        col, ls = series_style(k, n) if overlay else ("#1f77b4", "-")
         fin = np.isfinite(s["ulp"])
         e = np.maximum(s["ulp"][fin], ULP_FLOOR)
         if not overlay:
             ax.scatter(s["x"][fin], e, s=1.5, alpha=0.25, color="#7f7f7f", linewidths=0, rasterized=True,
                        label="per input")
         cx, cy = envelope(s["x"][fin], e, xmax)
-        ax.plot(cx, cy, color=col, lw=1.2, label=f"{s['id']} (max per bin)" if overlay else "max per x bin")
+        ax.plot(cx, cy, color=col, ls=ls, lw=1.2, label=f"{s['id']} (max per bin)" if overlay else "max per x bin")
         if s["nonfinite"].any():  # a red band at the top over the x bins holding nonfinite outputs
             xn = np.clip(s["x"][s["nonfinite"]], -xmax, xmax)  # beyond the range: drawn at the edge
             bx, by = envelope(xn, np.ones(len(xn)), xmax)
@@ -127,8 +149,8 @@ def error_figure(series: list[dict], dtype: str, fmt_max: float, overlay: bool =
         axes[0].set_xlabel("x (symmetric log scale)")
         axes[0].set_ylabel("error (ulp of the exact result)")
         axes[0].legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
-        axes[0].set_title(f"ulp error against x, {dtype}; dotted 0.5 ulp, dash-dot 1 ulp; "
-                          f"beyond |x| = {xmax:.3g} every finite output is within 0.01 ulp")
+        axes[0].set_title(f"ulp error against x, {dtype}: line max per x bin; dotted 0.5 ulp, dash-dot 1 ulp;\n"
+                          f"beyond |x| = {xmax:.3g} every finite output is within 0.01 ulp", fontsize=10)
     else:
         for ax in axes[:n]:
             if ax.get_subplotspec().is_last_row() or ax is axes[n - 1]:
@@ -175,8 +197,6 @@ def overflow_figure(maps: list, formula: str, dtype: str, xmax: float):
 def cdf_figure(series: list[dict], dtype: str):
     """Empirical CDF of the ulp error (finite outputs) per formulation."""
     fig, ax = plt.subplots(figsize=(9, 5.5), constrained_layout=True)
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    styles = ["-", "--", ":", "-."]
     for k, s in enumerate(series):
         e = np.sort(np.maximum(s["ulp"][np.isfinite(s["ulp"])], ULP_FLOOR))
         if not len(e):
@@ -184,15 +204,15 @@ def cdf_figure(series: list[dict], dtype: str):
         # the exact empirical CDF, sampled at CDF_LEVELS log-spaced error levels (and the largest error)
         levels = np.unique(np.concatenate([np.geomspace(ULP_FLOOR, e[-1], CDF_LEVELS), [e[-1]]]))
         p = np.searchsorted(e, levels, side="right") / len(s["ulp"])
-        ax.step(levels, p, where="post", color=colours[k % len(colours)], ls=styles[(k // len(colours)) % 4], lw=1.1,
-                label=s["id"])
+        colour, ls = series_style(k, len(series))
+        ax.step(levels, p, where="post", color=colour, ls=ls, lw=1.1, label=s["id"])
     ax.set_xscale("log")
     ax.axvline(0.5, color="k", lw=0.7, ls=":")
     ax.axvline(1.0, color="k", lw=0.7, ls="-.")
     ax.set_xlabel("ulp error (errors below 1e-3 drawn at 1e-3)")
     ax.set_ylabel("share of inputs with at most that error")
     ax.set_ylim(0, 1.01)
-    ax.set_title(f"distribution of the ulp error, {dtype} (nonfinite outputs never reach 1)")
+    ax.set_title(f"distribution of the ulp error, {dtype}\n(nonfinite outputs never reach 1)", fontsize=10)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
     ax.grid(True, alpha=0.2)
     return fig
@@ -242,29 +262,46 @@ def cost_figure(rows: list[dict], dtype: str):
 
 
 def tune_figure(rows: list[dict], summary: list[dict]):
-    """`mishaudit tune`: the criterion's error measure (and the max ulp error, faint) against the parameter,
-    one colour per format; circles mark today's default, stars the best value."""
+    """`mishaudit tune`: the criterion's error measure against the parameter, one colour per format, a
+    marker at each value tried and nothing between them (no line across values never tried); an open
+    circle marks today's default (apart, and said so, when it lies outside the range tried), a star
+    the best value."""
     by = summary[0]["by"]
     fig, ax = plt.subplots(figsize=(9, 5.5), constrained_layout=True)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     measure = "mean_ulp" if by == "mean_ulp" else "max_ulp"
+
+    def y_of(r):
+        if by == "cr_frac":
+            return np.nan if r["cr_frac"] is None else 100 * r["cr_frac"]
+        return np.nan if r[measure] is None else max(r[measure], ULP_FLOOR)
+
     for k, s in enumerate(summary):
         c = colours[k % len(colours)]
         rs = [r for r in rows if r["dtype"] == s["dtype"]]
-        v = np.array([r["value"] for r in rs])
-        if by == "cr_frac":
-            y = np.array([np.nan if r["cr_frac"] is None else 100 * r["cr_frac"] for r in rs])
-        else:
-            y = np.array([np.nan if r[measure] is None else max(r[measure], ULP_FLOOR) for r in rs])
-        bad = np.array([bool(r["nonfinite"]) for r in rs])
-        ax.plot(v, np.where(bad, np.nan, y), color=c, lw=1.2, label=f"{s['dtype']}")
+        swept = [r for r in rs if not r["default"]] or rs
+        lo, hi = min(r["value"] for r in swept), max(r["value"] for r in swept)
+        inside = [r for r in rs if lo <= r["value"] <= hi]  # the range asked for (the default too, when in it)
+        v = np.array([r["value"] for r in inside])
+        y = np.array([y_of(r) for r in inside])
+        bad = np.array([bool(r["nonfinite"]) for r in inside])
+        ax.plot(v[~bad], y[~bad], ".", color=c, ms=3 if len(v) > 200 else 5, ls="none",
+                label=f"{s['dtype']}: {len(v):,} values tried")
         if bad.any():
             ax.plot(v[bad], np.full(bad.sum(), 1.0), "|", color=c, ms=9, transform=ax.get_xaxis_transform(),
                     label=f"{s['dtype']}: nonfinite outputs")
-        for value, marker, what in ((s["default_value"], "o", "default"), (s["best_value"], "*", "best")):
-            i = int(np.argmin(np.abs(v - value)))
-            ax.plot([value], [y[i]], marker, color=c, ms=9 if marker == "*" else 7, mfc="none" if marker == "o" else c,
-                    label=f"{s['dtype']} {what} {value!r}")
+        d = next((r for r in rs if r["default"]), None)
+        if d is not None:
+            outside = not (lo <= d["value"] <= hi)
+            yd = 1.0 if d["nonfinite"] else y_of(d)
+            ax.plot([d["value"]], [yd], "o", color=c, ms=8, mfc="none", mew=1.5,
+                    transform=ax.get_xaxis_transform() if d["nonfinite"] else ax.transData,
+                    label=f"{s['dtype']} default {d['value']!r}" + (" (outside the range)" if outside else ""))
+        b = next((r for r in rs if r["best"]), None)
+        if b is not None:
+            ax.plot([b["value"]], [1.0 if b["nonfinite"] else y_of(b)], "*", color=c, ms=11,
+                    transform=ax.get_xaxis_transform() if b["nonfinite"] else ax.transData,
+                    label=f"{s['dtype']} best {b['value']!r}")
     if by == "cr_frac":
         ax.set_ylabel("correctly rounded outputs (%)")
     else:

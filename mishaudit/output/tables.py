@@ -229,26 +229,88 @@ def to_json(rows: list[dict]) -> str:
     return json.dumps([{k: _json_safe(r.get(k)) for k in ALL_KEYS} for r in rows], indent=2) + "\n"
 
 
+# On a terminal too narrow for every column, these go first (in this order) until the table fits; the
+# formula column is never dropped nor cut, and max ulp, CR and nonfinite always stay.
+DROP_ORDER = ("dULP 0/1/2/3/>3", "formula ulp", "±0", "worst x", "mean rel", "MAE", "p99 ulp", "faithful", "mean ulp")
+
+
+def table_width(console, table) -> int:
+    """The width `table` takes with room to spare (its natural width, nothing folded)."""
+    from rich.measure import Measurement
+
+    return Measurement.get(console, console.options.update_width(1 << 16), table).maximum
+
+
+def print_wide(console, table) -> None:
+    """Print `table`; on a file or a pipe (not a terminal) at its natural width, however wide, so that
+    no column is cut or folded (a terminal keeps its own width)."""
+    if console.is_terminal:
+        console.print(table)
+        return
+    need = table_width(console, table)
+    if need <= console.width:
+        console.print(table)
+        return
+    old = console.width
+    console.width = need
+    try:
+        console.print(table)
+    finally:
+        console.width = old
+
+
+def _compare_table(title: str, grp: list[dict], cols: tuple, id_width: int):
+    from rich.markup import escape
+    from rich.table import Table
+
+    t = Table(title=title, title_justify="left")
+    for name, key, _ in cols:
+        t.add_column(name, justify="left" if key == "formula" else "right", no_wrap=True,
+                     min_width=id_width if key == "formula" else None)
+    nf_col = [k for _, k, _ in cols].index("nonfinite")
+    for r in grp:
+        cells = _cells(r, cols)
+        cells[0] = escape(cells[0])  # "[threshold=15]" is text, not rich markup
+        if r.get("nonfinite") and r.get("strategy") != "unsupported":
+            cells[nf_col] = f"[bold red]{r['nonfinite']}[/]"
+        t.add_row(*cells, style="red" if r.get("nonfinite") else None)
+    return t
+
+
+def fit_columns(console, build, cols: tuple) -> tuple[tuple, list[str]]:
+    """(columns, names left out): on a terminal, drop DROP_ORDER's columns until build(columns) fits
+    its width; elsewhere every column."""
+    dropped: list[str] = []
+    if not console.is_terminal:
+        return cols, dropped
+    for name in DROP_ORDER:
+        if table_width(console, build(cols)) <= console.width:
+            break
+        if any(c[0] == name for c in cols):
+            cols = tuple(c for c in cols if c[0] != name)
+            dropped.append(name)
+    return cols, dropped
+
+
 def print_table(rows: list[dict], specials: list[dict], meta: dict, console) -> None:
-    """One rich table per format, worst first; nonfinite outputs in red; then the specials table."""
+    """One rich table per format, worst first; nonfinite outputs in red; then the specials table. The
+    formula column always shows every id in full; a narrow terminal loses the least important columns
+    first (DROP_ORDER, said below the table); a file or a pipe gets every column at full width."""
     from rich.markup import escape
     from rich.table import Table
 
     cols = columns(rows)
+    id_width = max([len(formula_cell(r)) for r in rows] + [len("formula")])
+    left_out: list[str] = []
     for dtype in dict.fromkeys(r["dtype"] for r in rows):
         grp = [r for r in rows if r["dtype"] == dtype]
-        t = Table(title=table_title(dtype, grp), title_justify="left")
-        for name, key, _ in cols:
-            t.add_column(name, justify="left" if key == "formula" else "right", no_wrap=key != "formula",
-                         min_width=max(len(formula_cell(r)) for r in rows) if key == "formula" else None)
-        nf_col = [k for _, k, _ in cols].index("nonfinite")
-        for r in grp:
-            cells = _cells(r, cols)
-            cells[0] = escape(cells[0])  # "[threshold=15]" is text, not rich markup
-            if r.get("nonfinite"):
-                cells[nf_col] = f"[bold red]{r['nonfinite']}[/]"
-            t.add_row(*cells, style="red" if r.get("nonfinite") else None)
-        console.print(t)
+        title = table_title(dtype, grp)
+        shown, dropped = fit_columns(console, lambda cs, t=title, g=grp: _compare_table(t, g, cs, id_width), cols)
+        left_out += [d for d in dropped if d not in left_out]
+        print_wide(console, _compare_table(title, grp, shown, id_width))
+    if left_out:
+        console.print(f"[dim]{console.width} columns: left out {', '.join(left_out)}; widen the terminal, or use "
+                      "--format markdown/csv/json (or redirect to a file) for every column.[/]")
     console.print("[dim]" + LEGEND + "[/]")
     if meta.get("inputs"):
         console.print("[dim]" + inputs_note(meta["inputs"]) + "[/]")
@@ -265,8 +327,8 @@ def print_table(rows: list[dict], specials: list[dict], meta: dict, console) -> 
         for c in ("formula", "dtype", "x", "expected", "got"):
             s.add_column(c)
         for b in bad:
-            s.add_row(b["formula"], b["dtype"], repr(b["x"]), repr(b["expected"]), f"[red]{b['got']!r}[/]")
-        console.print(s)
+            s.add_row(escape(b["formula"]), b["dtype"], repr(b["x"]), repr(b["expected"]), f"[red]{b['got']!r}[/]")
+        print_wide(console, s)
     else:
         console.print("[dim]special inputs ±0, ±inf, NaN: every formulation gives its spec's value (mish, mish'; NaN alone for any other spec).[/]")
 

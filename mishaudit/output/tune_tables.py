@@ -3,28 +3,40 @@ functions and a rich printer)."""
 
 from __future__ import annotations
 
-from mishaudit.output.tables import _pct, bound_text, ulp_text
+import math
+
+from mishaudit.output.tables import _pct, bound_text, print_wide, ulp_text
 
 HEAD = ("dtype", "best", "max ulp", "mean ulp", "p99 ulp", "CR", "nonfinite", "as good",
         "default", "max ulp", "mean ulp", "p99 ulp", "CR", "nonfinite", "default is")
 
-LEGEND = ("best: the value the criterion ranks first (nonfinite outputs count first; ties broken by the other "
-          "criteria, then by nearness to the default); as good: the range of values tying the best on the "
+LEGEND = ("best: the value the criterion ranks first among those in the range asked for (nonfinite outputs count "
+          "first; ties broken by the other criteria, then by nearness to the default); default: today's value, measured "
+          "as well and compared, never chosen when outside the range; as good: the range of values tying the best on the "
           "criterion (how many; 'with gaps' when values inside it do worse); ulp error |y - r|/ulp(r) against the "
           "exact spec r, over finite outputs ('≤': --exhaustive's p99, an upper bound within 2^-11 relative); values are "
           "the working format's (the evaluator rounds the parameter to it).")
 
 
 def _verdict(s: dict) -> str:
+    """The default against the best: as good (it ties inside the range), or better / as good / worse
+    (a default outside the range asked for is compared, never chosen)."""
     if s["default_as_good"]:
         return "as good"
     k = s["by"]
     d, b = s[f"default_{k}"], s[f"best_{k}"]
+    key = (lambda n, v: (n, -v if k == "cr_frac" else v))
+    dk = key(s["default_nonfinite"], math.inf if d is None else d)
+    bk = key(s["best_nonfinite"], math.inf if b is None else b)
+    word = "worse" if dk > bk else "better" if dk < bk else "as good"
+    where = " (outside the range)" if dk <= bk else ""  # inside it, a tie or better would be as good or best
     if s["default_nonfinite"] != s["best_nonfinite"]:
-        return f"worse: {s['default_nonfinite']:,} nonfinite vs {s['best_nonfinite']:,}"
+        return f"{word}{where}: {s['default_nonfinite']:,} nonfinite vs {s['best_nonfinite']:,}"
+    if word == "as good":
+        return f"as good{where}"
     if k == "cr_frac":
-        return f"worse: CR {100 * d:.4f}% vs {100 * b:.4f}%"
-    return f"worse: {d:.6g} vs {b:.6g} ulp"
+        return f"{word}{where}: CR {100 * d:.4f}% vs {100 * b:.4f}%"
+    return f"{word}{where}: {d:.6g} vs {b:.6g} ulp"
 
 
 def _cells(s: dict) -> list[str]:
@@ -66,7 +78,7 @@ def print_tune(summary: list[dict], console) -> None:
                      style="bold" if i == 1 else None)
     for s in summary:
         t.add_row(*(escape(c) for c in _cells(s)))
-    console.print(t)
+    print_wide(console, t)  # a file or a pipe: every column unfolded
     for n in notes(summary):
         console.print("[dim]" + escape(n) + "[/]")
     console.print("[dim]" + LEGEND + "[/]")
