@@ -359,6 +359,7 @@ class _SweepBar:
                             TextColumn("{task.completed}/{task.total} chunks"), TextColumn("{task.fields[rate]}"),
                             TimeRemainingColumn(), console=Console(stderr=True), transient=True,
                             disable=not sys.stderr.isatty())
+        self.columns = self.bar.columns
         self.task = None
 
     def __enter__(self):
@@ -372,7 +373,19 @@ class _SweepBar:
                        "run the same command with --resume to continue", err=True)
             sys.exit(130)
 
+    def busy(self, text: str) -> None:
+        """Show `text` with a pulsing bar until the command ends (work that is not a sweep); a sweep
+        that starts later replaces it."""
+        from rich.progress import TextColumn
+
+        self.bar.columns = (TextColumn(text), *self.bar.columns[1:2])
+        self.busy_task = self.bar.add_task("busy", total=None, rate="")
+
     def __call__(self, done: int, total: int, inputs: int) -> None:
+        if getattr(self, "busy_task", None) is not None:  # the sweep's own columns from here on
+            self.bar.remove_task(self.busy_task)
+            self.bar.columns = self.columns
+            self.busy_task = None
         if self.task is None:
             self.task = self.bar.add_task("sweep", total=total, rate="")
             self.start = (self.time(), inputs)
@@ -383,10 +396,11 @@ class _SweepBar:
 
 
 def _audit_selection(dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, model, device, settings,
-                     samples, seed, exhaustive=False, output=None):
+                     samples, seed, exhaustive=False, output=None, inputs=None):
     """The AUDIT options of plot and report checked by the API (sample options, kernel options; the output's
-    folder here) and resolved: (formats, compute format, Domain, formulas, libm model, samples); with
-    `exhaustive`, the sample is every fp32 value of the domain (it must fit in memory)."""
+    folder here) and resolved: (formats, compute format, Domain, formulas, libm model, samples, given inputs
+    or None); with `exhaustive`, the sample is every fp32 value of the domain (it must fit in memory); with
+    `inputs`, the errors are those of the given inputs (the overflow maps stay on the format's inputs)."""
     from mishaudit import api
     from mishaudit import arguments as A
 
@@ -394,12 +408,15 @@ def _audit_selection(dtypes, formula_ids, formula_dirs, compute_dtype, ftz, doma
     _check_output(output)
     sel = api.select_audit(dtypes, formula_ids, formula_dirs, compute_dtype, domain, model, settings)
     api.check_kernel_options(sel[3], sel[1], ftz, device)
-    A.check_sample_options(sel[0], samples, seed, None, False)
+    if inputs is not None and exhaustive:
+        raise UserError("--inputs audits the given values, --exhaustive every fp32 value: give one of them")
+    A.check_sample_options(sel[0], samples, seed, inputs, False)
+    given = api.given_inputs(inputs, seed, False) if inputs is not None else None
     if exhaustive:
         samples = api.exhaustive_samples(sel[0], sel[2], len(sel[3]))
-    else:
+    elif given is None:
         A.check_samples(samples, sel[0], len(sel[3]))
-    return (*sel, samples)
+    return (*sel, samples, given)
 
 
 def _check_output(output, option: str = "--output") -> None:
@@ -470,6 +487,7 @@ def compare(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, 
         tables.sort_rows([], sort_col)  # validates the column name before any work
     _check_output(output)
     with _SweepBar("compare") as bar:
+        bar.busy(f"auditing {', '.join(dtypes)}")
         df = api.compare(list(dtypes), formula_ids, formula_dirs=formula_dirs, compute_dtype=compute_dtype, ftz=ftz,
                          domain=domain, samples=samples, seed=seed, libm=model, exhaustive=exhaustive, jobs=jobs,
                          resume=resume, use_cache=not no_cache, progress=sys.stderr.isatty(), on_sweep=bar,
@@ -521,6 +539,7 @@ def overflow(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain,
 @main.command()
 @_audit_options(ONE_DTYPE)
 @EXHAUSTIVE_KEPT
+@INPUTS
 @click.option("--kind", type=click.Choice(["error", "overflow", "cdf", "cost"]), default="error", show_default=True,
               help="error: ulp error against x; overflow: events per intermediate; cdf: error distribution; "
                    "cost: accuracy against measured speed.")
@@ -528,7 +547,7 @@ def overflow(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain,
 @_output_opt(help_text="Figure file, .png or .svg.", required=True)
 @click.pass_context
 def plot(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, samples, seed, model, no_cache, device,
-         settings, exhaustive, kind, overlay, output):
+         settings, exhaustive, inputs, kind, overlay, output):
     """Draw one figure (PNG or SVG) for one --dtype.
 
     \b
@@ -548,13 +567,14 @@ def plot(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, sam
         raise UserError(f"plot draws one format: give one --dtype, not {len(dtypes)} (mishaudit report draws them all)")
     if overlay and kind != "error":
         raise UserError(f"--overlay draws --kind error on one axes; --kind {kind} has no overlay: drop --overlay")
-    fmts, comp, dom, formulas, model, samples = _audit_selection(dtypes, formula_ids, formula_dirs, compute_dtype,
-                                                                 ftz, domain, model, device, settings, samples, seed,
-                                                                 exhaustive, output)
+    fmts, comp, dom, formulas, model, samples, given = _audit_selection(
+        dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, model, device, settings, samples, seed,
+        exhaustive, output, inputs)
     if kind == "overflow" and (len(formulas) != 1 or formulas[0].kernel):
         raise UserError("--kind overflow draws one formulation's intermediates: give exactly one FPCore --formula "
                         "(kernels have none)")
-    _, per = collect(formulas, fmts, comp, ftz, dom, samples, seed, use_cache=not no_cache, model=model, device=device)
+    _, per = collect(formulas, fmts, comp, ftz, dom, samples, seed, use_cache=not no_cache, model=model, device=device,
+                     given=given)
     d, fmt = per[fmts[0].name], fmts[0]
     fig = {"error": lambda: plots.error_figure(d["series"], fmt.name, fmt.max, overlay=overlay),
            "overflow": lambda: plots.overflow_figure(d["maps"], formulas[0].id, fmt.name, fmt.max),
@@ -569,10 +589,11 @@ def plot(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, sam
 @main.command()
 @AUDIT
 @EXHAUSTIVE_KEPT
+@INPUTS
 @_output_opt("DIR", help_text="Report folder (the old one is swapped for the new one at once).", required=True)
 @click.pass_context
 def report(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, samples, seed, model, no_cache, device,
-           settings, exhaustive, output):
+           settings, exhaustive, inputs, output):
     """Write a report folder: index.md, self-contained index.html, PNG/SVG figures, CSV tables, meta.json.
 
     \b
@@ -588,11 +609,11 @@ def report(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, s
         raise UserError(f"cannot write --output {output}: folder {parent} is missing or not writable; create it first")
     if Path(output).exists() and not Path(output).is_dir():
         raise UserError(f"--output {output} is a file: give a folder name")
-    fmts, comp, dom, formulas, model, samples = _audit_selection(dtypes, formula_ids, formula_dirs, compute_dtype,
-                                                                 ftz, domain, model, device, settings, samples, seed,
-                                                                 exhaustive)
+    fmts, comp, dom, formulas, model, samples, given = _audit_selection(
+        dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, model, device, settings, samples, seed,
+        exhaustive, inputs=inputs)
     audit, per = collect(formulas, fmts, comp, ftz, dom, samples, seed, use_cache=not no_cache,
-                         progress=sys.stderr.isatty(), model=model, device=device)
+                         progress=sys.stderr.isatty(), model=model, device=device, given=given)
     write_report(Path(output), audit, per, report_meta(audit.meta, "mishaudit " + " ".join(sys.argv[1:])))
     click.echo(f"wrote {output}/index.html and index.md", err=True)
 
@@ -745,7 +766,10 @@ def check(thresholds_path, formula_dirs, junit, out_format, output, no_cache):
     t0 = time.perf_counter()
     for w in dispatch_warnings(read_thresholds(thresholds_path, set(api.load_formulas(*formula_dirs)))):
         click.echo(f"mishaudit: warning: {w}", err=True)
-    df = api.check(thresholds_path, formula_dirs, use_cache=not no_cache, progress=sys.stderr.isatty())
+    from mishaudit.progress import phase
+
+    with phase(f"checking the limits of {thresholds_path}"):
+        df = api.check(thresholds_path, formula_dirs, use_cache=not no_cache, progress=sys.stderr.isatty())
     verdicts = df.attrs["verdicts"]
     if junit:
         try:

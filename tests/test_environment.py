@@ -181,3 +181,44 @@ def test_tune_best_is_inside_the_range_and_the_default_apart():
     fig = tune_figure(rows, [s])
     for line in fig.axes[0].get_lines():  # markers only: no line drawn across values never tried
         assert line.get_linestyle() in ("None", "none", "") or len(line.get_xdata()) == 1
+
+
+def _on_a_terminal(args: list[str]) -> tuple[int, str]:
+    """Run the CLI under a pseudo-terminal (stderr is a terminal there): (exit code, all it printed)."""
+    import pty
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the CLI as a person runs it
+        os.execv(sys.executable, [sys.executable, "-m", "mishaudit.cli", *args])
+    out = b""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), out.decode(errors="replace")
+
+
+def test_progress_shows_on_a_terminal_only(tmp_path):
+    """compare and check show what they are doing on a terminal (a transient line), and print no such line
+    into a pipe."""
+    code, text = _on_a_terminal(["compare", "--dtype", "fp16", "--formula", "softplus-tanh"])
+    assert code == 0 and "auditing fp16" in text and "softplus-tanh" in text
+    piped = subprocess.run([sys.executable, "-m", "mishaudit.cli", "compare", "--dtype", "fp16", "--formula",
+                            "softplus-tanh"], capture_output=True, text=True, timeout=120)
+    assert piped.returncode == 0 and "auditing fp16" not in piped.stderr + piped.stdout
+    th = tmp_path / "t.toml"
+    assert subprocess.run([sys.executable, "-m", "mishaudit.cli", "baseline", "--dtype", "fp16", "--formula",
+                           "softplus-tanh", "--out", str(th)], capture_output=True, timeout=120).returncode == 0
+    code, text = _on_a_terminal(["check", "--thresholds", str(th)])
+    assert code == 0 and "checking the limits of" in text
+    code, text = _on_a_terminal(["tune", "--formula", "softplus-threshold", "--param", "threshold", "--range", "2:4",
+                                 "--steps", "3", "--dtype", "fp16"])
+    assert code == 0 and "values of threshold" in text
+    code, text = _on_a_terminal(["report", "--dtype", "fp16", "--formula", "softplus-tanh", "--out",
+                                 str(tmp_path / "rep")])
+    assert code == 0 and "overflow maps and timings" in text

@@ -203,3 +203,32 @@ def test_inputs_clash_with_sample_options():
     assert r.exit_code == 2 and "--seed" in r.output
     r = CliRunner().invoke(main, ["compare", "--dtype", "fp32", "--inputs", "linspace:0:1:3", "--exhaustive"])
     assert r.exit_code == 2 and "--exhaustive" in r.output
+
+
+def test_report_and_plot_take_given_inputs(forms, tmp_path):
+    """report --inputs: the compare table holds the given inputs' errors (zero's MAE is mean |mish(RN16(x))|,
+    pure mpmath, as above); plot --inputs draws them; --inputs with --exhaustive is one line, exit 2."""
+    import csv
+
+    from click.testing import CliRunner
+
+    from mishaudit.cli import main
+
+    spec = "linspace:-5:5:101"
+    out = tmp_path / "rep"
+    r = CliRunner().invoke(main, ["report", "--dtype", "fp16", "--formulas", forms, "--formula", "zero",
+                                  "--inputs", spec, "--out", str(out)])
+    assert r.exit_code == 0, r.stderr
+    row = next(csv.DictReader((out / "compare.csv").open()))
+    xs = [_fp16(float(v)) for v in np.linspace(-5, 5, 101)]
+    want = mpmath.fsum(abs(mish_mp(x)) for x in xs) / 101
+    assert row["strategy"] == "inputs" and int(row["inputs"]) == 101
+    assert float(row["mean_abs_err"]) == pytest.approx(float(want), rel=1e-12)
+    svg = tmp_path / "p.svg"
+    r = CliRunner().invoke(main, ["plot", "--dtype", "fp16", "--formulas", forms, "--formula", "zero",
+                                  "--inputs", spec, "--out", str(svg)])
+    assert r.exit_code == 0, r.stderr
+    assert svg.read_text().lstrip().startswith("<?xml") and "<svg" in svg.read_text()
+    r = CliRunner().invoke(main, ["plot", "--dtype", "fp32", "--formulas", forms, "--formula", "zero",
+                                  "--inputs", spec, "--exhaustive", "--domain", "1:2", "--out", str(svg)])
+    assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1 and "--inputs" in r.stderr

@@ -97,3 +97,31 @@ def test_an_inputs_file_literal_beyond_the_reader_limits_is_one_line_naming_the_
     assert r.exit_code == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and f"{f}:2: 1e-999999999999 is beyond the reader's limits" in lines[0]
+
+
+_TOKENS = ["1", "-2.5", "1e-999999999999", "1e400", "0x1p-30", "3/4", "nan", "inf", "-inf", "1_000", "abc", "#", ",",
+           "\n", " ", "\t", "1" * 5000, "+0", "-0", "9" * 30 + "e-40", "\xff", "", "1/0", "0x", ".", "e5"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(body=st.one_of(st.text(max_size=200), st.lists(st.sampled_from(_TOKENS), max_size=30).map(" ".join),
+                      st.binary(max_size=100).map(lambda b: b.decode("latin-1"))))
+def test_any_inputs_file_is_audited_or_refused_in_one_line(tmp_path_factory, body):
+    """Property: whatever an --inputs text file holds, compare either audits it (exit 0) or gives one line,
+    exit 2, within seconds (a hang guard, not a speed figure); never a traceback."""
+    import time
+
+    from click.testing import CliRunner
+
+    from mishaudit.cli import main
+
+    f = tmp_path_factory.mktemp("in") / "x.txt"
+    f.write_bytes(body.encode("utf-8", "surrogatepass") if "\xff" not in body else body.encode("latin-1", "replace"))
+    t0 = time.monotonic()
+    r = CliRunner().invoke(main, ["compare", "--inputs", str(f), "--formula", "softplus-tanh", "--format", "json"])
+    assert time.monotonic() - t0 < 30
+    assert r.exit_code in (0, 2), (body, r.exit_code, r.stderr, r.exception)
+    if r.exit_code == 2:
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("mishaudit: error: "), (body, r.stderr)
+    assert "Traceback" not in r.stderr

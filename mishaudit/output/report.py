@@ -49,14 +49,15 @@ def measure_ns(formula, x: np.ndarray, policy: Policy) -> float:
 
 
 def collect(formulas: list, fmts: list[Format], compute, ftz, domain, samples, seed, use_cache=True, progress=False,
-            model: str = "cr", device: str = "cpu"):
+            model: str = "cr", device: str = "cpu", given=None):
     """Everything the figures and tables need, per format (kernels: no overflow map, and only in the
-    formats their framework runs them in)."""
+    formats their framework runs them in); with `given` (eval/given.py), the errors are those of the
+    given inputs, each counted as often as it occurs (the overflow maps stay on the format's inputs)."""
     from mishaudit.progress import phase
 
     with phase(f"auditing {len(formulas)} formulations in {', '.join(f.name for f in fmts)}"):
         audit = run_audit(formulas, fmts, compute, ftz, domain, samples, seed, use_cache=use_cache,
-                          progress=progress, keep_errors=True, model=model, device=device)
+                          progress=progress, keep_errors=True, model=model, device=device, given=given)
     per_fmt = {}
     todo = [(fmt, f) for fmt in fmts for f in formulas if not f.kernel or f.supports(fmt)]
     with phase("overflow maps and timings", total=len(todo)) as step:
