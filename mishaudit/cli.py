@@ -527,6 +527,7 @@ def overflow(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain,
         raise UserError(f"--device {device}: overflow maps evaluate FPCore formulations on numpy; kernels have no "
                         "intermediates to map: drop --device")
     with _SweepBar("overflow") as bar:
+        bar.busy(f"overflow: auditing {', '.join(dtypes)}")
         events, culprits = api.overflow(list(dtypes), formula_ids, formula_dirs=formula_dirs,
                                         compute_dtype=compute_dtype, ftz=ftz, domain=domain, samples=samples,
                                         seed=seed, libm=model, exhaustive=exhaustive, jobs=jobs, resume=resume,
@@ -650,8 +651,11 @@ def identify(ctx, kernel, dtype, formula_ids, formula_dirs, computes, models, do
     from mishaudit.output.frames import records
 
     _check_output(output)
-    df = api.identify(kernel, dtype, formula_ids, formula_dirs=formula_dirs, compute_dtype=computes, libm=models,
-                      domain=domain, samples=samples, seed=seed, device=device, settings=settings)
+    from mishaudit.progress import phase
+
+    with phase(f"identify {kernel} in {dtype}"):
+        df = api.identify(kernel, dtype, formula_ids, formula_dirs=formula_dirs, compute_dtype=computes, libm=models,
+                          domain=domain, samples=samples, seed=seed, device=device, settings=settings)
     rows = [dict(r) for r in records(df.head(top))]
     diffs = records(df.attrs["differences"])
     _emit(out_format, output, lambda c: tables.print_identify(df.attrs["kernel"], df.attrs["dtype"], rows, diffs, c),
@@ -812,6 +816,7 @@ def baseline(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain,
     _check_output(output)
     command = "mishaudit baseline " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "mishaudit baseline"
     with _SweepBar("baseline") as bar:
+        bar.busy(f"baseline: auditing {', '.join(dtypes)}")
         text = api.baseline(list(dtypes), formula_ids, output=output, margin=margin, formula_dirs=formula_dirs,
                             compute_dtype=compute_dtype, ftz=ftz, domain=domain, samples=samples, seed=seed,
                             libm=model, exhaustive=exhaustive, jobs=jobs, resume=resume, inputs=inputs,

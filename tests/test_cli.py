@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -339,3 +340,17 @@ def test_overflow_of_a_kernel_says_why_there_is_no_map():
     assert "torch:mish (fp16): no overflow map" in r.stdout and "no intermediates" in r.stdout
     r = CliRunner().invoke(main, ["overflow", "--dtype", "fp16", "--formula", "torch:mish", "--format", "markdown"])
     assert "torch:mish (fp16): no overflow map" in r.stdout
+
+
+def test_report_exhaustive_audits_every_fp32_value_of_the_domain(tmp_path):
+    """report --exhaustive: the sample is every fp32 value of [1, 1.001] (8389 by bit patterns)."""
+    import csv
+
+    out = tmp_path / "rep"
+    r = CliRunner().invoke(main, ["report", "--dtype", "fp32", "--exhaustive", "--domain", "1:1.001",
+                                  "--formula", "softplus-tanh", "--out", str(out)])
+    assert r.exit_code == 0, r.stderr
+    row = next(csv.DictReader((out / "compare.csv").open()))
+    lo, hi = np.float32(1.0).view(np.int32), np.float32(1.001).view(np.int32)
+    n = int(hi - lo) + (float(np.float32(1.001)) <= 1.001)  # 1 up to the last binary32 <= 1.001 (in binary64)
+    assert int(row["inputs"]) == n == 8389

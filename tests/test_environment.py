@@ -222,3 +222,41 @@ def test_progress_shows_on_a_terminal_only(tmp_path):
     code, text = _on_a_terminal(["report", "--dtype", "fp16", "--formula", "softplus-tanh", "--out",
                                  str(tmp_path / "rep")])
     assert code == 0 and "overflow maps and timings" in text
+
+
+def test_full_disk_while_writing_a_report_is_exit_2_and_leaves_the_old_report(tmp_path, monkeypatch):
+    """ENOSPC from the figure writer in the middle of `report`: one line naming the cause, exit 2; the old
+    report stays whole and no hidden temporary folder is left behind."""
+    import errno
+
+    import matplotlib.figure
+    from click.testing import CliRunner
+
+    from mishaudit.cli import main
+
+    out = tmp_path / "rep"
+    args = ["report", "--dtype", "fp16", "--formula", "softplus-tanh", "--out", str(out)]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    before = (out / "index.md").read_text()
+
+    def full(self, *a, **k):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", full)
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 2, (r.exit_code, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "No space left on device" in lines[0] and "Traceback" not in r.stderr
+    assert (out / "index.md").read_text() == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize("args, shown", [
+    (["overflow", "--dtype", "fp16", "--formula", "softplus-tanh"], "overflow: auditing fp16"),
+    (["identify", "torch:mish", "--dtype", "bf16", "--formula", "softplus-tanh"], "identify torch:mish in bf16"),
+    (["plot", "--dtype", "fp16", "--formula", "softplus-tanh", "--out", "{tmp}/p.svg"], "auditing 1 formulations"),
+    (["baseline", "--dtype", "fp16", "--formula", "softplus-tanh", "--out", "{tmp}/t.toml"], "baseline: auditing"),
+])
+def test_every_other_command_shows_progress_on_a_terminal(tmp_path, args, shown):
+    code, text = _on_a_terminal([a.format(tmp=tmp_path) for a in args])
+    assert code == 0 and shown in text and "Traceback" not in text
