@@ -362,21 +362,14 @@ def test_set_values_are_bounded(value, name):
         _refused_when_beyond(kind, msg, [value])
 
 
+@pytest.mark.parametrize("parse, option", [(parse_domain, "--domain "), (parse_range, "--range ")],
+                         ids=["domain", "range"])
 @settings(PROPS, max_examples=100)
 @given(text=pairs)
-def test_domains_are_bounded(text):
-    kind, msg = assert_bounded(parse_domain, text)
+def test_domains_and_ranges_are_bounded(parse, option, text):
+    kind, msg = assert_bounded(parse, text)
     if kind == "user":
-        assert msg.startswith("--domain ")
-    _refused_when_beyond(kind, msg, text.split(":") if text.count(":") == 1 else [])
-
-
-@settings(PROPS, max_examples=100)
-@given(text=pairs)
-def test_ranges_are_bounded(text):
-    kind, msg = assert_bounded(parse_range, text)
-    if kind == "user":
-        assert msg.startswith("--range ")
+        assert msg.startswith(option)
     _refused_when_beyond(kind, msg, text.split(":") if text.count(":") == 1 else [])
 
 
