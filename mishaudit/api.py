@@ -343,7 +343,7 @@ def baseline(dtype="fp16", formulas: Iterable[str] | str | None = None, *, outpu
     to its folder). inputs= must be a file or linspace:/normal: text here (the file names it)."""
     import numbers
 
-    from mishaudit.eval.libm import numpy_dispatch
+    from mishaudit.eval.libm import build, numpy_dispatch
     from mishaudit.gate.thresholds import baseline_text
 
     if isinstance(margin, bool) or not isinstance(margin, numbers.Real) or not (0 <= margin < 1):
@@ -362,7 +362,7 @@ def baseline(dtype="fp16", formulas: Iterable[str] | str | None = None, *, outpu
             base = os.path.dirname(os.path.abspath(os.fspath(output))) if output is not None else os.getcwd()
             written = os.path.relpath(os.path.abspath(written), base)
     text = baseline_text(audit.rows, float(margin), command, samples, seed, dom, numpy_dispatch(),
-                         exhaustive=exhaustive, inputs=written)
+                         exhaustive=exhaustive, inputs=written, c_library=build("glibc") if libm == "glibc" else None)
     return text
 
 

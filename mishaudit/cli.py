@@ -15,6 +15,7 @@ import sys
 import click
 
 from mishaudit.errors import UserError
+from mishaudit.eval.libm import MODELS
 
 FORMATS = ("table", "markdown", "csv", "json")
 
@@ -264,10 +265,11 @@ SAMPLES = click.option("--samples", default=1 << 16, show_default=True, type=int
                             "for them alone.")
 SEED = click.option("--seed", default=0, show_default=True, type=int,
                     help="Seed of the fp32/fp64 sample (a non-negative integer; fp16/bf16 alone: only 0).")
-LIBM = click.option("--libm", "model", type=click.Choice(["cr", "numpy", "torch"]), default="cr", show_default=True,
+LIBM = click.option("--libm", "model", type=click.Choice(list(MODELS)), default="cr", show_default=True,
                     help="Elementary functions: cr = correctly rounded in the working format (the same bits on "
-                         "every machine); numpy = numpy's own kernels, torch = torch's CPU functions (figures hold "
-                         "for this CPU only).")
+                         "every machine); glibc = the C library's expf, logf, ... as a C program calls them; numpy "
+                         "= numpy's own kernels; torch = torch's CPU functions (all but cr: figures hold for this "
+                         "machine only).")
 SET = click.option("--set", "settings", multiple=True, metavar="NAME=VALUE",
                    help="Set a parameter of the formulations declaring it (:mishaudit-params), e.g. --set "
                         "threshold=15 (an exact number; repeatable; `mishaudit list` shows them).")
@@ -626,7 +628,7 @@ def report(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, s
 @FORMULAS_DIRS
 @click.option("--compute-dtype", "computes", metavar="FMT",
               help="Only this compute format as candidate (default: the storage format and every wider one).")
-@click.option("--libm", "models", type=click.Choice(["cr", "numpy", "torch"]),
+@click.option("--libm", "models", type=click.Choice(list(MODELS)),
               help="Only this libm model as candidate (default: cr, numpy, and torch where installed).")
 @DOMAIN
 @SAMPLES

@@ -21,10 +21,10 @@ from mishaudit.eval.evaluate import Evaluator, Policy
 from mishaudit.eval.ftz import mode_of, threshold
 from mishaudit.formats import Format, ordinal, round_to
 from mishaudit.lang import fpcore as fc
+from mishaudit.lang.operators import NUMERIC
 from mishaudit.reference.enclose import enclose_array, enclose_mpfr
 
-NUMERIC_OPS = {"+", "-", "*", "/", "fabs", "sqrt", "exp", "expm1", "log", "log1p", "tanh",
-               "fmax", "fmin", "copysign", "pow", "fma"}
+NUMERIC_OPS = NUMERIC  # the operations with a numeric result (lang/operators.py)
 
 
 def mask_runs(mask: np.ndarray) -> list[tuple[int, int]]:

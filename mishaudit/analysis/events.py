@@ -30,24 +30,11 @@ from mishaudit.eval.evaluate import Evaluator, Policy
 from mishaudit.eval.inputs import Domain, input_set
 from mishaudit.formats import Format, from_ordinal, ordinal
 from mishaudit.lang import fpcore as fc
+from mishaudit.lang.operators import OPERATORS
 from mishaudit.measure.metrics import errors
 from mishaudit.reference.table import reference
 
 EVENTS = ("overflow", "nan", "underflow", "subnormal", "absorption")
-_NONZERO_EXACT = {  # does op(operands) have a nonzero exact value?
-    "exp": lambda a: np.isfinite(a[0]),
-    "expm1": lambda a: a[0] != 0,
-    "log": lambda a: a[0] != 1,
-    "log1p": lambda a: a[0] != 0,
-    "tanh": lambda a: a[0] != 0,
-    "sqrt": lambda a: a[0] != 0,
-    "*": lambda a: (a[0] != 0) & (a[1] != 0),
-    "/": lambda a: (a[0] != 0) & np.isfinite(a[1]),
-    "+": lambda a: a[0] != -a[1],
-    "-": lambda a: a[0] != a[1],
-    "pow": lambda a: a[0] != 0,
-    "fma": lambda a: (a[0] * a[1] + a[2]) != 0,
-}
 
 
 def node_events(rec, fmt: Format) -> dict:
@@ -61,7 +48,7 @@ def node_events(rec, fmt: Format) -> dict:
         "nan": ~nan_ops & np.isnan(v),
         "subnormal": (v != 0) & (np.abs(v) < fmt.tiny),
     }
-    nz = None if (rec.op == "-" and len(ops) == 1) else _NONZERO_EXACT.get(rec.op)  # negation is exact
+    nz = None if (rec.op == "-" and len(ops) == 1) else OPERATORS[rec.op].nonzero  # negation is exact
     with np.errstate(all="ignore"):
         out["underflow"] = (v == 0) & nz(ops) & fin_ops if nz else np.zeros(len(v), bool)
         if rec.op in ("+", "-") and len(ops) == 2:

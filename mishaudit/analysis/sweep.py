@@ -78,6 +78,7 @@ class Sweep:
                 "compute_dtype": (self.policy.compute or self.policy.storage).name, "ftz": self.policy.ftz,
                 "libm": self.policy.libm,
                 "numpy_dispatch": libm.numpy_dispatch() if self.policy.libm == "numpy" else None,
+                "c_library": libm.build("glibc") if self.policy.libm == "glibc" else None,
                 "frameworks": frameworks,
                 "device": self.policy.device,
                 "domain": [self.domain.lo, self.domain.hi], "chunk": self.chunk}
@@ -223,8 +224,9 @@ def _task(sweep: Sweep, i: int):
 
 IDENTITY_NAMES = {"version": "sweep version", "reference": "reference version", "mishaudit": "mishaudit version",
                   "formulas": "formula file", "dtype": "format", "compute_dtype": "compute format", "ftz": "flush mode",
-                  "numpy_dispatch": "numpy's SIMD dispatch", "frameworks": "framework build", "device": "device"}
-SHOWN = ("libm", "numpy_dispatch", "device", "ftz", "compute_dtype", "mode")  # short values, named in the refusal
+                  "numpy_dispatch": "numpy's SIMD dispatch", "c_library": "C library",
+                  "frameworks": "framework build", "device": "device"}
+SHOWN = ("libm", "numpy_dispatch", "c_library", "device", "ftz", "compute_dtype", "mode")  # short values, named in the refusal
 
 
 class _Checkpoint:

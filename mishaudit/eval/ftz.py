@@ -47,6 +47,7 @@ import numpy as np
 
 from mishaudit.errors import UserError
 from mishaudit.formats import Format, flush_subnormals
+from mishaudit.lang.operators import OPERATORS
 
 MODES = ("after", "before")
 
@@ -145,7 +146,7 @@ def libm_below(op: str, args: list, fmt: Format):
 
         ctx = gmpy2.context(precision=fmt.p + 2, round=gmpy2.RoundToZero, emin=gmpy2.get_emin_min(),
                             emax=gmpy2.get_emax_max())
-        f = getattr(ctx, op)
+        f = getattr(ctx, OPERATORS[op].mpfr)
         out = []
         for i in idx:
             v = f(*[gmpy2.mpfr(float(np.asarray(a).ravel()[i] if np.ndim(a) else a), 53) for a in args])

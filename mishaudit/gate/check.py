@@ -6,7 +6,7 @@ from mishaudit.analysis.audit import run_audit
 from mishaudit.errors import UserError
 from mishaudit.eval.inputs import Domain
 from mishaudit.eval.kernels import select
-from mishaudit.eval.libm import numpy_dispatch
+from mishaudit.eval.libm import build, numpy_dispatch
 from mishaudit.formats import get_format
 from mishaudit.gate.judge import Verdict, judge
 from mishaudit.gate.thresholds import Thresholds
@@ -23,6 +23,11 @@ def dispatch_warnings(th: Thresholds) -> list[str]:
            "kernels differ between CPUs, so this limit may pass or fail for that reason alone (libm = \"cr\" "
            "gives the same verdict everywhere)"
            for e in th.entries if e.libm == "numpy" and e.numpy_dispatch and e.numpy_dispatch != here]
+    c_here = build("glibc") if any(e.libm == "glibc" for e in th.entries) else None
+    out += [f"{e.label()} (line {e.line}) was measured with {e.c_library}; this machine has {c_here}: the C "
+            "library's functions differ between versions and CPU variants, so this limit may pass or fail for "
+            "that reason alone (libm = \"cr\" gives the same verdict everywhere)"
+            for e in th.entries if e.libm == "glibc" and e.c_library and e.c_library != c_here]
     for e in th.entries:
         k = KERNELS.get(e.formula)
         if k is not None and e.framework and k.available() and describe(k.framework) != e.framework:

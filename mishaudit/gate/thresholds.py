@@ -12,6 +12,7 @@
                                    # files, means "after"), false or absent: IEEE gradual underflow
     libm = "cr"                    # optional: "cr" (default) or "numpy"
     numpy_dispatch = "..."         # written by baseline for libm = "numpy": the CPU it was measured on
+    c_library = "..."              # written by baseline for libm = "glibc": the C library and CPU features
     framework = "..."              # written by baseline for a kernel: the framework and CPU capability
     domain = [-20.0, 20.0]         # optional input interval [lo, hi]
     set = { threshold = "15" }     # optional: parameters set as with --set (exact numbers, as text)
@@ -39,12 +40,13 @@ import tomllib
 from dataclasses import dataclass, field
 
 from mishaudit.errors import UserError
+from mishaudit.eval.libm import MODELS
 from mishaudit.formats import get_format
 
 AT_MOST = ("max_ulp", "mean_ulp", "p99_ulp", "nonfinite", "ulp_overflow", "dulp_1", "dulp_2", "dulp_3", "dulp_gt3")
 AT_LEAST = ("cr_frac", "dulp_0")
 LIMIT_KEYS = AT_MOST + AT_LEAST
-SELECT_KEYS = ("formula", "kernel", "spec", "dtype", "compute_dtype", "ftz", "libm", "numpy_dispatch", "framework", "domain",
+SELECT_KEYS = ("formula", "kernel", "spec", "dtype", "compute_dtype", "ftz", "libm", "numpy_dispatch", "c_library", "framework", "domain",
                "samples", "seed", "set", "exhaustive", "inputs")
 
 
@@ -61,6 +63,7 @@ class Limit:
     line: int  # line of the [[limit]] header
     libm: str = "cr"
     numpy_dispatch: str | None = None  # for libm "numpy": the dispatch it was measured with
+    c_library: str | None = None  # for libm "glibc": the C library (and CPU features) it was measured with
     framework: str | None = None  # for a kernel: the framework (version, CPU capability) it was measured with
     spec: str = "mish"  # the function the limits were measured against (lang/spec.py's name)
     settings: tuple = ()  # ("name=value", ...): parameters set (--set)
@@ -166,9 +169,9 @@ def parse_thresholds(text: str, path: str, known_formulas=None) -> Thresholds:
             raise bad("ftz", f'ftz {ftz!r}: give ftz = "after" (tininess after rounding, x86) or "before" (before '
                              "rounding), or false")
         model = item.get("libm", "cr")
-        if model not in ("cr", "numpy"):
-            raise bad("libm", f"libm must be \"cr\" or \"numpy\", not {model!r}")
-        for key in ("numpy_dispatch", "framework"):
+        if model not in MODELS:
+            raise bad("libm", f"libm must be one of {', '.join(MODELS)}, not {model!r}")
+        for key in ("numpy_dispatch", "c_library", "framework"):
             if item.get(key) is not None and not isinstance(item[key], str):
                 raise bad(key, f"{key} must be a string (as `mishaudit baseline` writes it)")
         dispatch = item.get("numpy_dispatch")
@@ -223,7 +226,8 @@ def parse_thresholds(text: str, path: str, known_formulas=None) -> Thresholds:
         if not lims:
             raise bad("[[limit]]", f"this [[limit]] sets no limit: add one of {', '.join(LIMIT_KEYS)}")
         out.entries.append(Limit(item[which], dtype, compute, ftz, dom, samples, seed, tuple(lims), line, model,
-                                 dispatch, item.get("framework"), spec, settings, exhaustive, inputs))
+                                 dispatch, item.get("c_library"), item.get("framework"), spec, settings, exhaustive,
+                                 inputs))
     return out
 
 
@@ -268,7 +272,8 @@ def _round_down(v: float, digits: int = 4) -> float:
 
 
 def baseline_text(rows: list[dict], margin: float, command: str, samples: int, seed: int, domain,
-                  dispatch: str | None = None, exhaustive: bool = False, inputs: str | None = None) -> str:
+                  dispatch: str | None = None, exhaustive: bool = False, inputs: str | None = None,
+                  c_library: str | None = None) -> str:
     """The thresholds file for `rows` (kernel rows of formats their framework lacks get no limit)."""
     """A thresholds file whose limits are the measured values loosened by `margin` (relative)."""
     lines = ["# mishaudit thresholds: `mishaudit check` fails when a measured value breaks a limit.",
@@ -295,6 +300,8 @@ def baseline_text(rows: list[dict], margin: float, command: str, samples: int, s
             lines.append(f'libm = "{r.get("libm", "cr")}"')
         if r.get("libm") == "numpy" and dispatch:
             lines.append(f"numpy_dispatch = {_toml_string(dispatch)}")
+        if r.get("libm") == "glibc" and c_library:
+            lines.append(f"c_library = {_toml_string(c_library)}")
         if r.get("params"):
             pairs = [p.split("=", 1) for p in r["params"].split(", ")]
             lines.append("set = { " + ", ".join(f"{k} = {_toml_string(v)}" for k, v in pairs) + " }")

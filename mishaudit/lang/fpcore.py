@@ -4,8 +4,8 @@ FPCore is the FPBench interchange format (also read and written by Herbie,
 FPTaylor and Daisy). Supported: `(FPCore [id] (x ...) props... body)`;
 properties `:name :description :cite :pre :precision :spec` and `:mishaudit-*`
 (`:spec` is read as an expression);
-`let`, `let*`, `if`; `+ - * /` (unary `-`), `fabs fmax fmin copysign sqrt
-exp expm1 log log1p tanh pow fma`; `< > <= >= == !=`, `and or not`; numbers
+`let`, `let*`, `if`; the operations of lang/operators.py's table (`+ - * /`, unary `-`,
+`fabs fmax fmin copysign sqrt exp exp2 expm1 log log1p tanh pow fma`); `< > <= >= == !=`, `and or not`; numbers
 (decimal, rational `p/q`, hexadecimal `0x1.8p3`), `INFINITY NAN E PI LN2
 TRUE FALSE`; the `!` annotation `(! :precision binary32 expr)`.
 
@@ -33,6 +33,7 @@ from fractions import Fraction
 from typing import Union
 
 from mishaudit.errors import UserError
+from mishaudit.lang.operators import OPERATORS as OPERATORS_TABLE
 
 # ---------------------------------------------------------------- the tree
 
@@ -112,13 +113,8 @@ class FPCore:
 
 
 CONSTANTS = {"INFINITY", "NAN", "E", "PI", "LN2", "TRUE", "FALSE"}
-ARITY = {
-    "+": (2,), "-": (1, 2), "*": (2,), "/": (2,),
-    "fabs": (1,), "sqrt": (1,), "exp": (1,), "expm1": (1,), "log": (1,), "log1p": (1,), "tanh": (1,),
-    "fmax": (2,), "fmin": (2,), "copysign": (2,), "pow": (2,), "fma": (3,),
-    "not": (1,),
-}
 VARIADIC = {"<", ">", "<=", ">=", "==", "!=", "and", "or"}  # two or more operands
+ARITY = {name: o.arity for name, o in OPERATORS_TABLE.items() if name not in VARIADIC}
 COMPARISONS = {"<", ">", "<=", ">=", "==", "!="}
 BOOLEAN_OPS = COMPARISONS | {"and", "or", "not"}
 OPERATORS = set(ARITY) | VARIADIC

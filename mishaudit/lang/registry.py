@@ -296,9 +296,12 @@ def builtin_files() -> list[tuple[str, str, str]]:
         folder = resources.files("mishaudit.formulas")
     except ModuleNotFoundError:  # running from a source checkout: formulas/ beside the package
         folder = Path(__file__).resolve().parents[2] / "formulas"
-    for entry in sorted(folder.iterdir(), key=lambda p: p.name):
-        if entry.name.endswith(".fpcore"):
-            out.append((entry.read_text(encoding="utf-8"), f"formulas/{entry.name}", entry.name[: -len(".fpcore")]))
+    for sub in ("", "libm"):  # libm/: the elementary functions themselves, each its own spec
+        here = folder.joinpath(sub) if sub else folder
+        for entry in sorted(here.iterdir(), key=lambda p: p.name):
+            if entry.name.endswith(".fpcore"):
+                rel = f"{sub}/{entry.name}" if sub else entry.name
+                out.append((entry.read_text(encoding="utf-8"), f"formulas/{rel}", entry.name[: -len(".fpcore")]))
     return out
 
 

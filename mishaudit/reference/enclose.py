@@ -38,6 +38,7 @@ from mishaudit.eval.evaluate import truth
 from mishaudit.eval.libm import host, increasing_bounds, mpfr_array
 from mishaudit.formats import Format
 from mishaudit.lang import fpcore as fc
+from mishaudit.lang.operators import INCREASING, OPERATORS
 
 SLACK = 2.0**-40
 ABS_SLACK = 2.0**-1060
@@ -130,18 +131,22 @@ class ArrayIv:
         lo, hi = _corners([a[0] / b0, a[0] / b1, a[1] / b0, a[1] / b1])
         return (_fix_lo(_dn(np.where(bad, 0.0, lo))), _fix_hi(_up(np.where(bad, 0.0, hi))))
 
+    def in_domain(self, op, a):
+        """Mark undecided the inputs whose enclosure reaches below op's domain (lang/operators.py)."""
+        dom = OPERATORS[op].domain
+        if dom is not None:
+            ok = (a[0] >= dom[0]) if dom[1] else (a[0] > dom[0])
+            self.undecided |= ~np.asarray(ok, dtype=bool)
+
     def mono(self, op, a):
-        """An increasing elementary function; its domain is checked on the lower end."""
-        if op == "log":
-            self.undecided |= ~(a[0] >= 0)
-        elif op == "log1p":
-            self.undecided |= ~(a[0] > -1)
-        elif op == "sqrt":
-            self.undecided |= ~(a[0] >= 0)
+        """An increasing function (lang/operators.py): its values at the ends, clipped to its range;
+        its domain is checked on the lower end."""
+        self.in_domain(op, a)
+        if op == "sqrt":
             lo, hi = np.sqrt(np.maximum(a[0], 0.0)), np.sqrt(np.maximum(a[1], 0.0))
             return (_fix_lo(_dn(lo)), _fix_hi(_up(hi)))  # sqrt is correctly rounded
         lo, hi = increasing_bounds(op, a[0], a[1], SLACK)
-        floor, ceil = _RANGE.get(op, (-np.inf, np.inf))  # exp > 0, |tanh| <= 1, expm1 > -1
+        floor, ceil = OPERATORS[op].range  # exp > 0, |tanh| <= 1, expm1 > -1
         return (np.maximum(lo, floor), np.minimum(hi, ceil))
 
     def pow(self, a, b):
@@ -214,9 +219,6 @@ class ArrayIv:
         self.undecided = saved | np.where(c, flags_then, flags_else)
 
 
-_RANGE = {"exp": (0.0, np.inf), "expm1": (-1.0, np.inf), "tanh": (-1.0, 1.0)}
-
-
 # ---------------------------------------------------------------- MPFR intervals over arrays
 
 
@@ -233,10 +235,9 @@ def mpfr_contexts(prec: int):
 def _ufuncs(prec: int):
     """numpy ufuncs over object arrays applying each context method (down, up) element by element."""
     d, u = mpfr_contexts(prec)
-    names = ("add", "sub", "mul", "div", "exp", "expm1", "log", "log1p", "tanh", "sqrt", "pow")
-    nargs = {"exp": 1, "expm1": 1, "log": 1, "log1p": 1, "tanh": 1, "sqrt": 1}
-    return {k: (np.frompyfunc(getattr(d, k), nargs.get(k, 2), 1), np.frompyfunc(getattr(u, k), nargs.get(k, 2), 1))
-            for k in names}
+    ops = [o for o in OPERATORS.values() if o.mpfr and o.name != "fma"]  # fma: enclosed as a*b + c
+    return {o.mpfr: (np.frompyfunc(getattr(d, o.mpfr), max(o.arity), 1),
+                     np.frompyfunc(getattr(u, o.mpfr), max(o.arity), 1)) for o in ops}
 
 
 @functools.lru_cache(maxsize=1)
@@ -315,13 +316,8 @@ class MpfrIv(ArrayIv):
         return self._corners("div", a, (b0, b1))
 
     def mono(self, op, a):
-        fd, fu = self.f[op]
-        if op == "log":
-            self.undecided |= ~(a[0] >= 0).astype(bool)
-        elif op == "log1p":
-            self.undecided |= ~(a[0] > -1).astype(bool)
-        elif op == "sqrt":
-            self.undecided |= ~(a[0] >= 0).astype(bool)
+        fd, fu = self.f[OPERATORS[op].mpfr]
+        self.in_domain(op, a)
         return (fd(a[0]), fu(a[1]))
 
     def pow(self, a, b):
@@ -473,7 +469,9 @@ class _Walk:
             _, und2 = B.less(a[0], a[1]) if op == "fmax" else B.less(a[1], a[0])
             self.decisions.append(self.cond(first, und1 & und2))
             return B.fmax(*a) if op == "fmax" else B.fmin(*a)
-        return B.mono(op, a[0])
+        if op in INCREASING:
+            return B.mono(op, a[0])
+        raise ValueError(f"no enclosure rule for {op!r} in lang/operators.py")
 
 
 def enclose_array(formula, x: np.ndarray, storage: Format, record: bool = False) -> Enclosure:

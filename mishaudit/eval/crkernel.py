@@ -1,0 +1,141 @@
+"""The compiled pass of the correctly rounded libm model (eval/libm.py, `cr`): RN_w(f(a)) from the
+host's binary64 function where it decides, a flag where MPFR must. numba is imported with this
+module, on first use."""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from mishaudit.eval.clib_loops import _c1d, _c2d
+
+# exact shortcuts by operation (libm.SHORTCUTS names the codes); -1: none
+EXP, EXPM1, LOG, LOG1P, TANH = 0, 1, 2, 3, 4
+_LN2 = 0.6931471805599453  # ln 2 to binary64 (the shortcuts below keep a margin of 1e-6)
+
+
+@numba.njit(cache=True, nogil=True)
+def _raw(addr, nargs, v, w):
+    """The host's binary64 C function at `addr` on v (and w)."""
+    if nargs == 1:
+        return _c1d(addr, v)
+    return _c2d(addr, v, w)
+
+
+@numba.njit(cache=True, nogil=True)
+def kernel(op, addr, nargs, a, b, p, emin, emax, margin, rel, out, flag):
+    """out[i] = RN(f(a[i][, b[i]])) in the format (p, emin, emax), p <= 24, f the host binary64
+    function at `addr`; flag[i] = 1 where this pass cannot decide it (then out[i] is garbage and
+    MPFR must). `op` selects the exact shortcuts (the codes above; -1 none); `margin` (binary64 ulps)
+    and `rel` (relative, at least B') are the decision margins of libm.py's bound B.
+
+    Shortcuts, each an exact fact for any such format (u = 2^-p, half an ulp of 1 from above):
+      |a| <= 2^-(p+2), a != 0: exp -> 1 (e^a within 2^-(p+1) of 1, the midpoints around 1 are
+        1 - 2^-(p+1) and 1 + 2^-p); expm1, log1p, tanh -> a (their relative distance from a,
+        below |a|/2 resp. a^2/3, is under 2^-(p+1), less than half an ulp relative to a);
+      exp, expm1: a > (emax + 1) ln2 -> inf (e^a > 2^(emax+1), above max + half an ulp);
+      exp: a < (emin - p) ln2 -> +0 (e^a below half the smallest subnormal);
+      expm1: a < -(p + 1) ln2 -> -1 (e^a < 2^-(p+1), half an ulp of the values just above -1);
+      tanh: |a| > 0.35 (p + 2) -> +-1 (1 - |tanh a| < 2 e^(-2|a|) < 2^-(p+1));
+      a repeating the previous argument: the previous answer.
+    Otherwise y = the host's binary64 value, within B of the truth (libm.py), and the answer is
+    decided when no rounding boundary of the format lies within B'|y|:
+      y non-finite: IEEE's answer; |y| < 2^-1000: a zero of y's sign;
+      normal range [2^emin, max + ulp(max)/2): the 53 - p low significand bits of y are not
+        within `margin` of the midpoint pattern 2^(52 - p); RN rounds those bits half up (no tie);
+      subnormal range: s = |y| / 2^(emin - p + 1) is not within rel s + 2^-60 of a half-integer;
+        RN is rint(s) 2^(emin - p + 1);
+      beyond max + ulp(max)/2 by more than rel: inf."""
+    L = 53 - p
+    lowmask = (np.int64(1) << L) - 1
+    half = np.int64(1) << (L - 1)
+    q0 = emin - p + 1
+    sub_scale = 2.0 ** (-q0)
+    quantum = 2.0**q0
+    minnorm = 2.0**emin
+    boundary = (2.0 - 2.0 ** (-p)) * 2.0**emax  # max + half an ulp of max
+    tiny_arg = 2.0 ** (-(p + 2))
+    exp_over = (emax + 1) * _LN2 + 1e-6  # margins far above the rounding of these products
+    exp_under = (emin - p) * _LN2 - 1e-6
+    m1_under = -(p + 1) * _LN2 - 1e-6
+    tanh_sat = 0.35 * (p + 2)
+    last_a = np.nan
+    last_b = np.nan
+    last_out = 0.0
+    last_flag = 1
+    for i in range(len(a)):
+        v = a[i]
+        w = b[i]
+        if v == last_a and w == last_b and math.copysign(1.0, v) == math.copysign(1.0, last_a):
+            out[i] = last_out
+            flag[i] = last_flag
+            continue
+        res = 0.0
+        fl = 0
+        av = abs(v)
+        done = True
+        if (op == EXP or op == EXPM1 or op == LOG1P or op == TANH) and av <= tiny_arg and v != 0.0:
+            res = 1.0 if op == EXP else v
+        elif (op == EXP or op == EXPM1) and v > exp_over:
+            res = np.inf
+        elif op == EXP and v < exp_under:
+            res = 0.0
+        elif op == EXPM1 and v < m1_under:
+            res = -1.0
+        elif op == TANH and av > tanh_sat:
+            res = math.copysign(1.0, v)
+        else:
+            done = False
+        if not done:
+            y = _raw(addr, nargs, v, w)
+            ay = abs(y)
+            if not (ay < np.inf):  # inf or NaN
+                res = y
+            elif ay < 2.0**-1000:
+                res = math.copysign(0.0, y)
+            elif ay < minnorm:
+                s = ay * sub_scale
+                h = s - math.floor(s) - 0.5
+                if abs(h) > s * rel + 2.0**-60:
+                    res = math.copysign(math.floor(s + 0.5) * quantum, y)
+                else:
+                    fl = 1
+            elif ay < boundary:
+                bits = np.float64(ay).view(np.int64)
+                if abs((bits & lowmask) - half) > margin:
+                    res = math.copysign(np.int64((bits + half) & ~lowmask).view(np.float64), y)
+                else:
+                    fl = 1
+            elif ay * (1.0 - rel) > boundary:
+                res = math.copysign(np.inf, y)
+            else:
+                fl = 1
+        out[i] = res
+        flag[i] = fl
+        last_a = v
+        last_b = w
+        last_out = res
+        last_flag = fl
+
+
+@numba.njit(cache=True, nogil=True)
+def bounds(addr, lo, hi, slack, out_lo, out_hi):
+    """Enclosure of an increasing unary function over [lo, hi]: the host's values at both ends,
+    widened by `slack` relative and 2^-1060 absolute; infinite ends stay."""
+    for i in range(len(lo)):
+        a = _c1d(addr, lo[i])
+        b = _c1d(addr, hi[i])
+        if a == -np.inf or a != a:
+            out_lo[i] = a
+        elif a == np.inf:
+            out_lo[i] = 1.7976931348623157e308
+        else:
+            out_lo[i] = a - abs(a) * slack - 2.0**-1060
+        if b == np.inf or b != b:
+            out_hi[i] = b
+        elif b == -np.inf:
+            out_hi[i] = -1.7976931348623157e308
+        else:
+            out_hi[i] = b + abs(b) * slack + 2.0**-1060
