@@ -8,9 +8,8 @@ approximation error) -> analysis (audits, sweeps, overflow events, attribution) 
 Python API (pandas DataFrames): compare, overflow, identify, tune, check, load_formulas (api.py).
 """
 
-__version__ = "0.2.0"
-
-from mishaudit.errors import UserError  # noqa: E402
+from mishaudit.errors import UserError
+from mishaudit.version import __version__
 
 __all__ = ["compare", "overflow", "identify", "tune", "check", "load_formulas", "UserError", "__version__"]
 

@@ -74,9 +74,10 @@ def select_audit(dtype, formulas, formula_dirs, compute_dtype, domain, model: st
     """(formats, compute format, Domain, formulas, libm model) from what a user typed, `settings`
     ("NAME=VALUE", --set) applied to the formulations declaring the parameter; UserError on bad input,
     a compute format that cannot hold every value of a format (analysis/audit.py's
-    check_compute_dtype) included, and in a process that flushes subnormals (eval/ftz.py)."""
-    from mishaudit.analysis.audit import check_compute_dtype
+    eval/evaluate.py check_compute_dtype) included, and in a process that flushes subnormals (eval/ftz.py)."""
+    from mishaudit.eval.evaluate import check_compute_dtype
     from mishaudit.eval.ftz import require_ieee
+    from mishaudit.eval.inputs import with_spec_bounds
     from mishaudit.eval.kernels import select
     from mishaudit.eval.libm import check_model
     from mishaudit.lang.registry import apply_settings, parse_settings
@@ -102,7 +103,7 @@ def select_audit(dtype, formulas, formula_dirs, compute_dtype, domain, model: st
         forms = select(reg, _names(formulas))
     with about("settings"):
         forms = apply_settings(forms, parse_settings(texts))
-    return fmts, comp, dom, forms, model
+    return fmts, comp, with_spec_bounds(dom, forms, fmts), forms, model
 
 
 def check_kernel_options(impls: list, compute, ftz, device: str) -> None:
@@ -239,7 +240,7 @@ def overflow(dtype="fp16", formulas: Iterable[str] | str | None = None, *, formu
              on_sweep=None, settings=(), scheduler=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(events, culprits): one row per formulation x format x intermediate x event, with its input
     intervals; and one row per culprit of the error attribution."""
-    from mishaudit.analysis.events import run_overflow
+    from mishaudit.analysis.overflow import run_overflow
 
     samples, seed = _sample_args(samples, seed)
     fmts, comp, dom, forms, model = select_audit(dtype, formulas, formula_dirs, compute_dtype, domain, libm, settings)
@@ -263,8 +264,8 @@ def identify(kernel: str, dtype="fp16", formulas: Iterable[str] | str | None = N
     the share of inputs on which it reproduces the kernel bit for bit (analysis/identify.py);
     compute_dtype and libm narrow the candidates (a name or a list). `.attrs["differences"]`: the
     first inputs where the best candidate differs (x, kernel, formulation, rn_mish)."""
-    from mishaudit.analysis.audit import check_compute_dtype
     from mishaudit.analysis.identify import identify as run
+    from mishaudit.eval.evaluate import check_compute_dtype
     from mishaudit.eval.kernels import get
     from mishaudit.eval.libm import check_model
 
@@ -383,8 +384,8 @@ def tune(formula: str, param: str, value_range: str, dtype=("fp16", "bf16", "fp3
     format (analysis/tune.py): one row per (format, value) with the summary there, and flags `default`
     (today's value), `as_good` (ties the best on `by`) and `best`. `.attrs["summary"]`: one row per
     format, the best value beside the default."""
-    from mishaudit.analysis.audit import policy_for
     from mishaudit.analysis.tune import check_tunable, tune_format
+    from mishaudit.eval.evaluate import policy_for
 
     if steps is not None:
         steps = A.integer("steps", steps, 2, "at least 2 (the two ends of value_range=)")

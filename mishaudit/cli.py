@@ -560,9 +560,9 @@ def plot(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, sam
     import io
     from pathlib import Path
 
+    from mishaudit.analysis.report_data import collect
     from mishaudit.files import atomic_write_bytes
     from mishaudit.output import plots
-    from mishaudit.output.report import collect
 
     if Path(output).suffix.lower() not in (".png", ".svg"):
         raise UserError(f"--output {output}: give a .png or .svg file name")
@@ -605,7 +605,8 @@ def report(ctx, dtypes, formula_ids, formula_dirs, compute_dtype, ftz, domain, s
     """
     from pathlib import Path
 
-    from mishaudit.output.report import collect, report_meta, write_report
+    from mishaudit.analysis.report_data import collect
+    from mishaudit.output.report import report_meta, write_report
 
     parent = Path(output).resolve().parent
     if not parent.is_dir() or not os.access(parent, os.W_OK):

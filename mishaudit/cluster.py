@@ -20,8 +20,8 @@ from __future__ import annotations
 import re
 from contextlib import contextmanager
 
-from mishaudit import __version__
 from mishaudit.errors import UserError
+from mishaudit.version import __version__
 
 _LOCAL = re.compile(r"local:(\d+)$")
 CONNECT_TIMEOUT = "10s"
@@ -50,7 +50,7 @@ def _distributed():
 
 
 def _worker_version() -> str:
-    from mishaudit import __version__ as v
+    from mishaudit.version import __version__ as v
 
     return v
 

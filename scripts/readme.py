@@ -25,6 +25,9 @@ that the README says where each number comes from. SOURCE:
     inputs-0.9 ...    compare --inputs linspace:-R:R:1000 (fp16, fp32), R = 0.9, 31.5, 99, computed now
     exhaustive        reports/exhaustive-fp32.json (every fp32 input; rows of `compare --format json`)
     exhaustive-grad   reports/exhaustive-fp32-grad.json
+    exhaustive-glibc  reports/exhaustive-fp32-glibc.json (the same as exhaustive, under --libm glibc)
+    libm-MODEL        reports/libm-fp32.json (scripts/libm_fp32.py): the elementary functions of formulas/libm/
+                      over every fp32 input of their domain under libm MODEL (cr, glibc, numpy, torch)
     kernel            reports/machine.json: the framework kernels as --measure found them
 COLUMN is a key of `compare --format json` (or cr_count, faithful_count: the share times the inputs);
 FMT: s (3 significant digits, the CLI's tables), gN (N significant digits), fN (N decimals), pct (one
@@ -54,6 +57,8 @@ REPORTS = ROOT / "reports"
 MACHINE = REPORTS / "machine.json"
 EXHAUSTIVE = REPORTS / "exhaustive-fp32.json"
 EXHAUSTIVE_GRAD = REPORTS / "exhaustive-fp32-grad.json"
+EXHAUSTIVE_GLIBC = REPORTS / "exhaustive-fp32-glibc.json"
+LIBM = REPORTS / "libm-fp32.json"
 OVERFLOW_EXHAUSTIVE = REPORTS / "overflow-fp32-softplus-tanh.json"
 
 BLOCK = re.compile(r"<!-- generated: (?P<name>[\w.-]+) -->\n(?P<body>.*?)<!-- end: (?P=name) -->", re.DOTALL)
@@ -91,7 +96,7 @@ def mish_frame():
 def grad_frame():
     import mishaudit
 
-    ids = [f.id for f in registry().values() if f.spec.key != "mish"]  # the formulations only, not the kernels
+    ids = [f.id for f in registry().values() if f.spec.key == "mish'"]  # the formulations only, not the kernels
     return mishaudit.compare(dtype=list(DTYPES), formulas=ids)
 
 
@@ -126,6 +131,10 @@ def source_rows(source: str) -> list[dict]:
         return read_json(EXHAUSTIVE)
     if source == "exhaustive-grad":
         return read_json(EXHAUSTIVE_GRAD)
+    if source == "exhaustive-glibc":
+        return read_json(EXHAUSTIVE_GLIBC)
+    if source.startswith("libm-"):
+        return [r for r in read_json(LIBM)["rows"] if r["libm"] == source[len("libm-"):]]
     if source == "kernel":
         return machine()["compare"]
     raise KeyError(f"unknown source {source!r}")
@@ -240,7 +249,7 @@ def exact(v) -> str:
 def by_column(col: str):
     if col.endswith("_frac"):
         return pct
-    if col in ("inputs", "nonfinite", "signed_zero_mismatch", "cr_count", "faithful_count") or col.startswith("dulp_"):
+    if col in ("inputs", "nonfinite", "signed_zero_mismatch", "cr_count", "faithful_count", "wrong") or col.startswith("dulp_"):
         return count
     if col.startswith("worst_") or col.endswith("_worst_x"):
         return exact
@@ -266,6 +275,8 @@ def fmt(v, spec: str | None, col: str = "") -> str:
 
 
 def cell(r: dict, col: str):
+    if col == "wrong" and "wrong" not in r:
+        return r["inputs"] - r["dulp_0"]
     if col in ("cr_count", "faithful_count"):
         return round(r[col.replace("_count", "_frac")] * r["inputs"])
     return r[col]
@@ -460,6 +471,73 @@ def exhaustive_fp32() -> str:
     return md_table(["formula", "max_ulp", "worst_x", "nonfinite", "cr_frac"],
                     [[r["formula"], sig(r["max_ulp"], 6), exact(r["worst_x"]), str(r["nonfinite"]),
                       f"{r['cr_frac']:.5f}"] for r in rows])
+
+
+LIBM_MODELS = ("glibc", "numpy", "torch", "cr")
+
+
+@block("libm-fp32")
+def libm_fp32() -> str:
+    """Each elementary function over every fp32 input of its domain, under each libm model."""
+    body = []
+    for r in read_json(LIBM)["rows"]:
+        body.append([f"`{r['formula']}`", r["libm"], sig(r["max_ulp"], 6), exact(r["worst_x"]), count(r["wrong"]),
+                     count(r["inputs"])])
+    order = {m: i for i, m in enumerate(LIBM_MODELS)}
+    body.sort(key=lambda c: (c[0], order[c[1]]))
+    return md_table(["function", "libm", "max ulp", "worst x", "incorrectly rounded", "inputs"], body)
+
+
+@value("libm-builds")
+def libm_builds() -> str:
+    b = read_json(LIBM)["builds"]
+    return "; ".join(f"{m}: {b[m]}" for m in LIBM_MODELS if b.get(m))
+
+
+@block("glibc-share")
+def glibc_share() -> str:
+    """Each shipped mish formulation, every fp32 input, under libm cr and under glibc."""
+    cr = {r["formula"]: r for r in source_rows("exhaustive")}
+    body = []
+    for g in sorted_rows(source_rows("exhaustive-glibc")):
+        c = cr.get(g["formula"])
+        if c is None:
+            continue
+        body.append([g["formula"], sig(c["max_ulp"], 4), sig(g["max_ulp"], 4), pct(c["cr_frac"]), pct(g["cr_frac"]),
+                     count(c["nonfinite"]), count(g["nonfinite"])])
+    return md_table(["formula", "max ulp, cr", "max ulp, glibc", "CR, cr", "CR, glibc", "nonfinite, cr",
+                     "nonfinite, glibc"], body)
+
+
+@value("glibc-share-text")
+def glibc_share_text() -> str:
+    """What the two sweeps say about the libm's share, as a sentence (Stale when its shape no longer holds)."""
+    cr = {r["formula"]: r for r in source_rows("exhaustive")}
+    g = {r["formula"]: r for r in source_rows("exhaustive-glibc") if r["formula"] in cr}
+    moved = sorted(f for f in g if g[f]["max_ulp"] != cr[f]["max_ulp"] or g[f]["worst_x"] != cr[f]["worst_x"])
+    if moved:
+        raise Stale(f"glibc moves the worst case of {', '.join(moved)}: rewrite the glibc-share sentence")
+    drop = {f: cr[f]["cr_frac"] - g[f]["cr_frac"] for f in g}
+    worst = max(drop, key=drop.get)
+    same = sorted(f for f in g if abs(drop[f]) < 5e-5)
+    from mishaudit.lang import fpcore as fc
+
+    tanh = {f for f in g if "(tanh " in fc.to_text(registry()[f].body)}
+    if not {f for f in g if f not in same} <= tanh:
+        raise Stale("a formulation that does not call tanh moves under glibc: rewrite the glibc-share sentence")
+    return (f"The worst case of every formulation is its own: max ulp and worst x are the same under glibc as under "
+            f"cr for all {len(g)}. The libm shows in the correctly rounded share: down by up to "
+            f"{100 * drop[worst]:.2f} points ({worst}, {pct(cr[worst]['cr_frac'])} to {pct(g[worst]['cr_frac'])}), "
+            f"only in formulations that call tanh (glibc's tanhf is incorrectly rounded on "
+            f"{query('libm-glibc/fp32/tanh/wrong:int')} inputs), and within 0.005 points for "
+            f"{', '.join(same)} (glibc's expf is wrong on {query('libm-glibc/fp32/exp/wrong:int')}).")
+
+
+@value("libm-claims")
+def libm_claims() -> str:
+    e, lg = row("libm-glibc", "fp32", "exp"), row("libm-glibc", "fp32", "log")
+    return (f"expf {sig(e['max_ulp'], 6)} ulp (at x = {exact(e['worst_x'])}) with {count(e['wrong'])} incorrectly "
+            f"rounded results, logf {sig(lg['max_ulp'], 6)} ulp (at x = {exact(lg['worst_x'])})")
 
 
 @value("exhaustive-count")

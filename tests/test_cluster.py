@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from conftest import stop_after
 from distributed import Client, LocalCluster
 
+from mishaudit.analysis.exhaustive_events import ExhaustiveEvents
 from mishaudit.analysis.sweep import Sweep, run_sweep
 from mishaudit.cli import main
 from mishaudit.errors import UserError
@@ -37,8 +38,8 @@ def client():
     cluster.close()
 
 
-def _sweep(mode="compare", chunk=1 << 15):
-    return Sweep(FORMS, Policy(FP32), DOM, chunk=chunk, mode=mode)
+def _sweep(chunk=1 << 15):
+    return Sweep(FORMS, Policy(FP32), DOM, chunk=chunk)
 
 
 def _state(job):
@@ -65,7 +66,7 @@ def test_overflow_sweep_on_the_cluster_is_identical(client):
     f = REG["exp-rational"]  # exp(x) underflows to 0 at -103.97: e*(e+2) = 0, 2/0 = inf
 
     def sweep():
-        return Sweep([f], Policy(FP32), Domain(-104.5, -103.5), chunk=1 << 14, mode="overflow")
+        return Sweep([f], Policy(FP32), Domain(-104.5, -103.5), chunk=1 << 14, job=ExhaustiveEvents)
 
     a = run_sweep(sweep(), jobs=1)
     b = run_sweep(sweep(), scheduler=client)

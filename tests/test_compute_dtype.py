@@ -41,7 +41,7 @@ PAIRS = [(s, c) for s in DTYPES for c in DTYPES]
 
 @pytest.mark.parametrize("storage, compute", PAIRS, ids=[f"{s}-in-{c}" for s, c in PAIRS])
 def test_refused_exactly_where_the_compute_format_misses_a_storage_value(storage, compute):
-    from mishaudit.analysis.audit import check_compute_dtype
+    from mishaudit.eval.evaluate import check_compute_dtype
     from mishaudit.formats import get_format
 
     if holds(storage, compute):

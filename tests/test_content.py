@@ -35,7 +35,7 @@ def ord16(v: np.ndarray) -> np.ndarray:
 def registry_ids() -> set:
     """The formulation ids, read from the FPCore files as text: `(FPCore id (x)`, else the file name."""
     ids = set()
-    for p in FORMULAS.glob("*.fpcore"):
+    for p in FORMULAS.rglob("*.fpcore"):  # formulas/libm/ too
         m = re.search(r"\(FPCore\s+([^\s()]+)\s*\(", p.read_text())
         ids.add(m.group(1) if m else p.stem)
     return ids

@@ -386,6 +386,7 @@ EXHAUSTIVE_DOMAINS = [
 @pytest.mark.parametrize("lo,hi", EXHAUSTIVE_DOMAINS)
 def test_exhaustive_overflow_equals_the_enumerated_map(lo, hi):
     """Where the sample already enumerates every input, the streamed sweep must give the same maps."""
+    from mishaudit.analysis.exhaustive_events import ExhaustiveEvents
     from mishaudit.analysis.sweep import Sweep, run_sweep
     from mishaudit.eval.inputs import Domain, sample
 
@@ -393,7 +394,7 @@ def test_exhaustive_overflow_equals_the_enumerated_map(lo, hi):
     if sample(FP32, 12_000, 0, dom).strategy != "exhaustive":  # keep the domain small enough to enumerate
         dom = Domain(lo, float(from_ordinal([ordinal(np.array([lo]), FP32)[0] + 12_000], FP32)[0]))
     forms = [REG[i] for i in ("onednn-jit", "exp-rational", "softplus-tanh", "log-exp-plus-one")]
-    job = run_sweep(Sweep(forms, Policy(FP32), dom, chunk=1 << 13, mode="overflow"), jobs=1)
+    job = run_sweep(Sweep(forms, Policy(FP32), dom, chunk=1 << 13, job=ExhaustiveEvents), jobs=1)
     for f in forms:
         want_maps, want_att = overflow_map(f, Policy(FP32), dom, 12_001, 0)
         got_maps, got_att = job.result(f)

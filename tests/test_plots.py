@@ -12,11 +12,12 @@ from conftest import png_size
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mishaudit.analysis.report_data import collect
 from mishaudit.eval.inputs import Domain
 from mishaudit.formats import FP16
 from mishaudit.lang.registry import load_registry
 from mishaudit.output import plots
-from mishaudit.output.report import collect, report_meta, write_report
+from mishaudit.output.report import report_meta, write_report
 
 REG = load_registry()
 IDS = ["softplus-threshold", "exp-rational", "onednn-jit"]

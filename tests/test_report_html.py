@@ -21,12 +21,13 @@ import mpmath
 import numpy as np
 import pytest
 
+from mishaudit.analysis.report_data import collect
 from mishaudit.eval.inputs import Domain
 from mishaudit.formats import FP16
 from mishaudit.lang.registry import load_registry
 from mishaudit.output import plots
 from mishaudit.output import tables as render
-from mishaudit.output.report import collect, report_meta, write_report
+from mishaudit.output.report import report_meta, write_report
 
 REG = load_registry()
 IDS = ["softplus-tanh", "exp-rational", "onednn-jit"]

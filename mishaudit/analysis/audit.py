@@ -9,20 +9,24 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mishaudit import __version__
-from mishaudit.errors import UserError
 from mishaudit.eval import libm
-from mishaudit.eval.evaluate import Policy, evaluate
+from mishaudit.eval.evaluate import (
+    Policy,
+    evaluate,
+    policy_for,
+)
 from mishaudit.eval.inputs import SPECIALS, Domain, InputSet, input_set
-from mishaudit.formats import FORMATS, Format
+from mishaudit.formats import Format
 from mishaudit.measure.approx import approx_error
+from mishaudit.measure.keys import COMPARE_KEYS
 from mishaudit.measure.metrics import errors, summarize
 from mishaudit.reference.table import reference
+from mishaudit.version import __version__
 
 
 @dataclass
 class Audit:
-    rows: list = field(default_factory=list)  # one dict per formula x format (output/frames.py's COMPARE_KEYS)
+    rows: list = field(default_factory=list)  # one dict per formula x format (measure/keys.py's COMPARE_KEYS)
     specials: list = field(default_factory=list)  # dicts: formula, dtype, x, expected, got, ok
     meta: dict = field(default_factory=dict)
     errors: dict = field(default_factory=dict)  # (formula id, dtype) -> metrics.Errors, when kept
@@ -77,36 +81,8 @@ def _framework(impl) -> str:
     return describe(impl.framework)
 
 
-def check_compute_dtype(storage: Format, compute: Format | None, option: str = "--compute-dtype") -> None:
-    """UserError unless the compute format holds every value of the storage format (p, the exponent
-    range: p_c >= p_s, emin_c <= emin_s, emax_c >= emax_s): a narrower one is not "computing in a
-    wider type" but a different storage. None and the storage format itself mean native."""
-    if compute is None or compute == storage:
-        return
-    short = [what for what, ok in (("precision", compute.p >= storage.p),
-                                   ("exponent range", compute.emin <= storage.emin and compute.emax >= storage.emax))
-             if not ok]
-    if short:
-        wider = [f.name for f in FORMATS if f.p >= storage.p and f.emin <= storage.emin and f.emax >= storage.emax
-                 and f != storage]
-        raise UserError(f"{option} {compute.name} cannot hold every {storage.name} value (its {' and '.join(short)}: "
-                        f"p {compute.p} vs {storage.p}, exponents {compute.emin}..{compute.emax} vs "
-                        f"{storage.emin}..{storage.emax}): give a compute dtype at least as wide as {storage.name} "
-                        f"({', '.join(wider)}) or drop {option}")
-
-
-def policy_for(fmt: Format, compute: Format | None, ftz, model: str, device: str = "cpu") -> Policy:
-    """The evaluation policy of storage format fmt: compute format (refused where narrower, see
-    check_compute_dtype; equal to fmt means native), ftz (False, "after" or "before"; True means
-    "after"), libm model and device."""
-    check_compute_dtype(fmt, compute)
-    return Policy(fmt, compute if compute and compute != fmt else None, ftz, model, device)
-
-
 def unsupported_row(impl, fmt: Format) -> dict:
     """A kernel's row for a format its framework does not run it in: reported, not an error."""
-    from mishaudit.output.frames import COMPARE_KEYS
-
     row = dict.fromkeys(COMPARE_KEYS)
     row.update(formula=impl.id, spec=impl.spec.name, dtype=fmt.name, compute_dtype=fmt.name, ftz=False, libm="kernel",
                strategy="unsupported", inputs=0, implementation=impl.why_not.get(fmt.name, "unsupported"))
@@ -177,7 +153,8 @@ def _audit_format(out: Audit, formulas: list, policy: Policy, domain: Domain, sa
     for f in formulas:
         inp, ref = sets[f.id], refs[f.id]
         row = {"formula": f.id, "spec": f.spec.name, "dtype": fmt.name, "compute_dtype": policy.work.name,
-               "ftz": policy.ftz, "libm": policy.libm, "strategy": inp.strategy, **implementation(f)}
+               "ftz": policy.ftz, "libm": policy.libm, "strategy": inp.strategy,
+               "libm_build": None if f.kernel else libm.build(policy.libm), **implementation(f)}
         err = errors(evaluate(f, inp.x, policy).y, ref, fmt)
         row.update(summarize(err, ref, None if counted is None else counted.counts))
         if keep_errors:
@@ -217,7 +194,8 @@ def _exhaustive_rows(formulas, policy: Policy, domain: Domain, jobs: int, resume
     rows = []
     for f in formulas:
         row = {"formula": f.id, "spec": f.spec.name, "dtype": "fp32", "compute_dtype": policy.work.name,
-               "ftz": policy.ftz, "libm": policy.libm, "strategy": "exhaustive", **implementation(f)}
+               "ftz": policy.ftz, "libm": policy.libm, "strategy": "exhaustive",
+               "libm_build": None if f.kernel else libm.build(policy.libm), **implementation(f)}
         row.update(summary_row(merged[f.id]))
         row.update(approx_row(None))
         sp = check_specials(f, policy)

@@ -1,8 +1,11 @@
 """Overflow maps: which intermediate overflows, turns NaN, underflows, goes subnormal or absorbs, for which inputs.
 
+The per-node event definitions and the map of one formula under one policy (overflow_map);
+analysis/overflow.py runs it over formulas and formats, and streams fp32 (exhaustive_events.py).
+
 Events of an operation node, for one input, where the node lies on the taken branch
 (README, "Overflow maps and error attribution"; the `overflow --format json` keys are
-output/frames.py's EVENT_KEYS):
+measure/keys.py's EVENT_KEYS):
   overflow    finite operands, result +-inf
   nan         no NaN operand, result NaN
   underflow   the exact result of the operation on its operands is nonzero, the rounded one is 0
@@ -205,33 +208,3 @@ def overflow_map(formula, policy: Policy, domain: Domain = Domain(), samples: in
         em.intervals.append(Interval(lo_x, hi_x, count, harm))
     return maps, attribution(formula, policy, x, y, bad)
 
-
-def run_overflow(formulas: list, fmts: list, compute, ftz: bool, domain: Domain, samples: int, seed: int,
-                 model: str = "cr", exhaustive: bool = False, jobs: int = 0, resume: bool = False,
-                 on_sweep=None, scheduler=None) -> tuple[list, list]:
-    """(event maps, attributions) of every formula in every format; with `exhaustive`, fp32 streams
-    every input of the domain (`on_sweep(done, total, inputs)` hears of its progress), on a Dask
-    cluster with `scheduler` (cluster.py)."""
-    from mishaudit.analysis.audit import policy_for
-
-    maps, attributions = [], []
-    kernels = [f for f in formulas if f.kernel]
-    formulas = [f for f in formulas if not f.kernel]
-    for fmt in fmts:
-        policy = policy_for(fmt, compute, ftz, model)
-        attributions += [{"formula": k.id, "dtype": fmt.name, "bad_inputs": None, "culprits": [],
-                          "note": "a kernel is a black box: it has no intermediates to map"} for k in kernels]
-        if not formulas:
-            continue
-        if exhaustive and fmt.name == "fp32":
-            from mishaudit.analysis.sweep import Sweep, run_sweep
-
-            job = run_sweep(Sweep(formulas, policy, domain, mode="overflow"), jobs=jobs, resume=resume,
-                            progress=on_sweep, scheduler=scheduler)
-            results = [job.result(f) for f in formulas]
-        else:
-            results = [overflow_map(f, policy, domain, samples, seed) for f in formulas]
-        for m, a in results:
-            maps += m
-            attributions.append(a)
-    return maps, attributions

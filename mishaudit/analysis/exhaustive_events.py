@@ -24,6 +24,8 @@ class ExhaustiveEvents:
     local error; and the regions: runs of consecutive bad inputs owned by one culprit. Runs that
     meet at a block or chunk boundary are joined, so every interval and count is exact."""
 
+    MODE = "overflow"
+
     def __init__(self, sweep):
         self.sweep = sweep
         self.fallback = 0

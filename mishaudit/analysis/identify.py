@@ -15,8 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mishaudit.analysis.audit import policy_for
-from mishaudit.eval.evaluate import evaluate
+from mishaudit.eval.evaluate import evaluate, policy_for
 from mishaudit.eval.inputs import Domain, input_set
 from mishaudit.formats import FP32, FP64, Format, get_format, to_dtype
 from mishaudit.reference.table import reference

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mishaudit import __version__, cache, pool
+from mishaudit import cache, pool
 from mishaudit.errors import UserError
 from mishaudit.eval.evaluate import Policy, evaluate
 from mishaudit.eval.inputs import Domain, inward
@@ -36,6 +36,7 @@ from mishaudit.formats import FP32
 from mishaudit.heap import keep_heap
 from mishaudit.measure.summary import Acc, ExactBlock
 from mishaudit.reference.table import REF_VERSION, reference_arrays
+from mishaudit.version import __version__
 
 SWEEP_VERSION = 5  # 5: histogram bin 0 = errors read as 0 (below 2^-60 ulp)
 CHUNK = 1 << 22
@@ -44,16 +45,21 @@ CHECKPOINT_SECONDS = 5.0
 
 @dataclass
 class Sweep:
-    """A streamed run over the binary32 inputs of a domain: `mode` "compare" (error summaries,
-    Summaries) or "overflow" (event intervals, exhaustive_events.ExhaustiveEvents)."""
+    """A streamed run over the binary32 inputs of a domain, doing the `job` its caller gives: the job's
+    state class (None: Summaries, compare's error summaries; overflow passes
+    exhaustive_events.ExhaustiveEvents, the event intervals). The class is constructed as cls(sweep);
+    cls.chunk(sweep, i) -> data runs in a worker; .absorb(i, data), .dump() -> (JSON-able meta,
+    arrays) and .load(meta, arrays) merge and checkpoint; cls.MODE names it in the checkpoint."""
 
     formulas: list
     policy: Policy
     domain: Domain = field(default_factory=Domain)
     chunk: int = CHUNK
-    mode: str = "compare"
+    job: type | None = None
 
     def __post_init__(self):
+        if self.job is None:
+            self.job = Summaries
         fmt = self.policy.storage
         if fmt is not FP32:
             raise UserError(f"--exhaustive streams binary32 only ({fmt.name}: fp16/bf16 are always exhaustive, "
@@ -62,6 +68,11 @@ class Sweep:
         if self.olo > self.ohi:
             raise UserError(f"--domain {self.domain.lo!r}:{self.domain.hi!r} holds no finite fp32 value: widen it")
         self.nchunks = (self.ohi - self.olo) // self.chunk + 1
+
+    @property
+    def mode(self) -> str:
+        """The job's name ("compare", "overflow"): part of the checkpoint's identity and folder."""
+        return self.job.MODE
 
     def identity(self) -> dict:
         """What a checkpoint must match to be resumed (IDENTITY_NAMES says what each key is)."""
@@ -101,15 +112,6 @@ class Sweep:
         for lo in range(a, b + 1, BLOCK):
             yield values(lo, min(lo + BLOCK - 1, b))
 
-    def job_class(self):
-        """The mode's state class: cls(sweep), cls.chunk(sweep, i) -> data (run in a worker),
-        .absorb(i, data), .dump() -> (JSON-able meta, arrays), .load(meta, arrays)."""
-        if self.mode == "overflow":
-            from mishaudit.analysis.exhaustive_events import ExhaustiveEvents
-
-            return ExhaustiveEvents
-        return Summaries
-
 
 def values(lo: int, hi: int) -> np.ndarray:
     """The binary32 values of ordinals lo..hi, ascending, as float32 (-0 and +0 both when 0 is in,
@@ -125,6 +127,8 @@ def values(lo: int, hi: int) -> np.ndarray:
 
 class Summaries:
     """compare --exhaustive: one Acc per formulation."""
+
+    MODE = "compare"
 
     def __init__(self, sweep: Sweep):
         self.sweep = sweep
@@ -213,13 +217,13 @@ def _worker_init():
 
 def _job(args):
     sweep, i = args
-    return sweep.job_class().chunk(sweep, i)
+    return sweep.job.chunk(sweep, i)
 
 
 def _task(sweep: Sweep, i: int):
     """One chunk as a Dask task (cluster.py)."""
     keep_heap()
-    return sweep.job_class().chunk(sweep, i)
+    return sweep.job.chunk(sweep, i)
 
 
 IDENTITY_NAMES = {"version": "sweep version", "reference": "reference version", "mishaudit": "mishaudit version",
@@ -234,7 +238,7 @@ class _Checkpoint:
 
     def __init__(self, sweep: Sweep, resume: bool):
         self.sweep = sweep
-        self.job = sweep.job_class()(sweep)
+        self.job = sweep.job(sweep)
         self.folder = sweep.folder()
         self.path = os.path.join(self.folder, "state.npz")
         self.done: set = set()
@@ -296,7 +300,7 @@ def _unwritable(folder: str, e: OSError) -> UserError:
 
 def run_sweep(sweep: Sweep, jobs: int = 0, resume: bool = False, progress=None, on_chunk=None, scheduler=None):
     """Run (or resume) the sweep on `jobs` processes (0: every core), or with `scheduler` (an address,
-    "local:N" or a distributed.Client) on a Dask cluster (cluster.py); returns the mode's job state
+    "local:N" or a distributed.Client) on a Dask cluster (cluster.py); returns the job's state
     (`Summaries.accs`: formula id -> merged Acc, `.fallback`: inputs sent to MPFR).
 
     `progress(done_chunks, total_chunks, inputs_done)` is called as chunks finish; `on_chunk(i)`

@@ -58,7 +58,8 @@ def call(name: str, args: list, width: int) -> np.ndarray:
     shape = arrs[0].shape
     flat = [np.ascontiguousarray(a, dtype=dtype).ravel() for a in arrs]
     out = np.empty(flat[0].size, dtype=dtype)
-    from mishaudit.eval import clib_loops  # numba is imported on first use (it is slow to import)
+    # numba is imported on first use (it is slow to import)
+    from mishaudit.eval import clib_loops
 
     clib_loops.LOOPS[(len(flat), width)](function(name), *flat, out)
     return out.astype(np.float64).reshape(shape)

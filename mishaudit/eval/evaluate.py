@@ -35,6 +35,7 @@ from mishaudit.errors import UserError
 from mishaudit.eval import ftz as ftz_model
 from mishaudit.eval import libm
 from mishaudit.formats import (
+    FORMATS,
     FP32,
     Format,
     get_format,
@@ -69,6 +70,32 @@ class Policy:
         if self.compute and self.compute != self.storage:
             s += f" (computed in {self.compute.name})"
         return s + (f" ftz={self.ftz}" if self.ftz else "") + f", libm {self.libm}"
+
+
+def check_compute_dtype(storage: Format, compute: Format | None, option: str = "--compute-dtype") -> None:
+    """UserError unless the compute format holds every value of the storage format (p, the exponent
+    range: p_c >= p_s, emin_c <= emin_s, emax_c >= emax_s): a narrower one is not "computing in a
+    wider type" but a different storage. None and the storage format itself mean native."""
+    if compute is None or compute == storage:
+        return
+    short = [what for what, ok in (("precision", compute.p >= storage.p),
+                                   ("exponent range", compute.emin <= storage.emin and compute.emax >= storage.emax))
+             if not ok]
+    if short:
+        wider = [f.name for f in FORMATS if f.p >= storage.p and f.emin <= storage.emin and f.emax >= storage.emax
+                 and f != storage]
+        raise UserError(f"{option} {compute.name} cannot hold every {storage.name} value (its {' and '.join(short)}: "
+                        f"p {compute.p} vs {storage.p}, exponents {compute.emin}..{compute.emax} vs "
+                        f"{storage.emin}..{storage.emax}): give a compute dtype at least as wide as {storage.name} "
+                        f"({', '.join(wider)}) or drop {option}")
+
+
+def policy_for(fmt: Format, compute: Format | None, ftz, model: str, device: str = "cpu") -> Policy:
+    """The evaluation policy of storage format fmt: compute format (refused where narrower, see
+    check_compute_dtype; equal to fmt means native), ftz (False, "after" or "before"; True means
+    "after"), libm model and device."""
+    check_compute_dtype(fmt, compute)
+    return Policy(fmt, compute if compute and compute != fmt else None, ftz, model, device)
 
 
 @dataclass

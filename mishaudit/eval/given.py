@@ -203,7 +203,8 @@ def counted(given: Given, fmt: Format, domain=None) -> Counted:
     y = round_given(given, fmt)
     keep = np.isfinite(y)
     if domain is not None:
-        keep &= (y >= domain.lo) & (y <= domain.hi)
+        d = domain.at(fmt)
+        keep &= (y >= d.lo) & (y <= d.hi)
     dropped = int((~np.isfinite(y)).sum())
     y = y[keep]
     if not len(y):

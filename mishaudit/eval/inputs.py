@@ -29,11 +29,68 @@ NEIGHBOURS = 16
 
 @dataclass(frozen=True)
 class Domain:
+    """The inputs audited: x in [lo, hi] (--domain), and in a format named in `per_format` also
+    within that format's bounds (the audited domain of the specs selected: `spec_bounds`)."""
+
     lo: float = -math.inf
     hi: float = math.inf
+    per_format: tuple = ()  # ((format name, lo, hi), ...)
 
     def __str__(self) -> str:
         return f"[{self.lo!r}, {self.hi!r}]"
+
+    def at(self, fmt: Format) -> "Domain":
+        """The bounds that hold in `fmt`."""
+        for name, lo, hi in self.per_format:
+            if name == fmt.name:
+                return Domain(max(self.lo, lo), min(self.hi, hi))
+        return Domain(self.lo, self.hi)
+
+
+def spec_bounds(spec, fmt: Format) -> tuple[float, float] | None:
+    """The audited domain of `spec` in `fmt`, as its smallest and largest fmt values: where spec(x)
+    is a real number whose correctly rounded value in fmt is finite (log: x > 0; log1p: x > -1;
+    exp, exp2, expm1: up to the last x before RN(f(x)) overflows). None: every finite input (mish,
+    mish', and every spec that is not one elementary operation of x, lang/operators.py)."""
+    return _op_bounds(spec.op, fmt) if spec.op is not None else None
+
+
+@functools.lru_cache(maxsize=None)
+def _op_bounds(op: str, fmt: Format) -> tuple[float, float] | None:
+    from mishaudit.eval.libm import correctly_rounded
+    from mishaudit.lang.operators import OPERATORS
+
+    info = OPERATORS[op]
+    olo, ohi = inward(Domain(), fmt)
+    value = lambda o: from_ordinal(np.array([o]), fmt)  # noqa: E731
+    finite = lambda o: bool(np.isfinite(correctly_rounded(op, [value(o)], fmt)[0]))  # noqa: E731
+    if info.domain is not None:  # the first value inside where f is finite (log(0) = -inf is not)
+        lo, closed = info.domain
+        o = int(ordinal(round_to([lo], fmt), fmt)[0])
+        while not ((value(o)[0] > lo or (closed and value(o)[0] == lo)) and finite(o)):
+            o += 1
+        olo = max(olo, o)
+    if info.monotone == "increasing" and info.range[1] == math.inf and not finite(ohi):
+        a, b = olo, ohi  # finite(a), not finite(b): the last finite one by bisection (f increasing)
+        while b - a > 1:
+            m = (a + b) // 2
+            a, b = (m, b) if finite(m) else (a, m)
+        ohi = a
+    if (olo, ohi) == inward(Domain(), fmt):
+        return None
+    lo_v, hi_v = from_ordinal(np.array([olo, ohi]), fmt)
+    return float(lo_v), float(hi_v)
+
+
+def with_spec_bounds(domain: Domain, formulas, fmts) -> Domain:
+    """`domain` narrowed in each format to the audited domains of the formulas' specs (their
+    intersection when they differ)."""
+    per = []
+    for fmt in fmts:
+        bounds = [b for f in formulas if not f.kernel for b in [spec_bounds(f.spec, fmt)] if b is not None]
+        if bounds:
+            per.append((fmt.name, max(b[0] for b in bounds), min(b[1] for b in bounds)))
+    return Domain(domain.lo, domain.hi, tuple(per)) if per else domain
 
 
 def parse_domain(text: str | None) -> Domain:
@@ -83,6 +140,7 @@ class InputSet:
 
 def inward(domain: Domain, fmt: Format) -> tuple[int, int]:
     """Ordinals of the smallest format value >= lo and the largest <= hi (finite)."""
+    domain = domain.at(fmt)
     lo = max(domain.lo, -fmt.max)
     hi = min(domain.hi, fmt.max)
     olo = int(ordinal(round_to([lo], fmt), fmt)[0])
@@ -95,16 +153,21 @@ def inward(domain: Domain, fmt: Format) -> tuple[int, int]:
 
 
 def _empty(domain: Domain, fmt: Format) -> UserError:
+    if domain.at(fmt) != Domain(domain.lo, domain.hi):
+        d = domain.at(fmt)
+        return UserError(f"--domain {domain.lo!r}:{domain.hi!r} holds no finite {fmt.name} value inside the "
+                         f"spec's own domain [{d.lo!r}, {d.hi!r}] there: widen it")
     return UserError(f"--domain {domain.lo!r}:{domain.hi!r} holds no finite {fmt.name} value: widen it")
 
 
 def enumerate_all(fmt: Format, domain: Domain = Domain()) -> InputSet:
     x = all_finite(fmt)
-    x = x[(x >= domain.lo) & (x <= domain.hi)]
+    d = domain.at(fmt)
+    x = x[(x >= d.lo) & (x <= d.hi)]
     if not len(x):
         raise _empty(domain, fmt)
     x = np.unique(x)  # sorted; -0 and +0 compare equal: keep both
-    zeros = [v for v in (-0.0, 0.0) if domain.lo <= v <= domain.hi]
+    zeros = [v for v in (-0.0, 0.0) if d.lo <= v <= d.hi]
     x = np.concatenate([x[x != 0], np.array(zeros)]) if zeros else x
     return InputSet(np.sort(x, kind="stable"), "exhaustive", fmt)
 
@@ -127,7 +190,7 @@ def sample(fmt: Format, n: int, seed: int, domain: Domain = Domain(), thresholds
         raise _empty(domain, fmt)
     if ohi - olo + 1 <= n:
         x = from_ordinal(np.arange(olo, ohi + 1, dtype=np.int64), fmt)
-        return InputSet(_with_neg_zero(x, domain), "exhaustive", fmt)
+        return InputSet(_with_neg_zero(x, domain.at(fmt)), "exhaustive", fmt)
     x = _stratified(fmt, n, seed, olo, ohi)
     edges = round_to(edge_points(fmt, thresholds), fmt)
     edges = edges[np.isfinite(edges)]
@@ -136,7 +199,7 @@ def sample(fmt: Format, n: int, seed: int, domain: Domain = Domain(), thresholds
     near = near[(near >= olo) & (near <= ohi)]
     ends = np.array([olo, ohi], dtype=np.int64)  # the domain's extreme values, so runs reach them
     x = np.concatenate([x, from_ordinal(near, fmt), from_ordinal(ends, fmt)])
-    return InputSet(_with_neg_zero(np.unique(x), domain), "sampled", fmt)
+    return InputSet(_with_neg_zero(np.unique(x), domain.at(fmt)), "sampled", fmt)
 
 
 @functools.lru_cache(maxsize=8)

@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import math
 
 import numpy as np
 
@@ -221,7 +220,8 @@ def correctly_rounded(op: str, args: list, fmt: Format) -> np.ndarray:
     b = np.ascontiguousarray(args[1], dtype=np.float64).ravel() if nargs == 2 else a
     out = np.empty(a.size)
     flag = np.empty(a.size, dtype=np.uint8)
-    from mishaudit.eval import crkernel  # numba is imported on first use (it is slow to import)
+    # numba is imported on first use (it is slow to import)
+    from mishaudit.eval import crkernel
 
     crkernel.kernel(SHORTCUTS.get(op, -1), _host_address(op), nargs, a, b, fmt.p, fmt.emin, fmt.emax, _M, _REL,
                     out, flag)

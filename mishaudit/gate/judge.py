@@ -23,7 +23,7 @@ class Verdict:
     bound: bool = False  # the measured value is an upper bound (a percentile streamed by the sweep)
 
     def row(self) -> dict:
-        """The verdict as a record (output/frames.py's VERDICT_KEYS)."""
+        """The verdict as a record (measure/keys.py's VERDICT_KEYS)."""
         e = self.entry
         return {"formula": e.formula, "dtype": e.dtype, "compute_dtype": e.compute_dtype, "ftz": e.ftz,
                 "libm": e.libm, "domain": list(e.domain) if e.domain else None, "measure": self.measure,

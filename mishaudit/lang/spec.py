@@ -50,6 +50,16 @@ class Spec:
         return self.key if self.builtin else self.text
 
     @property
+    def op(self) -> str | None:
+        """The operation when the spec is one elementary operation of its argument, (exp x) say."""
+        from mishaudit.lang.operators import ELEMENTARY
+
+        b = self.body
+        if isinstance(b, fc.Op) and b.op in ELEMENTARY and len(b.args) == 1 and b.args[0] == fc.Var(self.arg):
+            return b.op
+        return None
+
+    @property
     def builtin(self) -> bool:
         return self.key in ("mish", "mish'")
 
@@ -65,6 +75,10 @@ class Spec:
             return math.inf if x == math.inf else -0.0 if x == -math.inf else x
         if self.key == "mish'":  # mish'(+inf) = 1, mish'(-inf) = -0 (x e^x -> 0 from below), mish'(0) = 3/5
             return 1.0 if x == math.inf else -0.0 if x == -math.inf else float(round_to(np.array([0.6]), storage)[0])
+        if self.op is not None:  # one operation: its IEEE 754 values at the specials (lang/operators.py)
+            from mishaudit.lang.operators import OPERATORS
+
+            return OPERATORS[self.op].special(x)
         return None
 
 

@@ -10,24 +10,17 @@ from __future__ import annotations
 
 import pandas as pd
 
+from mishaudit.measure.keys import (  # noqa: F401  (the record keys, re-exported: renderers and the API read them here)
+    COMPARE_JSON_KEYS,
+    COMPARE_KEYS,
+    CULPRIT_KEYS,
+    EVENT_KEYS,
+    SPECIALS_KEYS,
+    VERDICT_KEYS,
+)
 from mishaudit.measure.metrics import BUCKETS
 
-COMPARE_JSON_KEYS = (  # the `compare --format json` contract (stable keys: scripts rely on them)
-    "formula", "dtype", "compute_dtype", "ftz", "strategy", "inputs", "max_ulp", "mean_ulp", "median_ulp",
-    "p99_ulp", "worst_x", "worst_y", "worst_ref", "cr_frac", "faithful_frac", "max_abs_err", "max_rel_err",
-    "mean_bits", "max_bits", "nonfinite", "signed_zero_mismatch", "max_formula_rel_err",
-)
-COMPARE_KEYS = COMPARE_JSON_KEYS + ("spec", "libm", "implementation") + BUCKETS + (
-    "formula_ulp", "formula_ulp_worst_x", "formula_exact", "formula_err_worst_x", "formula_err_undecided",
-    "specials_wrong", "mean_abs_err", "mean_rel_err", "params", "ulp_overflow", "percentiles")
-SPECIALS_KEYS = ("formula", "dtype", "x", "expected", "got", "ok")
-EVENT_KEYS = ("formula", "dtype", "compute_dtype", "ftz", "node", "event", "intervals", "count", "harmful",
-              "harmful_intervals", "enumerated")
-CULPRIT_KEYS = ("formula", "dtype", "bad_inputs", "node", "text", "inputs", "max_local_bits", "regions")
-VERDICT_KEYS = ("formula", "dtype", "compute_dtype", "ftz", "libm", "domain", "measure", "measured", "limit", "ok",
-                "can_tighten")
-
-_STRING = {"formula", "spec", "dtype", "compute_dtype", "libm", "strategy", "percentiles", "node", "text", "event", "measure",
+_STRING = {"formula", "spec", "dtype", "compute_dtype", "libm", "libm_build", "strategy", "percentiles", "node", "text", "event", "measure",
            "implementation", "params", "param", "by", "tried"}
 _BOOL = {"formula_exact", "ok", "harmful", "enumerated", "can_tighten", "default", "best", "as_good",
          "default_as_good", "as_good_contiguous"}

@@ -330,7 +330,7 @@ def print_table(rows: list[dict], specials: list[dict], meta: dict, console) -> 
             s.add_row(escape(b["formula"]), b["dtype"], repr(b["x"]), repr(b["expected"]), f"[red]{b['got']!r}[/]")
         print_wide(console, s)
     else:
-        console.print("[dim]special inputs ±0, ±inf, NaN: every formulation gives its spec's value (mish, mish'; NaN alone for any other spec).[/]")
+        console.print("[dim]special inputs ±0, ±inf, NaN: every formulation gives its spec's value (mish, mish', and IEEE 754's for one elementary operation such as (exp x); NaN alone for any other spec).[/]")
 
 
 # ---------------------------------------------------------------- any records (list, check)

@@ -27,7 +27,9 @@ RN(r) is certain, and the input decided, when
   (3) the binade is certain: max(e_lo, emin) == max(e_hi, emin) (a zero end counts as emin), or known,
       so ulp(r) is;
   (4) d's enclosure lies strictly inside (-1/2, 1/2) around rn (no rounding boundary within reach)
-      and is resolved: dhi - dlo <= 2 D_RES, D_RES = 2^-20 ulp (figures exact to 1e-6 ulp);
+      and is resolved: dhi - dlo <= 2 d_res, by default D_RES = 2^-20 ulp (figures exact to 1e-6 ulp);
+      a path whose enclosure is wider by its own bound passes d_res itself, at most 1e-6 ulp
+      (elemref.py: 1e-6, as the host libm's bound 2^-44 leaves a binary32 d 2^-19 (1 + 2^-8) ulp wide);
   (5) the side of r around rn is certain: dlo > 0, dhi < 0, known, or r exact (or unsettled, above).
 Then rn = a (a zero with r's sign), E = the binade, and d = dc; where dc is 0 or on the wrong side
 (only a fact settles the side, or |d| is below binary64's range), d takes the certain side with a
@@ -58,8 +60,11 @@ class Decision:
 
 
 def decide(fmt: Format, a, b, s_lo, s_hi, e_lo, e_hi, d_bounds, *, sign=None, E_known=None, side_known=None,
-           exact=None, unsettled=None) -> Decision:
-    """The decision of the module docstring, element by element."""
+           exact=None, unsettled=None, d_res: float = D_RES) -> Decision:
+    """The decision of the module docstring, element by element; `d_res` is the resolution of (4)
+    (D_RES unless the caller's enclosure needs a coarser one, never above 1e-6 ulp)."""
+    if not d_res <= 1e-6:
+        raise ValueError(f"d_res {d_res!r} is coarser than the 1e-6 ulp every figure is exact to")
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     n = len(a)
@@ -89,7 +94,7 @@ def decide(fmt: Format, a, b, s_lo, s_hi, e_lo, e_hi, d_bounds, *, sign=None, E_
         got = d_bounds(np.where(np.isfinite(rn), rn, 0.0), E)
         dlo, dhi, mid = (np.asarray(v, dtype=np.float64) for v in got[:3])
         inside = (dlo > -0.5) & (dhi < 0.5) & (dlo <= dhi)
-        resolved = (dhi - dlo) <= 2 * D_RES
+        resolved = (dhi - dlo) <= 2 * d_res
         # (5) the side of r around rn
         side_fact = np.zeros(n, dtype=np.int64) if side_known is None else np.asarray(side_known, dtype=np.int64)
         # the side from the bounds (or, where d's bounds underflow binary64, from the path's exact signs)

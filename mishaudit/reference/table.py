@@ -6,8 +6,11 @@ to binary64, for r = spec(x), the function a formulation approximates (lang/spec
 unless its file says otherwise). For mish: a fast path with a proven bound where it decides
 (fastref.py: binary64 with its own exp, for binary16, bfloat16 and binary32 inputs), MPFR
 interval enclosures in Ziv's loop for every other input (mpfrref.py). For mish': gradref.py
-(p <= 24; its tails in every format), MPFR Ziv elsewhere (specref.py). Any other spec:
-specref.py. Every path decides with decide.py; none rests on mpmath (ziv.py is kept as an
+(p <= 24; its tails in every format), MPFR Ziv elsewhere (specref.py). A spec that is one
+elementary operation of x, (tanh x) say, for p <= 24: elemref.py (the host libm within its checked
+bound, closed forms near 0 and at the saturations; decide.py's criteria compiled, checked equal to
+decide), MPFR Ziv for the inputs it leaves undecided (specref.py). Any other spec: specref.py.
+Every path decides with decide.py; none rests on mpmath (ziv.py is kept as an
 independent check for the tests and the benchmark's baseline). Cached per spec and format in the cache folder (cache.py), a damaged cache
 file being reported and recomputed.
 """
@@ -23,7 +26,7 @@ from mishaudit import cache
 from mishaudit.formats import Format
 from mishaudit.lang.spec import MISH, Spec
 
-REF_VERSION = 9  # 9: undecided inputs through MPFR (was mpmath), decide.py
+REF_VERSION = 10  # 10: (op x) specs by elemref.py (the true binade at saturation); 9: MPFR, decide.py
 FIELDS = ("rn", "d", "E", "r64")
 
 
@@ -118,10 +121,17 @@ def _other_spec(xs: np.ndarray, fmt: Format, spec: Spec) -> dict:
     from mishaudit.reference.specref import spec_reference
 
     xs = np.asarray(xs, dtype=np.float64)
-    if spec.key == "mish'":
+    op = spec.op if fmt.p <= 24 else None  # one elementary operation of x, (tanh x) say
+    fast = spec.key == "mish'"
+    if fast:
         from mishaudit.reference.gradref import grad_reference, grad_tails
 
         rn, d, E, r64, ok = grad_reference(xs, fmt) if fmt.p <= 24 else grad_tails(xs, fmt)
+    elif op in ("exp", "exp2", "expm1", "log", "log1p", "tanh"):  # elemref.OPS (numba is imported with it)
+        from mishaudit.reference.elemref import elementary_reference
+
+        fast = True
+        rn, d, E, r64, ok = elementary_reference(op, xs, fmt)
     else:
         n = len(xs)
         rn, d, E, r64, ok = np.zeros(n), np.zeros(n), np.zeros(n, dtype=np.int64), np.zeros(n), np.zeros(n, bool)
@@ -130,7 +140,7 @@ def _other_spec(xs: np.ndarray, fmt: Format, spec: Spec) -> dict:
     if len(rest):
         for k, v in zip(out, spec_reference(spec, xs[rest], fmt)):
             out[k][rest] = v
-    out["fallback"] = len(rest) if spec.key == "mish'" else 0
+    out["fallback"] = len(rest) if fast else 0
     return out
 
 
