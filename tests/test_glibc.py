@@ -177,13 +177,13 @@ def test_float64_to_16bit_rounds_once(v):
         assert same(C.rnbf16([v])[0], rn_exact(v, 8, -126, 127))
 
 
-def test_ml_dtypes_float64_to_bfloat16_rounds_twice():
-    """Why rnbf16 exists: ml_dtypes' own float64 -> bfloat16 goes through binary32 (a double rounding)."""
-    import ml_dtypes
-
-    v = 1 + 2**-8 + 2**-30  # above the midpoint 1 + 2^-8: RN is 1 + 2^-7
-    assert float(np.float64(v).astype(ml_dtypes.bfloat16)) == 1.0
-    assert C.rnbf16([v])[0] == 1 + 2**-7
+def test_rnbf16_rounds_once():
+    """rnbf16 rounds binary64 to bfloat16 once (some ml_dtypes versions go through binary32: a double
+    rounding), above and below a midpoint and on a tie (to even)."""
+    assert C.rnbf16([1 + 2**-8 + 2**-30])[0] == 1 + 2**-7  # above the midpoint 1 + 2^-8
+    assert C.rnbf16([1 + 2**-8 - 2**-30])[0] == 1.0  # below it
+    assert C.rnbf16([1 + 2**-8])[0] == 1.0  # the tie: the even neighbour
+    assert C.rnbf16([1 + 3 * 2**-8])[0] == 1 + 2**-6  # the tie between 1 + 2^-7 and 1 + 2^-6: even
 
 
 # ---------------------------------------------------------------- (b) three formulations
