@@ -430,3 +430,29 @@ def tune(formula: str, param: str, value_range: str, dtype=("fp16", "bf16", "fp3
     df = to_frame(rows, TUNE_KEYS)
     df.attrs["summary"] = to_frame(summary, TUNE_SUMMARY_KEYS)
     return df
+
+
+def import_model(model, out=None, *, keep_fused: bool = False, formula_dirs=()) -> pd.DataFrame:
+    """The Mish of an exported model as FPCore files (graphs/importer.py): one row per Mish found
+    (id, file, nodes, computes_in, input_precision, audit_dtype, same_operations, same_bits, checked,
+    text); `model`
+    is an .onnx file, an .mlpackage folder, an .mlmodel file or a coremltools MIL program. With `out`
+    (a folder) the files are written there atomically. `.attrs["semantics"]`: what the reader chose
+    (expansions, primitives); `.attrs["model"]`, `.attrs["kind"]`, `.attrs["version"]`."""
+    from mishaudit.graphs import importer
+
+    if isinstance(model, (str, os.PathLike)):
+        _text("model", str(model))
+    keep_fused = _flag("keep_fused", keep_fused)
+    reg = load_formulas(*_dirs(formula_dirs))
+    g, items = importer.import_model(model, keep_fused, reg)
+    paths = importer.write(items, out) if out is not None else [None] * len(items)
+    df = pd.DataFrame([{"id": it.ident, "file": p or it.file, "nodes": ", ".join(it.nodes),
+                        "computes_in": ", ".join(it.precisions), "input_precision": it.source_precision,
+                        "audit_dtype": {"binary16": "fp16", "bfloat16": "bf16", "binary32": "fp32",
+                                        "binary64": "fp64"}[it.audit_precision],
+                        "same_operations": ", ".join(it.same_operations), "same_bits": ", ".join(it.same_bits),
+                        "checked": it.checked, "text": it.text} for it, p in zip(items, paths)])
+    df.attrs.update(semantics=list(g.semantics), model=str(g.path), kind=g.kind, version=g.version,
+                    written=out is not None)
+    return df

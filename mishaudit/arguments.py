@@ -34,7 +34,8 @@ FLAGS = {"dtype": "--dtype", "formulas": "--formula", "formula": "--formula", "f
          "seed": "--seed", "libm": "--libm", "jobs": "--jobs", "settings": "--set", "inputs": "--inputs",
          "value_range": "--range", "steps": "--steps", "by": "--by", "param": "--param",
          "thresholds": "--thresholds", "margin": "--margin", "device": "--device", "kernel": "KERNEL",
-         "show": "--top", "scheduler": "--scheduler", "exhaustive": "--exhaustive", "resume": "--resume"}
+         "show": "--top", "scheduler": "--scheduler", "exhaustive": "--exhaustive", "resume": "--resume",
+         "model": "MODEL", "keep_fused": "--keep-fused", "out": "--out"}
 
 DEFAULT_SAMPLES = 1 << 16
 DEFAULT_SEED = 0

@@ -666,6 +666,38 @@ def identify(ctx, kernel, dtype, formula_ids, formula_dirs, computes, models, do
            "csv": lambda: tables.plain_csv(records(df)), "json": lambda: tables.plain_json(records(df))})
 
 
+@main.command("import")
+@click.argument("model", type=click.Path())
+@click.option("--out", "out_dir", metavar="DIR", type=click.Path(file_okay=False),
+              help="Write each Mish found as DIR/ID.fpcore (atomically); without it, only print what was found.")
+@click.option("--keep-fused", is_flag=True,
+              help="Keep ONNX's Mish and Softplus as one operation each (default: their ONNX function bodies).")
+@FORMULAS_DIRS
+@_format_opt()
+@click.option("--output", "output", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Write the summary to FILE (atomically) instead of stdout.")
+def import_cmd(model, out_dir, keep_fused, formula_dirs, out_format, output):
+    """Find every Mish in an exported model (.onnx, .mlpackage, .mlmodel) and write it as an FPCore file,
+    operation for operation in the graph's precisions; say which registered formulation it equals.
+
+    \b
+    Example:
+      mishaudit import model.onnx --out imported/
+      mishaudit compare --formulas imported/ --formula model --dtype fp16
+    """
+    from mishaudit import api
+    from mishaudit.output import tables
+    from mishaudit.output.frames import records
+
+    _check_output(output)
+    df = api.import_model(model, out_dir, keep_fused=keep_fused, formula_dirs=formula_dirs)
+    rows = [dict(r) for r in records(df)]
+    short = [{k: r[k] for k in tables.IMPORT_COLUMNS} for r in rows]
+    _emit(out_format, output, lambda c: tables.print_imports(df.attrs, rows, c),
+          {"markdown": lambda: tables.plain_markdown(short), "csv": lambda: tables.plain_csv(rows),
+           "json": lambda: tables.plain_json(rows)})
+
+
 @main.command()
 @click.option("--formula", "formula_id", required=True, metavar="ID", help="The formulation (one).")
 @click.option("--param", required=True, metavar="NAME", help="Its parameter to sweep (`mishaudit list` shows them).")

@@ -29,6 +29,9 @@ that the README says where each number comes from. SOURCE:
     libm-MODEL        reports/libm-fp32.json (scripts/libm_fp32.py): the elementary functions of formulas/libm/
                       over every fp32 input of their domain under libm MODEL (cr, glibc, numpy, torch)
     kernel            reports/machine.json: the framework kernels as --measure found them
+    models            reports/models/*.fpcore (the imports scripts/model_runs.py kept), audited now: each in
+                      the narrowest format it computes in (fp16 every input, fp32 the seeded 2^16 sample)
+    models-R          the same under --inputs linspace:-R:R:1000, R = 0.9, 31.5, 99
 COLUMN is a key of `compare --format json` (or cr_count, faithful_count: the share times the inputs);
 FMT: s (3 significant digits, the CLI's tables), gN (N significant digits), fN (N decimals), pct (one
 decimal), int (thousands separated), x (the exact value, repr). Without FMT: by the column.
@@ -60,6 +63,8 @@ EXHAUSTIVE_GRAD = REPORTS / "exhaustive-fp32-grad.json"
 EXHAUSTIVE_GLIBC = REPORTS / "exhaustive-fp32-glibc.json"
 LIBM = REPORTS / "libm-fp32.json"
 OVERFLOW_EXHAUSTIVE = REPORTS / "overflow-fp32-softplus-tanh.json"
+MODELS = REPORTS / "models"
+MODEL_RUNS = REPORTS / "model-runs.json"
 
 BLOCK = re.compile(r"<!-- generated: (?P<name>[\w.-]+) -->\n(?P<body>.*?)<!-- end: (?P=name) -->", re.DOTALL)
 INLINE = re.compile(r"<!-- g: (?P<key>[^ ]+) -->(?P<body>[^\n]*?)<!-- /g -->")
@@ -107,6 +112,21 @@ def inputs_rows(rng: str) -> list[dict]:
     return records(mishaudit.compare(dtype=["fp16", "fp32"], inputs=f"linspace:-{rng}:{rng}:1000"))
 
 
+@functools.lru_cache(maxsize=None)
+def models_rows(rng: str | None) -> list[dict]:
+    """compare of each imported model file in its audit format (reports/model-runs.json's audit_dtype)."""
+    import mishaudit
+
+    out = []
+    by_dtype: dict = {}
+    for r in read_json(MODEL_RUNS)["rows"]:
+        by_dtype.setdefault(r["audit_dtype"], []).append(r["id"])
+    for dtype, ids in sorted(by_dtype.items()):
+        kw = {"inputs": f"linspace:-{rng}:{rng}:1000"} if rng else {}
+        out += records(mishaudit.compare(dtype=dtype, formulas=ids, formula_dirs=(str(MODELS),), **kw))
+    return out
+
+
 def read_json(path: Path):
     if not path.exists():
         raise SystemExit(f"scripts/readme.py: {path.relative_to(ROOT)} is missing: the README names the command that "
@@ -137,6 +157,10 @@ def source_rows(source: str) -> list[dict]:
         return [r for r in read_json(LIBM)["rows"] if r["libm"] == source[len("libm-"):]]
     if source == "kernel":
         return machine()["compare"]
+    if source == "models":
+        return models_rows(None)
+    if source.startswith("models-"):
+        return models_rows(source[len("models-"):])
     raise KeyError(f"unknown source {source!r}")
 
 
@@ -384,6 +408,34 @@ def kernels() -> str:
         r32 = maybe(src, "fp32", impl)
         body.append([impl, *cells, exact(r32["worst_x"]) if r32 else "—"])
     return md_table(["implementation", "fp16 max ulp / CR", "bf16 max ulp / CR", "fp32 max ulp / CR", "fp32 worst x"], body)
+
+
+@block("model-runs")
+def model_runs() -> str:
+    """Each imported model's Mish: how it was made, what it equals, its audit (libm cr)."""
+    body = []
+    for r in read_json(MODEL_RUNS)["rows"]:
+        a = row("models", r["audit_dtype"], r["id"])
+        maes = [sig(row(f"models-{rng}", r["audit_dtype"], r["id"])["mean_abs_err"], 4) for rng in RANGES]
+        equal = r["same_operations"] or (f"same bits: {r['same_bits']}" if r["same_bits"] else "none")
+        sample = "every input" if r["audit_dtype"] in ("fp16", "bf16") else "2^16 sample"
+        body.append([f"`{r['model']}`", r["computes_in"], equal, f"{r['audit_dtype']} ({sample})", short(a["max_ulp"]),
+                     pct(a["cr_frac"]), exact(a["worst_x"]), count(a["nonfinite"]), *maes])
+    return md_table(["model", "computes in", "equal to", "audit", "max ulp", "CR", "worst x", "nonfinite",
+                     *[f"MAE [-{rng}, {rng}]" for rng in RANGES]], body)
+
+
+@value("model-roundtrip")
+def model_roundtrip() -> str:
+    """The fp16 ONNX exports, both exporters, against log-exp-plus-one's fp16 figures (Stale when they differ)."""
+    ref = row("mish", "fp16", "log-exp-plus-one")
+    keys = ("max_ulp", "mean_ulp", "cr_frac", "worst_x", "nonfinite")
+    for ident in ("onnx-dynamo-fp16", "onnx-torchscript-fp16"):
+        got = row("models", "fp16", ident)
+        if any(got[k] != ref[k] for k in keys):
+            raise Stale(f"{ident}'s fp16 figures differ from log-exp-plus-one's")
+    return (f"{short(ref['max_ulp'])} ulp at x = {exact(ref['worst_x'])}, mean {short(ref['mean_ulp'])}, "
+            f"CR {pct(ref['cr_frac'])}")
 
 
 @value("kernel-versions")

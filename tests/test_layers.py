@@ -27,6 +27,7 @@ LAYERS = (
     ("reference", ("reference",)),
     ("measure", ("measure",)),
     ("analysis", ("analysis",)),
+    ("graphs", ("graphs",)),
     ("gate", ("gate",)),
     ("output", ("output",)),
     ("arguments", ("arguments",)),

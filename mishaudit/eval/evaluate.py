@@ -33,7 +33,7 @@ import numpy as np
 
 from mishaudit.errors import UserError
 from mishaudit.eval import ftz as ftz_model
-from mishaudit.eval import libm
+from mishaudit.eval import libm, primitives
 from mishaudit.formats import (
     FORMATS,
     FP32,
@@ -43,6 +43,7 @@ from mishaudit.formats import (
     round_to,
 )
 from mishaudit.lang import fpcore as fc
+from mishaudit.lang.operators import PRIMITIVE
 from mishaudit.lang.registry import Formula
 
 
@@ -230,6 +231,8 @@ class Evaluator:
         if op in libm.ELEMENTARY:
             below = ftz_model.libm_below(op, args, fmt) if self.policy.libm == "cr" else None
             return self._fix(libm.apply(self.policy.libm, op, args, fmt), fmt, below)
+        if op in PRIMITIVE:  # one correctly rounded operation under every libm model
+            return self._fix(primitives.correctly_rounded(op, args, fmt), fmt, None)
         raise UserError(f"operator {op!r} is not supported by the evaluator")
 
     # -- the tree walk; returns (values, format of the values)

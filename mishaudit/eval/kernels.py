@@ -17,16 +17,45 @@ record.
     torch:mish-grad      the gradient torch computes for F.mish: aten.mish_backward with
                          grad_output = 1 (what autograd calls), spec mish'
     jax:mish-grad        jax.vmap(jax.grad(jax.nn.mish)), jitted on the CPU, spec mish'
+    openvino:Mish        an opset-4 Mish op, a one-op ov.Model built in memory, compiled for the
+                         OpenVINO CPU plugin (one inference thread, INFERENCE_PRECISION_HINT = the
+                         format, denormals optimisation off); binary16, bfloat16, binary32
+    tensorflow:mish      tf.keras.activations.mish (Keras 3: x * tanh(softplus(x)), TensorFlow's
+                         softplus kernel), eager, one intra-op thread
+    tensorflow:mish-xla  the same under tf.function(jit_compile=True): XLA's CPU code
 
-Frameworks are optional (extras mishaudit[torch], [onnx], [jax]); a kernel whose framework is
-missing is listed as unavailable with the command that installs it. torch kernels take a device
-(`cuda` where CUDA is present; untested by this project's CI, which has no GPU).
+OpenVINO's CPU plugin runs a format in another precision where the CPU lacks it, and says so only
+in the compiled model: each compiled model's INFERENCE_PRECISION_HINT and the runtimePrecision /
+primitiveType of the runtime model's nodes are read back and recorded in describe('openvino'), per
+format (and so in the digest). Measured on an AVX-512 CPU with AVX512_BF16 and no AVX512_FP16/AMX:
+binary32 runs as oneDNN's jit eltwise (jit_avx512_f32), bit for bit e = exp(min(x, 44.3614)) with
+oneDNN's own exp (a degree-5 polynomial, 0 below ln(FLT_MIN)), w = (e + 1)^2, x * ((w - 1)/(w + 1));
+binary16 is converted to binary32, run so, and rounded once (the f16 hint reads back as bf16);
+bfloat16 runs in jit_avx512_bf16: that binary32 computation rounded once to bfloat16 by
+vcvtneps2bf16, which flushes a binary32 result below 2^-126 to zero; binary64 is converted to
+binary32 and back (not offered: it is no binary64 kernel).
+
+TensorFlow's kernels flush subnormals to zero (FTZ/DAZ on while an op runs; the caller's MXCSR is
+restored): binary32 mish is -0 on about [-103.97, -87.34], where exp(x) would be subnormal, though
+mish(x) is a normal float there. That is the kernel's behaviour and is audited as such (identify
+shows it against the formulation under --ftz). Eigen's scalar code, which takes the elements of a
+tensor's last partial packet, gives other bits than its vector code in binary32 and binary64 (an
+element's result depends on its position in the tensor): the runners pad to whole blocks so every
+input takes the vector path, the one almost every element of a real tensor takes.
+
+Frameworks are optional (extras mishaudit[torch], [onnx], [jax], [openvino], [tensorflow]); a
+kernel whose framework is missing is listed as unavailable with the command that installs it. torch
+kernels take a device (`cuda` where CUDA is present; untested by this project's CI, which has no GPU).
+No kernel may leave the process flushing subnormals (eval/ftz.py): the runners check after each run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
+import os
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,14 +64,16 @@ from mishaudit.errors import UserError
 from mishaudit.formats import BF16, FP32, Format
 from mishaudit.lang.spec import MISH, MISH_GRAD, Spec
 
-EXTRAS = {"torch": "torch", "onnxruntime": "onnx", "jax": "jax"}
-MODULES = {"torch": "torch", "onnxruntime": "onnxruntime", "jax": "jax"}
+EXTRAS = {"torch": "torch", "onnxruntime": "onnx", "jax": "jax", "openvino": "openvino", "tensorflow": "tensorflow"}
+MODULES = {"torch": "torch", "onnxruntime": "onnxruntime", "jax": "jax", "openvino": "openvino",
+           "tensorflow": "tensorflow"}
+SLOW_IMPORTS = ("tensorflow",)  # seconds to import, and noisy: its version read from the package metadata
 
 
 @dataclass(frozen=True)
 class Kernel:
     id: str
-    framework: str  # torch, onnxruntime, jax
+    framework: str  # torch, onnxruntime, jax, openvino, tensorflow
     description: str
     formats: tuple  # names of the formats the framework runs it in
     why_not: dict = field(default_factory=dict)  # format name -> why it is unsupported
@@ -115,6 +146,14 @@ KERNELS = {k.id: k for k in (
            ("fp16", "bf16", "fp32", "fp64"), spec=MISH_GRAD),
     Kernel("jax:mish-grad", "jax", "jax.vmap(jax.grad(jax.nn.mish)), jitted on the CPU", ("fp16", "bf16", "fp32", "fp64"),
            spec=MISH_GRAD),
+    Kernel("openvino:Mish", "openvino", "OpenVINO opset4 Mish, one-op model on the CPU plugin (1 thread, precision hint = "
+           "the format; the precision it ran in is read back: fp16 runs in f32 on a CPU without native fp16)",
+           ("fp16", "bf16", "fp32"), {"fp64": "the OpenVINO CPU plugin has no f64 Mish: it converts f64 to f32, runs "
+                                              "Mish in f32 and converts back (read back from the compiled model)"}),
+    Kernel("tensorflow:mish", "tensorflow", "tf.keras.activations.mish (x * tanh(softplus(x))), TensorFlow eager "
+           "(flushes subnormals)", ("fp16", "bf16", "fp32", "fp64")),
+    Kernel("tensorflow:mish-xla", "tensorflow", "tf.keras.activations.mish under tf.function(jit_compile=True), XLA CPU",
+           ("fp16", "bf16", "fp32", "fp64")),
 )}
 
 
@@ -123,9 +162,31 @@ def framework_version(framework: str) -> str | None:
     """The installed framework's version, None when it cannot be imported."""
     import importlib
 
+    if framework in SLOW_IMPORTS:  # not imported until it runs (require() then says if it is broken)
+        return _installed_version(MODULES[framework])
     try:
         return importlib.import_module(MODULES[framework]).__version__
     except Exception:  # not installed, or broken
+        return None
+
+
+def _installed_version(module: str) -> str | None:
+    """The version of the distribution that installs `module` (tensorflow comes as tensorflow,
+    tensorflow-cpu, ...), None where the module cannot be found."""
+    import importlib.metadata
+    import importlib.util
+
+    try:
+        if importlib.util.find_spec(module) is None:
+            return None
+        for dist in (module, f"{module}-cpu"):
+            try:
+                return importlib.metadata.version(dist)
+            except importlib.metadata.PackageNotFoundError:
+                pass
+        dists = importlib.metadata.packages_distributions().get(module, [])
+        return importlib.metadata.version(dists[0]) if dists else None
+    except Exception:  # a broken install
         return None
 
 
@@ -143,6 +204,15 @@ def describe(framework: str) -> str:
         import jaxlib
 
         return f"jax {v} (jaxlib {jaxlib.__version__}, XLA CPU)"
+    try:
+        if framework == "openvino":
+            return _ov_describe(v)
+        if framework == "tensorflow":
+            return _tf_describe(v)
+    except UserError:
+        raise
+    except Exception as e:  # a framework that imports but cannot say: its bits are then undetermined
+        return f"{framework} {v} (not probed: {type(e).__name__}: {e})"
     return f"{framework} {v}"
 
 
@@ -301,9 +371,218 @@ def _jax_run(grad: bool):
     return run
 
 
+def _check_ieee(kid: str) -> None:
+    """UserError where running kernel `kid` left this thread flushing subnormals (every figure of the
+    process assumes gradual underflow; eval/ftz.py). None of the frameworks here does (measured)."""
+    from mishaudit.eval.ftz import flushing
+
+    got = flushing()
+    if got:
+        raise UserError(f"running {kid} left this process flushing subnormals ({'/'.join(got)} set in the "
+                        "floating-point control register): its figures would be wrong; audit it in a process of its own")
+
+
+# ---- OpenVINO
+
+_OV_TYPES = {"fp16": "f16", "bf16": "bf16", "fp32": "f32"}
+
+
+@functools.lru_cache(maxsize=None)
+def _ov_compiled(fmt_name: str):
+    """(compiled model, what it runs) for a one-op opset-4 Mish model whose input and output are fmt,
+    compiled for the CPU plugin with one inference thread (one process per core already; no pinning),
+    INFERENCE_PRECISION_HINT = fmt and the denormals optimisation off (the plugin's threads keep
+    IEEE gradual underflow). What it runs is read back: the hint the compiled model reports, and
+    each runtime node's layerType, runtimePrecision, outputPrecisions and primitiveType."""
+    import openvino as ov
+    import openvino.opset4 as ops
+
+    et = getattr(ov.Type, _OV_TYPES[fmt_name])
+    x = ops.parameter([-1], et, name="x")
+    model = ov.Model([ops.mish(x)], [x], "mish")
+    config = {"INFERENCE_NUM_THREADS": 1, "NUM_STREAMS": 1, "ENABLE_CPU_PINNING": False,
+              "INFERENCE_PRECISION_HINT": _OV_TYPES[fmt_name], "CPU_DENORMALS_OPTIMIZATION": False}
+    cm = _ov_core().compile_model(model, "CPU", config)
+
+    def rt(node, key):
+        info = node.get_rt_info()
+        return info[key].astype(str) if key in info else "?"
+
+    nodes = [{k: rt(n, k) for k in ("layerType", "runtimePrecision", "outputPrecisions", "primitiveType")}
+             for n in cm.get_runtime_model().get_ordered_ops()]
+    ran = {"hint": cm.get_property("INFERENCE_PRECISION_HINT").get_type_name(),
+           "mish": [n for n in nodes if n["layerType"] not in ("Input", "Output", "Convert")],
+           "converts": [n for n in nodes if n["layerType"] == "Convert"]}
+    return cm, ran
+
+
+@functools.lru_cache(maxsize=None)
+def _ov_core():
+    import openvino as ov
+
+    return ov.Core()
+
+
+def ov_execution(fmt_name: str) -> dict:
+    """What the OpenVINO CPU plugin runs openvino:Mish in for format fmt_name, read back from the
+    compiled model: {"requested", "hint" (the INFERENCE_PRECISION_HINT it reports), "precision" (the
+    Mish node's runtimePrecision), "primitive" (its primitiveType, e.g. jit_avx512_f32), "converts"
+    (the Convert nodes the plugin inserted, as "from->to")}."""
+    _, ran = _ov_compiled(fmt_name)
+    mish = ran["mish"][0] if ran["mish"] else {"runtimePrecision": "?", "primitiveType": "?"}
+    return {"requested": _OV_TYPES[fmt_name], "hint": ran["hint"], "precision": mish["runtimePrecision"],
+            "primitive": mish["primitiveType"],
+            "converts": [f"{c['runtimePrecision']}->{c['outputPrecisions']}" for c in ran["converts"]]}
+
+
+def _ov_describe(version: str) -> str:
+    core = _ov_core()
+    caps = " ".join(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+    runs = []
+    for name in KERNELS["openvino:Mish"].formats:
+        e = ov_execution(name)
+        conv = f", via Converts {' '.join(e['converts'])}" if e["converts"] else ""
+        runs.append(f"{name} in {e['precision']} ({e['primitive']}){conv}, hint {e['requested']} read back {e['hint']}")
+    return (f"openvino {version} (CPU plugin on {core.get_property('CPU', 'FULL_DEVICE_NAME')}, capabilities {caps}; "
+            f"Mish runs {'; '.join(runs)})")
+
+
+def _ov_mish(x, fmt, device):
+    import openvino as ov
+
+    if device != "cpu":
+        raise UserError(f"--device {device}: openvino:Mish runs on the CPU plugin only")
+    if x.size == 0:
+        return np.zeros(x.shape)
+    cm, _ = _ov_compiled(fmt.name)
+    if fmt is BF16:  # numpy has no bfloat16: pass the bits (ml_dtypes' bfloat16 is the same encoding)
+        bits = np.ascontiguousarray(x.ravel().astype(BF16.dtype)).view(np.uint16)
+        t = ov.Tensor(bits, bits.shape, ov.Type.bf16)
+    else:
+        t = ov.Tensor(np.ascontiguousarray(x.ravel().astype(_np_dtype(fmt))))
+    req = cm.create_infer_request()
+    req.infer({0: t})
+    out = np.array(req.get_output_tensor(0).data, copy=True)  # a bf16 tensor's data reads as float16: bits
+    _check_ieee("openvino:Mish")
+    y = out.view(np.uint16).view(BF16.dtype) if fmt is BF16 else out
+    return y.astype(np.float64).reshape(x.shape)
+
+
+# ---- TensorFlow
+
+_TF_BLOCK = 1 << 14  # elements per call: a multiple of every vector width (Eigen's scalar tail never runs)
+
+
+@contextlib.contextmanager
+def _tf_log_filter():
+    """TensorFlow writes INFO lines to file descriptor 2 before its logging is set up, which
+    TF_CPP_MIN_LOG_LEVEL does not reach: while it loads, those (I..., W... and absl's preamble) are
+    dropped and every other line is passed on."""
+    import sys
+    import tempfile
+
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no file descriptor 2
+        yield
+        return
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            try:
+                sys.stderr.flush()
+            except (OSError, ValueError):
+                pass
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            lines = tmp.read().decode(errors="replace").splitlines(keepends=True)
+            keep = [ln for ln in lines if not re.match(r"[IW]\d{4} |WARNING: All log messages before absl::", ln)]
+            if keep:  # where TensorFlow wrote them: file descriptor 2, not sys.stderr
+                os.write(2, "".join(keep).encode())
+
+
+@functools.lru_cache(maxsize=None)
+def _tf():
+    """tensorflow, imported once: C++ logging below ERROR silenced (TF_CPP_MIN_LOG_LEVEL=2, set only
+    where the user has not set it), one intra-op and one inter-op thread (one process per core
+    already; where the user's code already started TensorFlow, its settings stay)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        with _tf_log_filter():
+            import tensorflow as tf
+
+            try:
+                tf.config.threading.set_intra_op_parallelism_threads(1)
+                tf.config.threading.set_inter_op_parallelism_threads(1)
+            except RuntimeError:  # the user's code initialised the runtime before: its threads stay
+                pass
+            for dt in (tf.float16, tf.bfloat16, tf.float32, tf.float64):  # the first kernels' log lines
+                tf.keras.activations.mish(tf.zeros([64], dt))
+    except ImportError as e:
+        raise UserError(f"tensorflow is installed but cannot be imported ({e}): pip install 'mishaudit[tensorflow]'") from None
+    _check_ieee("tensorflow")
+    return tf
+
+
+def _tf_describe(version: str) -> str:
+    tf = _tf()
+    import keras
+
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+
+        onednn = "on" if _pywrap_util_port.IsMklEnabled() else "off"
+    except Exception:
+        onednn = "unknown"
+    return (f"tensorflow {tf.__version__} (keras {keras.__version__} on {keras.backend.backend()}, oneDNN ops {onednn}, "
+            f"eager Eigen CPU kernels / XLA CPU; flushes subnormals)")
+
+
+@functools.lru_cache(maxsize=None)
+def _tf_fn(xla: bool, fmt_name: str):
+    tf = _tf()
+    mish = tf.keras.activations.mish
+    if not xla:
+        return mish
+    dt = {"fp16": tf.float16, "bf16": tf.bfloat16, "fp32": tf.float32, "fp64": tf.float64}[fmt_name]
+    return tf.function(mish, jit_compile=True, input_signature=[tf.TensorSpec([_TF_BLOCK], dt)])
+
+
+def _tf_run(xla: bool):
+    kid = "tensorflow:mish-xla" if xla else "tensorflow:mish"
+
+    def run(x, fmt, device):
+        if device != "cpu":
+            raise UserError(f"--device {device}: {kid} runs on the CPU here")
+        tf = _tf()
+        fn = _tf_fn(xla, fmt.name)
+        if x.size == 0:
+            return np.zeros(x.shape)
+        src = np.concatenate([x.ravel(), np.zeros((-x.size) % _TF_BLOCK)])
+        out = []
+        with tf.device("/CPU:0"):
+            for i in range(0, src.size, _TF_BLOCK):
+                blk = src[i:i + _TF_BLOCK]
+                if fmt is BF16:  # the bits: tf.bfloat16 and ml_dtypes' bfloat16 are the same encoding
+                    t = tf.bitcast(tf.constant(blk.astype(BF16.dtype).view(np.uint16)), tf.bfloat16)
+                    y = tf.bitcast(fn(t), tf.uint16).numpy().view(BF16.dtype)
+                else:
+                    y = fn(tf.constant(blk.astype(_np_dtype(fmt)))).numpy()
+                out.append(y.astype(np.float64))
+        _check_ieee(kid)
+        return np.concatenate(out)[:x.size].reshape(x.shape)
+
+    return run
+
+
 _RUNNERS = {"torch:mish": _torch_run("torch:mish"), "torch:softplus-tanh": _torch_run("torch:softplus-tanh"),
             "torch:mish-grad": _torch_run("torch:mish-grad"), "onnxruntime:Mish": _ort_mish,
-            "jax:mish": _jax_run(False), "jax:mish-grad": _jax_run(True)}
+            "jax:mish": _jax_run(False), "jax:mish-grad": _jax_run(True), "openvino:Mish": _ov_mish,
+            "tensorflow:mish": _tf_run(False), "tensorflow:mish-xla": _tf_run(True)}
 
 
 def select(registry: dict, ids) -> list:

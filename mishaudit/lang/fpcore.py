@@ -26,6 +26,8 @@ the printer writes every value the reader accepts as text the reader reads back.
 
 from __future__ import annotations
 
+import functools
+
 import math
 import re
 from dataclasses import dataclass, field
@@ -607,3 +609,11 @@ def free_names(e: Expr, bound: frozenset = frozenset()) -> set[str]:
     for c in children(e):
         out |= free_names(c, bound)
     return out
+
+
+@functools.lru_cache(maxsize=None)
+def meaning(op: str) -> tuple:
+    """(parameter name, expression): the real value of a primitive of the operator table as an
+    FPCore expression of its operand (lang/operators.py `meaning`)."""
+    core = parse(f"(FPCore (a) {OPERATORS_TABLE[op].meaning})", f"<meaning of {op}>")
+    return core.args[0], core.body

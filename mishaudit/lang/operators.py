@@ -13,7 +13,10 @@ Fields of an Operator:
   kind      "arith": an IEEE 754 basic operation, correctly rounded in the working format (+ - * /
             sqrt fma); "exact": the result is an operand, its negation or absolute value (neg, fabs,
             copysign, fmax, fmin), no rounding; "libm": an elementary function, whose value in a
-            format is the libm model's (eval/libm.py); "bool": comparisons and connectives
+            format is the libm model's (eval/libm.py); "primitive": one operation of a runtime with
+            no C library counterpart (MIL's softplus, ONNX's fused Mish kept whole by
+            `mishaudit import --keep-fused`), correctly rounded in the working format under every
+            libm model (eval/primitives.py); "bool": comparisons and connectives
   mpfr      the gmpy2 context method that computes it with one rounding: its real meaning (None:
             not a real function, or enclosed by its own rule in reference/enclose.py)
   monotone  "increasing" where an enclosure of op(a) is op at the ends of a's (reference/enclose.py)
@@ -25,6 +28,8 @@ Fields of an Operator:
             maps' underflow event); None: never asked (exact operations, booleans)
   specials  its values at +0, -0, +inf, -inf (IEEE 754-2019 9.2): the reference of a spec that
             is this operation of x at the special inputs
+  meaning   for a primitive: its real value as an FPCore expression of the operand `a` (what the
+            enclosures evaluate, and what eval/primitives.py rounds once)
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ class Operator:
     range: tuple = (-INF, INF)
     nonzero: object = None  # operand arrays -> bool array
     specials: dict = field(default_factory=dict)  # {+0.0 as "+0", "-0", "inf", "-inf"} -> value
+    meaning: str | None = None  # a primitive's real value, an FPCore expression of `a`
 
     def special(self, x: float) -> float | None:
         """op(x) at a special input x (+-0, +-inf, NaN), or None where the entry does not say."""
@@ -88,6 +94,11 @@ _TABLE = [
     _op("tanh", 1, "libm", mpfr="tanh", monotone="increasing", range=(-1.0, 1.0), nonzero=lambda a: a[0] != 0,
         specials={"+0": 0.0, "-0": -0.0, "inf": 1.0, "-inf": -1.0}),
     _op("pow", 2, "libm", mpfr="pow", nonzero=lambda a: a[0] != 0),
+    # runtime primitives: one correctly rounded operation each (eval/primitives.py)
+    _op("softplus", 1, "primitive", monotone="increasing", range=(0.0, INF), nonzero=lambda a: a[0] > -INF,
+        specials={"inf": INF, "-inf": 0.0}, meaning="(log1p (exp a))"),
+    _op("mish", 1, "primitive", nonzero=lambda a: a[0] != 0, specials={"+0": 0.0, "-0": -0.0, "inf": INF, "-inf": -0.0},
+        meaning="(* a (tanh (log1p (exp a))))"),
     # booleans (comparisons take two or more operands)
     *[_op(c, (2,), "bool") for c in ("<", ">", "<=", ">=", "==", "!=", "and", "or")],
     _op("not", 1, "bool"),
@@ -95,8 +106,9 @@ _TABLE = [
 
 OPERATORS: dict[str, Operator] = {o.name: o for o in _TABLE}
 ELEMENTARY = tuple(o.name for o in _TABLE if o.kind == "libm")  # the libm model's operations
+PRIMITIVE = tuple(o.name for o in _TABLE if o.kind == "primitive")  # correctly rounded everywhere
 NUMERIC = frozenset(o.name for o in _TABLE if o.kind != "bool")  # operations with a numeric result
-INCREASING = frozenset(o.name for o in _TABLE if o.monotone == "increasing")
+INCREASING = frozenset(o.name for o in _TABLE if o.monotone == "increasing" and o.kind != "primitive")
 
 
 def operator(name: str) -> Operator:

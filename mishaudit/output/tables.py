@@ -401,3 +401,31 @@ def print_identify(kernel: str, dtype: str, rows: list[dict], diffs: list[dict],
     for r in diffs:
         d.add_row(repr(r["x"]), repr(r["kernel"]), repr(r["formulation"]), repr(r["rn_mish"]))
     console.print(d)
+
+
+IMPORT_COLUMNS = ("id", "file", "nodes", "computes_in", "input_precision", "audit_dtype", "same_operations",
+                  "same_bits")
+
+
+def print_imports(meta: dict, rows: list[dict], console) -> None:
+    """What `mishaudit import` found: one row per Mish, then the semantics it chose."""
+    from rich.table import Table
+
+    what = "written" if meta.get("written") else "found (not written: give --out DIR)"
+    t = Table(title=f"{len(rows)} Mish in {meta['model']} ({meta['kind']}, {meta['version']}), {what}",
+              title_justify="left")
+    for c in IMPORT_COLUMNS:
+        t.add_column(c.replace("_", " "), overflow="fold")
+    for r in rows:
+        t.add_row(*[r[c] or "none" for c in IMPORT_COLUMNS])
+    console.print(t)
+    for s in meta.get("semantics", ()):
+        console.print(f"semantics: {s}")
+    for r in rows:
+        if r["same_bits"]:
+            console.print(f"{r['id']}: the same bits as {r['same_bits']} on {r['checked']} (libm cr)")
+    if meta.get("written") and rows:
+        r = rows[0]
+        folder = str(r["file"]).rsplit("/", 1)[0] if "/" in str(r["file"]) else "."
+        console.print(f"audit: mishaudit compare --formulas {folder} --formula {r['id']} "
+                      f"--dtype {r['audit_dtype']}")

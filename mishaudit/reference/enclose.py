@@ -471,6 +471,9 @@ class _Walk:
             return B.fmax(*a) if op == "fmax" else B.fmin(*a)
         if op in INCREASING:
             return B.mono(op, a[0])
+        if OPERATORS[op].kind == "primitive":  # its real meaning, an expression of the operand
+            arg, body = fc.meaning(op)
+            return self.ev(body, {arg: a[0]})
         raise ValueError(f"no enclosure rule for {op!r} in lang/operators.py")
 
 
