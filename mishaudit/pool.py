@@ -55,7 +55,7 @@ def run(fn, items: list, workers: int, initializer=None, per_worker: int = 2):
 
     # forking a process in which JAX (or another threaded runtime) has started its threads can
     # deadlock the child: start workers from a clean fork server then
-    threaded = any(m in sys.modules for m in ("jax", "jaxlib"))
+    threaded = any(m in sys.modules for m in ("jax", "jaxlib", "tensorflow", "openvino"))
     ctx = multiprocessing.get_context("forkserver" if threaded else None)
     from functools import partial
 

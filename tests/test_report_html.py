@@ -237,8 +237,8 @@ def test_many_series_get_distinct_colours(report, tmp_path):
     _, out = report
     got = _series_colours(out / "figures" / "cdf-fp16.svg")
     assert len(set(got)) >= len(IDS)
-    # 28 series, the registry's 22 formulations and 6 kernels: each its own colour, in the CDF and the overlay
-    n = 28
+    # 31 series, the registry's 22 formulations and 9 kernels: each its own colour, in the CDF and the overlay
+    n = 31
     rng = np.random.default_rng(0)
     series = [{"id": f"f{k}", "x": np.linspace(-20, 20, 400), "ulp": rng.random(400) * (k + 1),
                "nonfinite": np.zeros(400, bool), "marks": []} for k in range(n)]

@@ -35,13 +35,16 @@ bfloat16 runs in jit_avx512_bf16: that binary32 computation rounded once to bflo
 vcvtneps2bf16, which flushes a binary32 result below 2^-126 to zero; binary64 is converted to
 binary32 and back (not offered: it is no binary64 kernel).
 
-TensorFlow's kernels flush subnormals to zero (FTZ/DAZ on while an op runs; the caller's MXCSR is
-restored): binary32 mish is -0 on about [-103.97, -87.34], where exp(x) would be subnormal, though
-mish(x) is a normal float there. That is the kernel's behaviour and is audited as such (identify
-shows it against the formulation under --ftz). Eigen's scalar code, which takes the elements of a
-tensor's last partial packet, gives other bits than its vector code in binary32 and binary64 (an
-element's result depends on its position in the tensor): the runners pad to whole blocks so every
-input takes the vector path, the one almost every element of a real tensor takes.
+TensorFlow's kernels flush subnormals to zero (the calling thread is left under IEEE gradual
+underflow: measured, and checked after each run): binary32 mish is -0 below x = -126 ln 2 = -87.3365,
+where exp(x) would be subnormal, though mish(x) is a normal float down to -91.8 and RN(mish(x)) a
+nonzero subnormal down to -108.6; binary64 likewise below -1022 ln 2; bfloat16 (computed in binary32)
+flushes too, binary16 does not. That is the kernel's behaviour and is audited as such (identify ranks
+the formulations under eval/ftz.py's flush models too, and a flushing kernel matches best there).
+Eigen's scalar code, which takes the elements of a tensor's last partial packet, gives other bits
+than its vector code in binary32 and binary64 (an element's result depends on its position in the
+tensor): the runners pad to whole blocks so every input takes the vector path, the one almost every
+element of a real tensor takes.
 
 Frameworks are optional (extras mishaudit[torch], [onnx], [jax], [openvino], [tensorflow]); a
 kernel whose framework is missing is listed as unavailable with the command that installs it. torch
@@ -146,14 +149,14 @@ KERNELS = {k.id: k for k in (
            ("fp16", "bf16", "fp32", "fp64"), spec=MISH_GRAD),
     Kernel("jax:mish-grad", "jax", "jax.vmap(jax.grad(jax.nn.mish)), jitted on the CPU", ("fp16", "bf16", "fp32", "fp64"),
            spec=MISH_GRAD),
-    Kernel("openvino:Mish", "openvino", "OpenVINO opset4 Mish, one-op model on the CPU plugin (1 thread, precision hint = "
-           "the format; the precision it ran in is read back: fp16 runs in f32 on a CPU without native fp16)",
+    Kernel("openvino:Mish", "openvino", "OpenVINO opset4 Mish, one-op model on the CPU plugin (1 thread, precision "
+           "hint = the format; the precision it ran in is read back: fp16 runs in f32 on a CPU without native fp16)",
            ("fp16", "bf16", "fp32"), {"fp64": "the OpenVINO CPU plugin has no f64 Mish: it converts f64 to f32, runs "
                                               "Mish in f32 and converts back (read back from the compiled model)"}),
     Kernel("tensorflow:mish", "tensorflow", "tf.keras.activations.mish (x * tanh(softplus(x))), TensorFlow eager "
            "(flushes subnormals)", ("fp16", "bf16", "fp32", "fp64")),
-    Kernel("tensorflow:mish-xla", "tensorflow", "tf.keras.activations.mish under tf.function(jit_compile=True), XLA CPU",
-           ("fp16", "bf16", "fp32", "fp64")),
+    Kernel("tensorflow:mish-xla", "tensorflow", "tf.keras.activations.mish under tf.function(jit_compile=True), "
+           "XLA CPU", ("fp16", "bf16", "fp32", "fp64")),
 )}
 
 
@@ -208,7 +211,7 @@ def describe(framework: str) -> str:
         if framework == "openvino":
             return _ov_describe(v)
         if framework == "tensorflow":
-            return _tf_describe(v)
+            return _tf_describe()
     except UserError:
         raise
     except Exception as e:  # a framework that imports but cannot say: its bits are then undetermined
@@ -379,7 +382,8 @@ def _check_ieee(kid: str) -> None:
     got = flushing()
     if got:
         raise UserError(f"running {kid} left this process flushing subnormals ({'/'.join(got)} set in the "
-                        "floating-point control register): its figures would be wrong; audit it in a process of its own")
+                        "floating-point control register): its figures would be wrong; audit it in a process of "
+                        "its own")
 
 
 # ---- OpenVINO
@@ -470,7 +474,7 @@ def _ov_mish(x, fmt, device):
 
 # ---- TensorFlow
 
-_TF_BLOCK = 1 << 14  # elements per call: a multiple of every vector width (Eigen's scalar tail never runs)
+_TF_BLOCK = 1 << 16  # elements per call: a multiple of every vector width (Eigen's scalar tail never runs)
 
 
 @contextlib.contextmanager
@@ -523,12 +527,13 @@ def _tf():
             for dt in (tf.float16, tf.bfloat16, tf.float32, tf.float64):  # the first kernels' log lines
                 tf.keras.activations.mish(tf.zeros([64], dt))
     except ImportError as e:
-        raise UserError(f"tensorflow is installed but cannot be imported ({e}): pip install 'mishaudit[tensorflow]'") from None
+        raise UserError(f"tensorflow is installed but cannot be imported ({e}): "
+                        "pip install 'mishaudit[tensorflow]'") from None
     _check_ieee("tensorflow")
     return tf
 
 
-def _tf_describe(version: str) -> str:
+def _tf_describe() -> str:
     tf = _tf()
     import keras
 
@@ -538,8 +543,8 @@ def _tf_describe(version: str) -> str:
         onednn = "on" if _pywrap_util_port.IsMklEnabled() else "off"
     except Exception:
         onednn = "unknown"
-    return (f"tensorflow {tf.__version__} (keras {keras.__version__} on {keras.backend.backend()}, oneDNN ops {onednn}, "
-            f"eager Eigen CPU kernels / XLA CPU; flushes subnormals)")
+    return (f"tensorflow {tf.__version__} (keras {keras.__version__} on {keras.backend.backend()}, oneDNN ops "
+            f"{onednn}, eager Eigen CPU kernels / XLA CPU; flushes subnormals)")
 
 
 @functools.lru_cache(maxsize=None)

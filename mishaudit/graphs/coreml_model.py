@@ -34,29 +34,37 @@ _EPSILON = {"log": 1e-45, "inverse": 1e-4, "rsqrt": 1e-12}  # MIL's defaults
 
 
 def _coremltools():
-    """coremltools, imported quietly (it imports TensorFlow and torch where installed, and logs that
-    it cannot predict off macOS)."""
+    """coremltools, imported quietly: it imports TensorFlow and torch where installed, whose C++ start-up
+    lines go straight to file descriptor 2, and it logs that it cannot predict off macOS. Descriptor 2
+    points at /dev/null while it imports (an error still raises here, after it is restored)."""
     import logging
     import warnings
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     logging.getLogger("coremltools").setLevel(logging.ERROR)
+    saved = os.dup(2)
     try:
-        with warnings.catch_warnings():
+        with open(os.devnull, "w") as sink, warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            import coremltools
+            os.dup2(sink.fileno(), 2)
+            try:
+                import coremltools
+            finally:
+                os.dup2(saved, 2)
     except ImportError:
         raise UserError("reading a Core ML model needs coremltools, which is not installed: "
                         "pip install 'mishaudit[coreml]'") from None
+    finally:
+        os.close(saved)
     return coremltools
 
 
 def read(path: str) -> tuple[Graph, list]:
     """(Graph, tensors in operation order) of the Core ML model at `path` (.mlpackage folder or
     .mlmodel file); UserError for anything else."""
-    ct = _coremltools()
     if not os.path.exists(path):
         raise UserError(f"cannot read {path}: no such file or folder; check the path")
+    ct = _coremltools()
     try:
         spec = ct.utils.load_spec(path)
     except Exception as exc:

@@ -27,7 +27,6 @@ the printer writes every value the reader accepts as text the reader reads back.
 from __future__ import annotations
 
 import functools
-
 import math
 import re
 from dataclasses import dataclass, field
