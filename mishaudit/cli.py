@@ -680,10 +680,11 @@ def import_cmd(model, out_dir, keep_fused, formula_dirs, out_format, output):
     """Find every Mish in an exported model (.onnx, .mlpackage, .mlmodel) and write it as an FPCore file,
     operation for operation in the graph's precisions; say which registered formulation it equals.
 
+    Then audit it: mishaudit compare --formulas imported/ --formula model --dtype fp16
+
     \b
     Example:
       mishaudit import model.onnx --out imported/
-      mishaudit compare --formulas imported/ --formula model --dtype fp16
     """
     from mishaudit import api
     from mishaudit.output import tables

@@ -50,7 +50,8 @@ def correctly_rounded(op: str, args: list, fmt: Format) -> np.ndarray:
 @functools.lru_cache(maxsize=None)
 def _table(op: str, fmt_name: str) -> np.ndarray:
     fmt = get_format(fmt_name)
-    values = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(fmt.dtype).astype(np.float64)  # NaNs too
+    with np.errstate(invalid="ignore"):  # the NaN patterns too
+        values = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(fmt.dtype).astype(np.float64)
     return _rounded(op, values, fmt)
 
 

@@ -1,6 +1,6 @@
 """An exported model's elementwise operations as terms, the Mish among them, and their FPCore text.
 
-The readers (graphs/onnx.py, graphs/coreml.py) turn a model into a `Graph`: for every tensor an
+The readers (graphs/onnx_model.py, graphs/coreml_model.py) turn a model into a `Graph`: for every tensor an
 elementwise node produces, a `Term`, the node's operation (an FPCore operation of
 lang/operators.py, a conversion, or a constant) on the terms of its operands, in the precision of
 the node's output tensor. A tensor made by anything else (a convolution, a graph input) is a
