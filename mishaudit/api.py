@@ -443,6 +443,9 @@ def import_model(model, out=None, *, keep_fused: bool = False, formula_dirs=()) 
 
     if isinstance(model, (str, os.PathLike)):
         _text("model", str(model))
+    elif not hasattr(model, "functions"):
+        raise UserError(f"{A.arg('model')} must be a path to an .onnx file, an .mlpackage or an .mlmodel, or a "
+                        f"coremltools MIL program, not {A._shown(model)}")
     keep_fused = _flag("keep_fused", keep_fused)
     reg = load_formulas(*_dirs(formula_dirs))
     g, items = importer.import_model(model, keep_fused, reg)

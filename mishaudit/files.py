@@ -64,10 +64,33 @@ def atomic_write_bytes(path, data: bytes) -> None:
                 f.write(data)
             return
         check_interrupt()
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-{os.getpid()}-", dir=path.parent)
     except OSError as exc:
         if exc.filename is None:
             exc.filename = str(path)
+        raise
+    tmp = _stage(path, data)
+    try:
+        check_interrupt()
+        os.replace(tmp, path)
+    except BaseException:
+        _discard(tmp)
+        raise
+
+
+def _discard(tmp: str) -> None:
+    try:
+        os.unlink(tmp)
+    except OSError:
+        pass
+
+
+def _stage(path: Path, data: bytes) -> str:
+    """A temporary file beside `path` holding `data`, fsynced, with the mode `path` gets (_mode_for);
+    nothing left behind when this fails (an OSError naming `path`)."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-{os.getpid()}-", dir=path.parent)
+    except OSError as exc:
+        exc.filename = exc.filename or str(path)
         raise
     try:
         os.fchmod(fd, _mode_for(path))
@@ -75,16 +98,30 @@ def atomic_write_bytes(path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        check_interrupt()
-        os.replace(tmp, path)
     except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        _discard(tmp)
         if isinstance(exc, OSError) and exc.filename is None:
             exc.filename = str(path)
         raise
+    return tmp
+
+
+def atomic_write_all(files: dict) -> None:
+    """Write each {path: bytes} as atomic_write_bytes does, all or none: every file is staged (written and
+    fsynced beside its path) before the first rename, and a failure while staging removes what was
+    staged and leaves every path as it was. An OSError names the path it was writing."""
+    staged: list = []
+    try:
+        for path, data in files.items():
+            check_interrupt()
+            staged.append((_stage(Path(path), data), Path(path)))
+        check_interrupt()
+    except BaseException:
+        for tmp, _ in staged:
+            _discard(tmp)
+        raise
+    for tmp, path in staged:
+        os.replace(tmp, path)
 
 
 def pid_alive(pid: int) -> bool:

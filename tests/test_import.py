@@ -21,6 +21,7 @@ import importlib.util
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -33,6 +34,7 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import mishaudit
 from mishaudit.cli import main
 
 _path = Path(__file__).parent / "oracles" / "op_sequence.py"
@@ -498,3 +500,86 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(case, onnx_models, tmp
     assert len(lines) == 1 and lines[0].startswith("mishaudit: error:"), err
     assert "Traceback" not in err + stdout
     assert _tree(tmp_path) == before  # nothing written, nothing changed
+
+
+def _fpcore_body(path: Path) -> str:
+    from mishaudit.lang.registry import load_registry
+
+    (f,) = load_registry((str(path),), builtin=False).values()
+    from mishaudit.lang import fpcore as fc
+
+    return fc.to_text(f.body)
+
+
+def test_mish_of_a_computed_tensor_and_of_a_mish(tmp_path):
+    """mish(2 * x) then mish of that: two Mish, the first's argument the product (not a graph input), the
+    second's argument the first Mish; each file is log-exp-plus-one's body in x."""
+    from onnx import TensorProto, helper
+
+    two = helper.make_node("Constant", [], ["two"], value=helper.make_tensor("v", TensorProto.FLOAT16, [], [2.0]))
+    model = _onnx_model(tmp_path / "twice.onnx", [two, helper.make_node("Mul", ["x", "two"], ["x2"], name="scale"),
+                                                  helper.make_node("Mish", ["x2"], ["m1"], name="first"),
+                                                  helper.make_node("Mish", ["m1"], ["y"], name="second")])
+    out = tmp_path / "imported"
+    rows = import_model(model, out)
+    assert [r["nodes"] for r in rows] == ["first", "second"], rows
+    for r in rows:
+        assert _fpcore_body(out / f"{r['id']}.fpcore") == "(* x (tanh (log (+ (exp x) 1))))"
+        assert "log-exp-plus-one" in r["same_bits"].split(", ")
+
+
+def test_a_deep_chain_before_a_mish_is_cut_not_a_crash(tmp_path):
+    """3,001 Neg nodes before a Mish: the import says where it cut the chain and still finds the Mish
+    (of the last Neg's output), exit 0, no RecursionError."""
+    from onnx import helper
+
+    nodes = [helper.make_node("Neg", ["x" if i == 0 else f"n{i - 1}"], [f"n{i}"]) for i in range(3001)]
+    model = _onnx_model(tmp_path / "deep.onnx", [*nodes, helper.make_node("Mish", ["n3000"], ["y"], name="mish")])
+    r = CliRunner().invoke(main, ["import", str(model)])
+    assert r.exit_code == 0, (r.output, r.exception)
+    assert "is read as a source where it gets deeper" in r.output and "log-exp-plus-one" in r.output
+
+
+@pytest.mark.parametrize("kw, said", [
+    (dict(model=3), "model= (MODEL) must be a path"),
+    (dict(model=["m.onnx"]), "model= (MODEL) must be a path"),
+    (dict(model="m.onnx", keep_fused="yes"), "keep_fused= (--keep-fused) must be True or False"),
+    (dict(model="m.onnx", formula_dirs=5), "formula_dirs= (--formulas)"),
+])
+def test_api_import_model_takes_python_values_or_says_which_is_wrong(kw, said):
+    with pytest.raises(mishaudit.UserError, match=re.escape(said)):
+        mishaudit.import_model(**kw)
+
+
+def test_api_import_model_takes_paths(onnx_models, tmp_path):
+    df = mishaudit.import_model(onnx_models["mish-op18"], tmp_path / "o")
+    assert list(df["id"]) == ["mish-op18"] and (tmp_path / "o" / "mish-op18.fpcore").is_file()
+    assert "log-exp-plus-one" in df.loc[0, "same_bits"].split(", ") and df.attrs["kind"] == "ONNX"
+
+
+def test_a_full_disk_writes_no_file_of_the_import(tmp_path, monkeypatch):
+    """Two Mish, the disk full at the second file (ENOSPC from fsync): exit 2, one line naming --out, and
+    neither file nor a temporary left in the folder, an older file there untouched."""
+    import errno
+
+    from onnx import helper
+
+    model = _onnx_model(tmp_path / "two.onnx", [helper.make_node("Mish", ["x"], ["m1"], name="first"),
+                                                helper.make_node("Mish", ["m1"], ["y"], name="second")])
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "two-1.fpcore").write_text("old")
+    real = os.fsync
+    calls = []
+
+    def fsync(fd):
+        calls.append(fd)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    r = CliRunner().invoke(main, ["import", str(model), "--out", str(out)])
+    assert r.exit_code == 2 and "cannot write --out" in r.stderr and "No space left" in r.stderr, r.output
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in out.iterdir()) == ["two-1.fpcore"] and (out / "two-1.fpcore").read_text() == "old"

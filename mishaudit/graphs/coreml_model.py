@@ -24,7 +24,7 @@ from fractions import Fraction
 import numpy as np
 
 from mishaudit.errors import UserError
-from mishaudit.graphs.graph import Graph, Term
+from mishaudit.graphs.graph import CUT, Graph, Term, capped
 
 _DTYPES = {"FLOAT16": "binary16", "FLOAT32": "binary32", "FLOAT64": "binary64", "BFLOAT16": "bfloat16",
            "fp16": "binary16", "fp32": "binary32", "fp64": "binary64", "bf16": "bfloat16"}
@@ -128,6 +128,7 @@ class _Reader:
         self.order: list = []
         self.semantics: list = []
         self.skipped: dict = {}
+        self.depth: dict = {}  # id(term) -> operations deep (graph.capped)
         self.consts: dict = {}  # name -> numpy value (const ops: dtype strings, epsilons, clip bounds)
         self.saw_softplus = False
 
@@ -140,6 +141,9 @@ class _Reader:
         self.order.append(name)
 
     def put(self, name, term):
+        term, cut = capped(term, self.depth)
+        if cut:
+            self.say(CUT)
         self.terms[name] = term
         self.order.append(name)
 

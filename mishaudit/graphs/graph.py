@@ -6,10 +6,13 @@ lang/operators.py, a conversion, or a constant) on the terms of its operands, in
 the node's output tensor. A tensor made by anything else (a convolution, a graph input) is a
 source: a leaf of the terms that read it.
 
-A Mish of the graph is a term of one source whose value is mish of it: checked in binary64 at
-fixed points against mpmath (any spelling of the decomposition is found: the fused node, softplus
-written as log(exp(x) + 1) or log1p, tanh written out), and not inside a larger such term. Its
-FPCore text keeps the graph's rounding: each operation is evaluated in the precision its output
+A Mish of the graph is a term t with a subterm a (a source, or an elementwise result: mish of
+x + b is found as mish of that sum) such that t, every other leaf a constant, equals mish(a): checked
+in binary64 at fixed points against mpmath (any spelling of the decomposition is found: the fused
+node, softplus written as log(exp(x) + 1) or log1p, tanh written out), and not inside a larger such
+term.
+
+Its FPCore text keeps the graph's rounding: each operation is evaluated in the precision its output
 tensor has, a conversion is a change of precision, `(! :precision P e)` wherever P differs from
 the precision around it, the core's own precision that of the source tensor (audit it in that
 format: `--dtype` of the source)."""
@@ -34,6 +37,23 @@ class Term:
     value: Fraction | None = None  # a constant's exact value (None for an infinite one: node "inf" or "-inf")
     tensor: str = ""  # the tensor it computes
     node: str = ""  # the graph node that computes it (its name or a made-up one)
+
+
+MAX_OPS = 40  # the deepest term kept: its FPCore, one annotation per operation at most, nests within fc.MAX_DEPTH
+CUT = (f"a chain of more than {MAX_OPS} elementwise operations is read as a source where it gets deeper "
+       f"(an FPCore expression nests at most {fc.MAX_DEPTH} brackets)")
+
+
+def capped(t: Term, depth: dict) -> tuple[Term, bool]:
+    """(t, False), or (a source in t's place, True) when t is more than MAX_OPS operations deep;
+    `depth` remembers each kept term's depth by id (the readers keep every term they make)."""
+    d = 1 + max((depth.get(id(a), 0) for a in t.args), default=0) if t.args else 0
+    if d > MAX_OPS:
+        src = Term("source", precision=t.precision, tensor=t.tensor, node=t.node)
+        depth[id(src)] = 0
+        return src, True
+    depth[id(t)] = d
+    return t, False
 
 
 @dataclass
@@ -63,13 +83,16 @@ class Found:
 _POINTS = (-9.0, -4.0, -1.75, -1.0, -0.4, 0.3, 0.9, 1.6, 3.0, 6.0)
 
 
-def _value(t: Term, x: float) -> float:
-    """t in binary64 at source value x (a plain check value, no rounding model: finding, not auditing)."""
-    if t.op == "source":
+def _value(t: Term, x: float, arg: Term) -> float:
+    """t in binary64 with the term `arg` at value x (a plain check value, no rounding model: finding, not
+    auditing); NaN where t depends on another source."""
+    if t is arg:
         return x
+    if t.op == "source":
+        return math.nan
     if t.op == "const":
         return float(t.value) if t.value is not None else float(t.node)  # an infinite constant: node "inf", "-inf"
-    v = [_value(a, x) for a in t.args]
+    v = [_value(a, x, arg) for a in t.args]
     try:
         if t.op == "cast":
             return v[0]
@@ -94,79 +117,105 @@ def _value(t: Term, x: float) -> float:
     return math.nan
 
 
-def _sources(t: Term) -> set:
-    if t.op == "source":
-        return {t.tensor}
-    out: set = set()
-    for a in t.args:
-        out |= _sources(a)
+def _inside(t: Term, stop: Term | None = None) -> list:
+    """The distinct terms t is made of (t first), not looking inside `stop`."""
+    out, seen = [], set()
+
+    def walk(u):
+        if id(u) in seen:
+            return
+        seen.add(id(u))
+        out.append(u)
+        if u is not stop:
+            for a in u.args:
+                walk(a)
+
+    walk(t)
     return out
 
 
-def _inside(t: Term) -> list:
-    """The terms t is made of, t first."""
-    out = [t]
-    for a in t.args:
-        out += _inside(a)
-    return out
-
-
-def is_mish(t: Term) -> bool:
-    """t is a term of one source, with an operation, equal to mish at the check points (relative
-    1e-2: an fp16 graph's rounding passes, any other function fails by far)."""
+def _mish_values() -> list:
     import mpmath
 
-    if t.op in ("source", "const") or len(_sources(t)) != 1:
-        return False
-    for x in _POINTS:
-        want = float(x * mpmath.tanh(mpmath.log1p(mpmath.exp(x))))
-        got = _value(t, x)
-        if not abs(got - want) <= 1e-2 * abs(want):
+    return [float(x * mpmath.tanh(mpmath.log1p(mpmath.exp(x)))) for x in _POINTS]
+
+
+_MISH = []
+_TRANSCENDENTAL = frozenset({"exp", "exp2", "expm1", "log", "log1p", "tanh", "softplus", "mish", "pow"})
+
+
+def is_mish(t: Term, arg: Term) -> bool:
+    """t, as a function of its subterm `arg` (every other leaf a constant), equals mish at the check
+    points (relative 1e-2: an fp16 graph's rounding passes, any other function fails by far)."""
+    if not _MISH:
+        _MISH.extend(_mish_values())
+    for x, want in zip(_POINTS, _MISH):
+        if not abs(_value(t, x, arg) - want) <= 1e-2 * abs(want):
             return False
     return True
+
+
+def argument(t: Term) -> Term | None:
+    """The subterm a of t with t = mish(a) (module docstring); None if there is none. Of several (a
+    conversion of a, and a), the innermost: the Mish keeps the graph's conversion of its input."""
+    if t.op in ("source", "const") or not any(u.op in _TRANSCENDENTAL for u in _inside(t)):
+        return None
+    found, within = None, t
+    while True:
+        nxt = next((a for a in _inside(within)[1:] if a.op != "const" and is_mish(t, a)), None)
+        if nxt is None:
+            return found
+        found = within = nxt
 
 
 def find_mish(g: Graph, order: list) -> list[Found]:
     """Every Mish of the graph (module docstring), in graph order; `order` lists the tensors in the
     order their nodes appear."""
-    hits = [g.terms[t] for t in order if t in g.terms and is_mish(g.terms[t])]
-    inner = {id(s) for h in hits for s in _inside(h)[1:]}
+    hits = []
+    for name in order:
+        t = g.terms.get(name)
+        a = argument(t) if t is not None else None
+        if a is not None:
+            hits.append((t, a))
+    inner = {id(s) for h, a in hits for s in _inside(h, a)[1:] if s is not a}  # mish(mish(x)): two
+    rank = {t: i for i, t in enumerate(order)}
     out = []
-    for h in hits:
+    for h, a in hits:
         if id(h) in inner:
             continue
-        parts = _inside(h)
+        parts = [p for p in _inside(h, a) if p is not a]
         names = []
         for n in (p.node for p in parts if p.op not in ("source", "const") and p.node):
             if n not in names:
                 names.append(n)
-        rank = {t: i for i, t in enumerate(order)}
         names.sort(key=lambda n: min((rank.get(p.tensor, 0) for p in parts if p.node == n), default=0))
-        src = next(p for p in parts if p.op == "source")
         precs = []
         for p in parts:
             if p.op not in ("source", "const", "cast") and p.precision and p.precision not in precs:
                 precs.append(p.precision)
-        out.append(Found(h, src, tuple(names), tuple(precs)))
+        out.append(Found(h, a, tuple(names), tuple(precs)))
     return out
 
 
 # ---------------------------------------------------------------- FPCore
 
 
-def body(t: Term, ctx: str, arg: str = "x") -> fc.Expr:
-    """t as an FPCore expression evaluated in precision `ctx` (module docstring)."""
-    if t.op == "source":
+def body(t: Term, ctx: str, source: Term, arg: str = "x") -> fc.Expr:
+    """t as an FPCore expression of `source` (the variable `arg`) evaluated in precision `ctx` (module
+    docstring)."""
+    if t is source:
         return fc.Var(arg)
+    if t.op == "source":  # not reached for a Found (its term has no other source)
+        raise ValueError(f"tensor {t.tensor!r} is another source")
     if t.op == "const" and t.value is None:  # an infinite constant
         return fc.Const("INFINITY") if t.node == "inf" else fc.Op("-", (fc.Const("INFINITY"),))
     if t.op == "const":
         return fc.Num(t.value)
     prec = t.precision or ctx
     if t.op == "cast":
-        inner = body(t.args[0], prec, arg)
+        inner = body(t.args[0], prec, source, arg)
     else:
-        inner = fc.Op(t.op, tuple(body(a, prec, arg) for a in t.args))
+        inner = fc.Op(t.op, tuple(body(a, prec, source, arg) for a in t.args))
     if prec == ctx:
         return inner
     return fc.Annot(((":precision", fc.Symbol(prec)),), inner)
@@ -175,7 +224,7 @@ def body(t: Term, ctx: str, arg: str = "x") -> fc.Expr:
 def fpcore_text(found: Found, ident: str, name: str, source: str, semantics: str) -> str:
     """The FPCore file of a Mish found in a graph."""
     prec = found.source.precision or "binary32"
-    e = body(found.term, prec)
+    e = body(found.term, prec, found.source)
     lines = [f"; imported by mishaudit import: {semantics}",
              f"(FPCore {ident} (x)",
              f"  :name {_string(name)}",

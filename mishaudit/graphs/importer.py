@@ -78,7 +78,7 @@ def import_model(path, keep_fused: bool = False, registry: dict | None = None) -
         source = (f"{Path(str(g.path)).name}: {g.kind} nodes {', '.join(f.nodes)} ({g.version}; computes in {comp}; "
                   f"input {f.source.tensor!r} in {src_prec})")
         sem = "; ".join(g.semantics) or "each operation as the graph has it"
-        name = fc.to_text(gr.body(f.term, src_prec))
+        name = fc.to_text(gr.body(f.term, src_prec, f.source))
         text = gr.fpcore_text(f, ident, name, source, sem)
         out.append(_compare(ident, text, f, _narrowest([src_prec, *f.precisions]), registry))
     return g, out
@@ -142,17 +142,15 @@ def _same(a, b, fmt) -> bool:
 
 
 def write(items: list[Imported], out_dir) -> list[str]:
-    """Write each file atomically into `out_dir` (made if missing); the paths written."""
-    from mishaudit.files import write_output
+    """Write every file into `out_dir` (made if missing), all or none (files.atomic_write_all); the
+    paths written."""
+    from mishaudit.files import atomic_write_all, fix_for
 
     d = Path(out_dir)
     try:
         d.mkdir(parents=True, exist_ok=True)
+        paths = {d / it.file: it.text.encode("utf-8") for it in items}
+        atomic_write_all(paths)
     except OSError as exc:
-        raise UserError(f"--out {out_dir}: cannot make that folder ({exc.strerror or exc}): give a writable folder") from None
-    paths = []
-    for it in items:
-        p = d / it.file
-        write_output(p, it.text, "--out")
-        paths.append(str(p))
-    return paths
+        raise UserError(f"cannot write --out {out_dir}: {exc.strerror or exc}; {fix_for(exc)}") from None
+    return [str(p) for p in paths]

@@ -18,7 +18,7 @@ from fractions import Fraction
 import numpy as np
 
 from mishaudit.errors import UserError
-from mishaudit.graphs.graph import Graph, Term
+from mishaudit.graphs.graph import CUT, Graph, Term, capped
 
 _TYPES = {1: "binary32", 10: "binary16", 11: "binary64", 16: "bfloat16"}  # TensorProto element types
 _BINARY = {"Add": "+", "Sub": "-", "Mul": "*", "Div": "/", "Pow": "pow"}
@@ -72,6 +72,7 @@ class _Reader:
         self.order: list = []
         self.semantics: list = []
         self.skipped: dict = {}
+        self.depth: dict = {}  # id(term) -> operations deep (graph.capped)
 
     def initializer(self, t):
         from onnx import numpy_helper
@@ -93,6 +94,9 @@ class _Reader:
         return self.terms[name]
 
     def put(self, out: str, term: Term) -> None:
+        term, cut = capped(term, self.depth)
+        if cut:
+            self._say(CUT)
         self.terms[out] = term
         self.types[out] = term.precision
         self.order.append(out)

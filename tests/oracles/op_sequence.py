@@ -88,6 +88,16 @@ def _signed(neg: bool, v: float) -> float:
     return -v if neg else v
 
 
+def _value(neg: bool, n: int, q: int, fmt: Fmt) -> float:
+    """(-1)^neg * n * 2^q for the rounded integer significand n at the quantum exponent q: zero, a
+    format value, or inf where the rounding carried out of the top binade."""
+    if n == 0:
+        return _signed(neg, 0.0)
+    if q == fmt.emax - fmt.p + 1 and n >= 1 << fmt.p:  # carried out of the top binade
+        return _signed(neg, math.inf)
+    return _signed(neg, math.ldexp(n, q))
+
+
 def rn_dyadic(neg: bool, man: int, exp: int, fmt: Fmt) -> float:
     """RN_fmt((-1)^neg * man * 2^exp), man >= 0 (module docstring)."""
     if man == 0:
@@ -107,11 +117,7 @@ def rn_dyadic(neg: bool, man: int, exp: int, fmt: Fmt) -> float:
         half = 1 << (s - 1)
         if r > half or (r == half and n & 1):
             n += 1
-    if n == 0:
-        return _signed(neg, 0.0)
-    if q == fmt.emax - fmt.p + 1 and n >= 1 << fmt.p:  # carried out of the top binade
-        return _signed(neg, math.inf)
-    return _signed(neg, math.ldexp(n, q))
+    return _value(neg, n, q, fmt)
 
 
 def rn_fraction(num: int, den: int, fmt: Fmt) -> float:
@@ -134,11 +140,7 @@ def rn_fraction(num: int, den: int, fmt: Fmt) -> float:
     n, r = divmod(big_n, big_d)
     if 2 * r > big_d or (2 * r == big_d and n & 1):
         n += 1
-    if n == 0:
-        return _signed(neg, 0.0)
-    if q == fmt.emax - fmt.p + 1 and n >= 1 << fmt.p:  # carried out of the top binade
-        return _signed(neg, math.inf)
-    return _signed(neg, math.ldexp(n, q))
+    return _value(neg, n, q, fmt)
 
 
 def rn_float(x: float, fmt: Fmt) -> float:
