@@ -51,6 +51,9 @@ class _Group(click.Group):
         except UserError as exc:
             _fail(f"mishaudit: error: {exc}", 2)
         except (click.exceptions.Abort, KeyboardInterrupt, _Interrupted):
+            from mishaudit.files import note_interrupt
+
+            note_interrupt()  # (also for an interrupt that came before our handler was in place)
             _fail(("\n" if _isatty(sys.stderr) else "") + "mishaudit: interrupted", 130)  # after the terminal's ^C
         except click.ClickException as exc:
             _fail(f"mishaudit: error: {exc.format_message()} (see --help)", 2)
@@ -73,7 +76,12 @@ class _Group(click.Group):
             if old_sigint is not None:
                 import signal
 
-                signal.signal(signal.SIGINT, old_sigint)
+                from mishaudit.files import interrupted
+
+                # interrupted: the command is ending with its one line; a Ctrl-C still pending or sent
+                # again is ignored, not given to Python's default handler (a KeyboardInterrupt traceback
+                # during shutdown, death by SIGINT instead of exit 130)
+                signal.signal(signal.SIGINT, signal.SIG_IGN if interrupted() else old_sigint)
 
 
     def invoke(self, ctx):
