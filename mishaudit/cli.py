@@ -54,6 +54,12 @@ class _Group(click.Group):
             from mishaudit.files import note_interrupt
 
             note_interrupt()  # (also for an interrupt that came before our handler was in place)
+            if old_sigint is not None:  # from here on the command only ends: Ctrl-C again is ignored
+                import signal
+
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+            if _PROCESS:  # the command's own process (run()): its one line, exit 130, and nothing after
+                _exit_now(("\n" if _isatty(sys.stderr) else "") + "mishaudit: interrupted", 130, real_stdout)
             _fail(("\n" if _isatty(sys.stderr) else "") + "mishaudit: interrupted", 130)  # after the terminal's ^C
         except click.ClickException as exc:
             _fail(f"mishaudit: error: {exc.format_message()} (see --help)", 2)
@@ -105,6 +111,42 @@ def _isatty(stream) -> bool:
 def _bug_line(exc: BaseException) -> str:
     return (f"mishaudit: internal error: {type(exc).__name__}: {exc} ({_innermost(exc)}); this is a bug "
             "in mishaudit: please report it with the command line that caused it")
+
+
+_PROCESS = False  # True when this process is the command (run()), not a caller of main() such as a test
+
+
+def run():
+    """The `mishaudit` command: main() in a process of its own."""
+    global _PROCESS
+    _PROCESS = True
+    main()
+
+
+def _exit_now(line: str, code: int, real_stdout) -> None:
+    """An interrupted command's end: what it printed flushed, its one line, then exit `code` at once.
+    Every cleanup of the command has run (its finally blocks are inside) and its worker processes are
+    terminated; what is skipped is the interpreter's shutdown, where a Ctrl-C that cut a library short (numba compiling, say) would print
+    that library's complaints or end the process by SIGINT instead of `code`."""
+    if "multiprocessing" in sys.modules:  # workers of a pool whose generator was never closed
+        import multiprocessing
+
+        for child in multiprocessing.active_children():
+            try:
+                child.terminate()
+            except (OSError, ValueError, AttributeError):
+                pass
+    for stream in (sys.stdout, real_stdout):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+    try:
+        click.echo(line, err=True)
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    os._exit(code)
 
 
 def _fail(line: str, code: int):
@@ -194,12 +236,14 @@ def _catch_sigint():
 
     if threading.current_thread() is not threading.main_thread():
         return None
-    from mishaudit.files import note_interrupt
+    from mishaudit.files import interrupted, note_interrupt
 
     pid = os.getpid()
 
     def on_sigint(signum, frame):
         if os.getpid() != pid:  # a forked worker before its initializer ran: the parent handles it
+            return
+        if interrupted():  # the command is already ending: a second Ctrl-C must not cut its one line short
             return
         note_interrupt()
         raise KeyboardInterrupt
@@ -883,4 +927,4 @@ def _examples_last(group) -> None:
 _examples_last(main)
 
 if __name__ == "__main__":
-    main()
+    run()
