@@ -432,6 +432,35 @@ def tune(formula: str, param: str, value_range: str, dtype=("fp16", "bf16", "fp3
     return df
 
 
+def emit(formula: str, lang: str = "c", dtype="fp32", *, formula_dirs=()) -> str:
+    """The source code of one FPCore formulation (emit/): a C99 (`c`), CUDA (`cuda`), PyTorch (`torch`)
+    or numpy (`numpy`) function for format `dtype` performing exactly the evaluator's operations, each
+    rounded once (c equals the evaluator under libm glibc bit for bit, numpy under numpy, torch under
+    torch). UserError for an unknown formula, language or dtype, a kernel, or a primitive operation."""
+    from mishaudit.emit import LANGS
+    from mishaudit.emit import emit as emit_source
+    from mishaudit.eval.kernels import KERNELS, select
+
+    _text("formula", formula)
+    if not isinstance(lang, str) or lang not in LANGS:
+        shown = f"{lang!r} (--lang {lang})" if isinstance(lang, str) else A._shown(lang)
+        raise UserError(f"lang={shown}: unknown language: give one of {', '.join(LANGS)}")
+    fmts = A.formats("dtype", dtype)
+    if len(fmts) != 1:
+        raise UserError(f"{A.arg('dtype')} is one format here, not {len(fmts)}: emit writes one function")
+    if formula in KERNELS:
+        raise UserError(f"{said('formula', formula)}: a framework kernel, run as a black box: emit writes FPCore "
+                        "formulations only (e.g. --formula softplus-tanh)")
+    reg = load_formulas(*_dirs(formula_dirs))
+    with about("formula"):
+        forms = select(reg, [formula])
+    if len(forms) != 1:
+        raise UserError(f"{said('formula', formula)} matches {len(forms)} formulations "
+                        f"({', '.join(f.id for f in forms[:4])}{', ...' if len(forms) > 4 else ''}): emit writes one")
+    with about("formula"):
+        return emit_source(forms[0], lang, fmts[0])
+
+
 def import_model(model, out=None, *, keep_fused: bool = False, formula_dirs=()) -> pd.DataFrame:
     """The Mish of an exported model as FPCore files (graphs/importer.py): one row per Mish found
     (id, file, nodes, computes_in, input_precision, audit_dtype, same_operations, same_bits, checked,

@@ -751,6 +751,33 @@ def import_cmd(model, out_dir, keep_fused, formula_dirs, out_format, output):
            "json": lambda: tables.plain_json(rows)})
 
 
+@main.command("emit")
+@click.option("--formula", "formula_id", required=True, metavar="ID", help="The formulation (one; `mishaudit list`).")
+@click.option("--lang", default="c", show_default=True, metavar="LANG",
+              help="c (C99, bits of --libm glibc), cuda, torch (bits of --libm torch) or numpy (of --libm numpy).")
+@click.option("--dtype", default="fp32", show_default=True, metavar="FMT", help="Format: fp16, bf16, fp32 or fp64.")
+@click.option("--formulas", "--formula-dir", "formula_dirs", multiple=True, metavar="DIR",
+              help="Also load the .fpcore files in DIR (repeatable).")
+@_output_opt()
+def emit_cmd(formula_id, lang, dtype, formula_dirs, output):
+    """Write a formulation as source code: a function performing exactly the evaluator's operations,
+    each rounded once to the format (the header comment says the model and the compile flags).
+
+    \b
+    Example:
+      mishaudit emit --formula softplus-tanh --lang c --dtype fp16 --output mish.h
+    """
+    from mishaudit import api
+    from mishaudit.files import write_output
+
+    _check_output(output)
+    text = api.emit(formula_id, lang, dtype, formula_dirs=formula_dirs)
+    if output:
+        write_output(output, text)
+    else:
+        click.echo(text, nl=False)
+
+
 @main.command()
 @click.option("--formula", "formula_id", required=True, metavar="ID", help="The formulation (one).")
 @click.option("--param", required=True, metavar="NAME", help="Its parameter to sweep (`mishaudit list` shows them).")

@@ -121,7 +121,7 @@ def test_records_carry_let_names_and_live_masks():
     assert out.y[1] == 25.0  # 1 - tanh(25) = 2/(e^50 + 1) < 2^-25: tanh rounds to 1 in binary32
 
 
-@pytest.mark.parametrize("model", ["cr", "numpy"])
+@pytest.mark.parametrize("model", ["cr", "numpy", "glibc"])
 def test_binary32_program_equals_the_evaluator_bit_for_bit(model):
     from mishaudit.eval.program32 import binary32_program
     from mishaudit.formats import from_ordinal
@@ -137,6 +137,29 @@ def test_binary32_program_equals_the_evaluator_bit_for_bit(model):
         assert prog is not None, fid
         want = evaluate(f, x, Policy(FP32, libm=model)).y.astype(np.float32)
         assert np.array_equal(prog(x32).view(np.int32), want.view(np.int32)), fid
+
+
+@pytest.mark.parametrize("model", ["cr", "glibc"])
+def test_an_if_chain_runs_each_arm_on_its_inputs_only_with_the_same_bits(model):
+    """program32 splits an if's inputs between its arms under cr and glibc: a chain of regimes (as
+    synthesize writes) with lets above and inside the arms, a NaN-making arm where it is not taken, and
+    arms that take no input of a block, equals the evaluator's select-after-both bit for bit."""
+    from mishaudit.eval.program32 import binary32_program
+    from mishaudit.lang.registry import load_text
+
+    text = ("(FPCore chain (x) (let* ([e (exp x)]) (if (< x -20) (- 0) (if (< x -1) (* x (/ (* e (+ e 2)) "
+            "(+ (* e (+ e 2)) 2))) (if (< x 0.5) (let* ([s (* x x)]) (fma x 0.6 (* s 0.3))) (if (< x 1e30) "
+            "(* x (tanh (log1p e))) (log (- x))))))))")
+    f = load_text(text, "chain.fpcore", "chain")
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.uniform(-40, 5, 40_000), [-20.0, -1.0, 0.5, -0.0, 0.0, 3e38]]).astype(np.float32)
+    pol = Policy(FP32, libm=model)
+    want = evaluate(f, x.astype(np.float64), pol).y.astype(np.float32)
+    prog = binary32_program(f, pol)
+    assert np.array_equal(prog(x).view(np.int32), want.view(np.int32))
+    one_arm = x[x < -20]  # every input takes the first arm
+    assert np.array_equal(prog(one_arm).view(np.int32),
+                          evaluate(f, one_arm.astype(np.float64), pol).y.astype(np.float32).view(np.int32))
 
 
 def test_binary32_program_declines_other_policies_and_precisions():

@@ -24,6 +24,7 @@ LAYERS = (
     ("base", ("errors", "version", "formats", "files", "cache", "heap", "pool", "progress", "cluster")),
     ("lang", ("lang",)),
     ("eval", ("eval",)),
+    ("emit", ("emit",)),  # emit/ uses the evaluator's constant rounding (eval/evaluate.py)
     ("reference", ("reference",)),
     ("measure", ("measure",)),
     ("analysis", ("analysis",)),

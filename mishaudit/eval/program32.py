@@ -4,6 +4,12 @@ The same operations as the evaluator (evaluate.py), bit for bit, with fewer pass
 float32 arrays, + - * / sqrt are numpy's binary32 operations (correctly rounded), the elementary
 functions follow the policy's libm model, and subexpressions common to several formulations
 (exp(x), log1p(exp(x)), ...) can be computed once per block.
+
+An `if` whose condition differs across the block evaluates each arm only on the inputs that take it
+(the evaluator computes both arms everywhere and selects), under the libm models whose result for
+an element does not depend on the others in its array: cr (a function of the value alone) and glibc
+(one C call per element). Under numpy and torch, whose SIMD loops treat an array's tail apart, both
+arms run on the whole block as in the evaluator.
 """
 
 from __future__ import annotations
@@ -39,6 +45,14 @@ class _Prog32:
     consts: dict  # per-format constant name -> np.float32
     cache: dict  # id(node) -> canonical key, for the nodes shared through `memo`
     libm: str
+
+    @property
+    def split_arms(self) -> bool:
+        """Whether an if's arms may run on the inputs taking them only (module docstring)."""
+        return self.libm in ELEMENTWISE_MODELS
+
+
+ELEMENTWISE_MODELS = ("cr", "glibc")
 
 
 def binary32_program(formula: Formula, policy: Policy, shared: frozenset = frozenset()):
@@ -133,6 +147,17 @@ def _walk32(e: fc.Expr, env: dict, prog: _Prog32, memo: dict):
     return _eval32(e, env, prog, memo)
 
 
+def _split_if(e: fc.If, cond: np.ndarray, env: dict, prog: _Prog32) -> np.ndarray:
+    """An if over a block: each arm on the inputs taking it (its own memo: the shared block values do
+    not apply to a subset), the results put back in place."""
+    n = len(cond)
+    out = np.empty(n, dtype=np.float32)
+    for arm, idx in ((e.then, np.flatnonzero(cond)), (e.other, np.flatnonzero(~cond))):
+        sub = {k: (v[idx] if np.ndim(v) == 1 and len(v) == n else v) for k, v in env.items()}
+        out[idx] = _walk32(arm, sub, prog, {})
+    return out
+
+
 def _eval32(e: fc.Expr, env: dict, prog: _Prog32, memo: dict):
     if isinstance(e, fc.Num):
         return np.float32(round_exact(e.value, FP32))
@@ -148,8 +173,10 @@ def _eval32(e: fc.Expr, env: dict, prog: _Prog32, memo: dict):
             inner[name] = _walk32(sub, inner if e.sequential else env, prog, memo)
         return _walk32(e.body, inner, prog, memo)
     if isinstance(e, fc.If):
-        return np.where(_walk32(e.cond, env, prog, memo), _walk32(e.then, env, prog, memo),
-                        _walk32(e.other, env, prog, memo))
+        cond = _walk32(e.cond, env, prog, memo)
+        if prog.split_arms and np.ndim(cond) == 1 and len(cond) > 1 and cond.any() and not cond.all():
+            return _split_if(e, cond, env, prog)
+        return np.where(cond, _walk32(e.then, env, prog, memo), _walk32(e.other, env, prog, memo))
     if isinstance(e, fc.Annot):
         return _walk32(e.body, env, prog, memo)
     args = [_walk32(a, env, prog, memo) for a in e.args]
