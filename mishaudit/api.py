@@ -457,8 +457,105 @@ def emit(formula: str, lang: str = "c", dtype="fp32", *, formula_dirs=()) -> str
     if len(forms) != 1:
         raise UserError(f"{said('formula', formula)} matches {len(forms)} formulations "
                         f"({', '.join(f.id for f in forms[:4])}{', ...' if len(forms) > 4 else ''}): emit writes one")
+    if not forms[0].supports(fmts[0]):
+        raise UserError(f"{said('formula', formula)} is made for {', '.join(forms[0].made_for)} only "
+                        f"(:mishaudit-dtype): give {A.arg('dtype')} {forms[0].made_for[0]}")
     with about("formula"):
         return emit_source(forms[0], lang, fmts[0])
+
+
+def synthesize(dtype="fp16", spec: str = "mish", *, compute_dtype=None, libm: str = "cr", budget: int = 3,
+               penalty: float = 256.0, tau: float = 1.0, samples: int = 1 << 18, seed: int = 0,
+               ident: str | None = None, formula_dirs=(), out=None, prove: bool = True, timing: bool = True,
+               rounds: int = 3, jobs: int = 0, on_sweep=None) -> pd.DataFrame:
+    """The most accurate piecewise formulation of `spec` ("mish" or "mish'") found for format `dtype` under
+    the evaluation model (analysis/synthesize.py): one row per regime (from_x, form, origin, calls, ops).
+
+    `.attrs`: "fpcore" (the formula file's text, id `ident`, default mishaudit-<dtype> or
+    mishaudit-grad-<dtype>), "id", "command" (the synthesize command reproducing it), "proof" (the compare
+    command whose figures these are), "figures" (its audit row over every finite input: fp32 through the
+    exhaustive sweep; None when prove=False), "cost" (elementary calls and operations on the costliest
+    path, ns per input of its emitted C when timing and gcc), "written" (the path, with `out`).
+
+    fp32 and fp64 choose the regimes on a sample: a proof whose max ulp exceeds `tau` adds the inputs
+    around its worst input to the sample and solves again, `rounds` times at most (the figures are the
+    last proof's)."""
+    from mishaudit.analysis import synthesize as S
+    from mishaudit.eval.evaluate import check_compute_dtype
+    from mishaudit.eval.libm import check_model
+    from mishaudit.files import atomic_write_all
+    from mishaudit.lang.registry import load_text
+    from mishaudit.lang.spec import MISH, MISH_GRAD
+
+    fmts = A.formats("dtype", dtype)
+    if len(fmts) != 1:
+        raise UserError(f"{A.arg('dtype')} is one format here, not {len(fmts)}: synthesize one at a time")
+    fmt = fmts[0]
+    specs = {"mish": MISH, "mish'": MISH_GRAD}
+    _text("spec", spec, list(specs))
+    comp = None
+    if compute_dtype is not None:
+        comps = A.formats("compute_dtype", compute_dtype)
+        if len(comps) != 1:
+            raise UserError(f"{A.arg('compute_dtype')} is one format here, not {len(comps)}")
+        comp = None if comps[0] is fmt else comps[0]
+        with about("compute_dtype"):
+            check_compute_dtype(fmt, comp)
+    _text("libm", libm)
+    with about("libm"):
+        libm = check_model(libm)
+    budget = A.integer("budget", budget, 0, "a number of elementary calls, 0 or more")
+    penalty = A.number("penalty", penalty, 0.0, "a non-negative loss per branch")
+    tau = A.number("tau", tau, 0.0, "a positive number of ulps", strict=True)
+    samples = A.integer("samples", samples, 1024, "at least 1024 samples")
+    seed = A.integer("seed", seed, 0, "a non-negative integer")
+    rounds = A.integer("rounds", rounds, 0, "a number of proofs, 0 or more")
+    grad = spec == "mish'"
+    ident = ident if ident is not None else f"mishaudit-{'grad-' if grad else ''}{fmt.name}"
+    _text("ident", ident)
+    if not ident or not all(c.isalnum() or c in "-_." for c in ident):
+        raise UserError(f"{said('ident', ident)}: an id is letters, digits, '-', '_' and '.'")
+    if out is not None:
+        out = os.fspath(out)
+        folder = os.path.dirname(os.path.abspath(out))
+        if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+            raise UserError(f"{said('out', out)}: the folder {folder} is not a writable folder: create it or "
+                            "choose another")
+    reg = {k: f for k, f in load_formulas(*_dirs(formula_dirs)).items() if not S.is_synthesized(f)}
+    search = S.Search(reg, specs[spec], fmt, comp, libm, budget, samples, seed, tau)
+    command = S.command_line(spec, fmt, comp, libm, budget, penalty, samples, seed, tau, ident, rounds)
+    res = search.solve(penalty)
+    proofs = []
+    for r in range(rounds + 1):
+        text = S.to_fpcore(res, ident, command, specs[spec].text if grad else None)
+        formula = load_text(text, out or f"<{ident}>", ident)
+        figures = S.prove(formula, res.policy, jobs, on_sweep) if prove else None
+        if figures is None or search.exhaustive or r == rounds or not figures["max_ulp"] > tau:
+            break
+        proofs.append((figures["max_ulp"], figures["worst_x"]))
+        if not search.add(S.window(figures["worst_x"], fmt)):
+            break
+        res = search.solve(penalty)
+    for j, (u, w) in enumerate(proofs, 1):
+        res.notes.append(f"proof {j}: {u:.4g} ulp at x = {w!r}, above --tau {tau:g}: the {2 * S.WINDOW + 1:,} "
+                         "inputs around it were added and the regimes chosen again")
+    ns = S.c_time(formula, fmt) if timing and libm in ("cr", "glibc") and comp is None else None
+    if out is not None:
+        atomic_write_all({out: text.encode()})
+    rows = []
+    for j, (v, c) in enumerate(res.regimes):
+        upto = res.regimes[j + 1][0] if j + 1 < len(res.regimes) else float("inf")
+        rows.append({"from_x": v, "below_x": upto, "form": c.name, "origin": c.origin, "calls": c.calls,
+                     "ops": c.ops})
+    df = pd.DataFrame(rows)
+    folder = os.path.dirname(os.path.abspath(out)) if out else "DIR"
+    df.attrs.update(fpcore=text, id=ident, command=command, figures=figures, written=out, notes=res.notes,
+                    cost={"calls": res.calls, "ops": res.ops, "ns_per_input": ns},
+                    proof=f"mishaudit compare --dtype {fmt.name}{' --exhaustive' if fmt.name == 'fp32' else ''}"
+                          f"{' --compute-dtype ' + comp.name if comp else ''}{' --libm ' + libm if libm != 'cr' else ''}"
+                          f" --formulas {folder} --formula {ident}",
+                    considered=res.considered, inputs=res.inputs, dtype=fmt.name, spec=spec, regimes=len(rows))
+    return df
 
 
 def import_model(model, out=None, *, keep_fused: bool = False, formula_dirs=()) -> pd.DataFrame:

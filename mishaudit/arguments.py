@@ -35,7 +35,8 @@ FLAGS = {"dtype": "--dtype", "formulas": "--formula", "formula": "--formula", "f
          "value_range": "--range", "steps": "--steps", "by": "--by", "param": "--param",
          "thresholds": "--thresholds", "margin": "--margin", "device": "--device", "kernel": "KERNEL",
          "show": "--top", "scheduler": "--scheduler", "exhaustive": "--exhaustive", "resume": "--resume",
-         "model": "MODEL", "keep_fused": "--keep-fused", "out": "--out"}
+         "model": "MODEL", "keep_fused": "--keep-fused", "out": "--out", "spec": "--spec", "budget": "--budget",
+         "penalty": "--penalty", "tau": "--tau", "ident": "--id", "rounds": "--rounds"}
 
 DEFAULT_SAMPLES = 1 << 16
 DEFAULT_SEED = 0
@@ -81,6 +82,20 @@ def integer(name: str, v, lo: int, what: str) -> int:
     if v < lo:
         raise UserError(f"{said(name, int(v))}: give {what}")
     return int(v)
+
+
+def number(name: str, v, lo: float, what: str, strict: bool = False) -> float:
+    """A finite real (int or float, not bool) >= lo (> lo when strict); UserError naming `name` otherwise."""
+    import math
+
+    import numpy as np
+
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise UserError(f"{arg(name)} must be {what}, not {_shown(v)}")
+    v = float(v)
+    if not math.isfinite(v) or v < lo or (strict and v == lo):
+        raise UserError(f"{said(name, v)}: give {what}")
+    return v
 
 
 def said(name: str, v) -> str:

@@ -779,6 +779,79 @@ def emit_cmd(formula_id, lang, dtype, formula_dirs, output):
 
 
 @main.command()
+@click.option("--dtype", default="fp16", show_default=True, metavar="FMT", help="The format (one): fp16, bf16, fp32, fp64.")
+@click.option("--spec", default="mish", show_default=True, type=click.Choice(["mish", "mish'"]),
+              help="What to approximate: mish, or its derivative mish'.")
+@COMPUTE
+@LIBM
+@click.option("--budget", default=3, show_default=True, type=int, metavar="N",
+              help="At most N elementary-function calls on any path (candidates costing more are left out).")
+@click.option("--penalty", default=256.0, show_default=True, type=float, metavar="LOSS",
+              help="The price of one more branch, in incorrectly rounded inputs (larger: fewer regimes).")
+@click.option("--tau", default=1.0, show_default=True, type=float, metavar="ULPS",
+              help="Errors above TAU ulps cost 10^4 (u - TAU)^2 more each: the bound the search defends.")
+@click.option("--samples", default=1 << 18, show_default=True, type=int,
+              help="fp32/fp64: inputs the regimes are chosen on (half over every binade, half where mish is "
+                   "neither -0 nor x); branch points are then refined over every value between them.")
+@SEED
+@click.option("--rounds", default=3, show_default=True, type=int, metavar="N",
+              help="fp32/fp64: proofs above --tau add the inputs around their worst input and search again, N times "
+                   "at most.")
+@click.option("--id", "ident", metavar="ID", help="The result's id (default mishaudit-DTYPE, mishaudit-grad-DTYPE).")
+@FORMULAS_DIRS
+@click.option("--out", "out", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Write the result as an FPCore file (atomically); without it the file's text is printed.")
+@click.option("--no-proof", is_flag=True, help="Skip the audit of the result (its figures) and the timing.")
+@SWEEP
+@_format_opt()
+@click.option("--output", "output", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Write the summary to FILE (atomically) instead of stdout.")
+def synthesize(dtype, spec, compute_dtype, model, budget, penalty, tau, samples, seed, rounds, ident, formula_dirs,
+               out, no_proof, exhaustive, jobs, resume, scheduler, out_format, output):
+    """Search for the most accurate formulation of mish (or mish') in a format and prove it.
+
+    Every candidate (the registered formulations, the arms of their branches,
+    and forms derived per region of x with constants tuned to the format) is
+    measured on every input (fp32: a sample); regimes are inferred by dynamic
+    programming over x as Herbie does, with a penalty per branch; the result
+    is audited over every finite input (fp32 through the exhaustive sweep).
+
+    \b
+    Example:
+      mishaudit synthesize --dtype fp16 --out mishaudit-fp16.fpcore
+    """
+    from mishaudit import api
+    from mishaudit.output import synth_tables as st
+    from mishaudit.output import tables
+    from mishaudit.output.frames import records
+
+    if exhaustive or resume or scheduler:
+        raise UserError("synthesize audits its result over every input by itself: drop --exhaustive, --resume and "
+                        "--scheduler (--jobs sets the sweep's processes)")
+    _check_output(output)
+    _check_output(out, "--out")
+    with _SweepBar("synthesize") as bar:
+        df = api.synthesize(dtype, spec, compute_dtype=compute_dtype, libm=model, budget=budget, penalty=penalty,
+                            tau=tau, samples=samples, seed=seed, ident=ident, formula_dirs=formula_dirs, out=out,
+                            prove=not no_proof, timing=not no_proof, rounds=rounds, jobs=jobs, on_sweep=bar)
+    rows = [dict(r) for r in records(df)]
+    attrs = df.attrs
+
+    def as_json():
+        import json
+
+        return json.dumps({"id": attrs["id"], "spec": attrs["spec"], "dtype": attrs["dtype"],
+                           "command": attrs["command"], "proof": attrs["proof"], "cost": attrs["cost"],
+                           "figures": {k: v for k, v in (attrs["figures"] or {}).items() if k != "specials"} or None,
+                           "regimes": rows, "fpcore": attrs["fpcore"], "written": attrs["written"]},
+                          indent=2, default=str) + "\n"
+
+    _emit(out_format, output, lambda c: st.print_synthesis(attrs, rows, c),
+          {"markdown": lambda: st.synth_markdown(attrs, rows), "csv": lambda: tables.plain_csv(rows),
+           "json": as_json})
+
+
+@main.command()
 @click.option("--formula", "formula_id", required=True, metavar="ID", help="The formulation (one).")
 @click.option("--param", required=True, metavar="NAME", help="Its parameter to sweep (`mishaudit list` shows them).")
 @click.option("--range", "value_range", required=True, metavar="LO:HI", help="The parameter's values to try.")

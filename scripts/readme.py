@@ -26,6 +26,8 @@ that the README says where each number comes from. SOURCE:
     exhaustive        reports/exhaustive-fp32.json (every fp32 input; rows of `compare --format json`)
     exhaustive-grad   reports/exhaustive-fp32-grad.json
     exhaustive-glibc  reports/exhaustive-fp32-glibc.json (the same as exhaustive, under --libm glibc)
+    synthesized       reports/synthesized.json (scripts/synthesized.py): the shipped mishaudit-* results over
+                      every finite input (fp32 --exhaustive)
     libm-MODEL        reports/libm-fp32.json (scripts/libm_fp32.py): the elementary functions of formulas/libm/
                       over every fp32 input of their domain under libm MODEL (cr, glibc, numpy, torch)
     kernel            reports/machine.json: the framework kernels as --measure found them
@@ -61,6 +63,7 @@ MACHINE = REPORTS / "machine.json"
 EXHAUSTIVE = REPORTS / "exhaustive-fp32.json"
 EXHAUSTIVE_GRAD = REPORTS / "exhaustive-fp32-grad.json"
 EXHAUSTIVE_GLIBC = REPORTS / "exhaustive-fp32-glibc.json"
+SYNTHESIZED = REPORTS / "synthesized.json"
 LIBM = REPORTS / "libm-fp32.json"
 OVERFLOW_EXHAUSTIVE = REPORTS / "overflow-fp32-softplus-tanh.json"
 MODELS = REPORTS / "models"
@@ -141,10 +144,9 @@ def machine() -> dict:
 
 @functools.cache
 def source_rows(source: str) -> list[dict]:
-    if source == "mish":
-        return records(mish_frame())
-    if source == "grad":
-        return records(grad_frame())
+    if source in ("mish", "grad"):  # a formulation made for another format (:mishaudit-dtype) has no figures there
+        rows = records(mish_frame() if source == "mish" else grad_frame())
+        return [r for r in rows if r.get("strategy") != "unsupported"]
     if source.startswith("inputs-"):
         return inputs_rows(source[len("inputs-"):])
     if source == "exhaustive":
@@ -153,6 +155,8 @@ def source_rows(source: str) -> list[dict]:
         return read_json(EXHAUSTIVE_GRAD)
     if source == "exhaustive-glibc":
         return read_json(EXHAUSTIVE_GLIBC)
+    if source == "synthesized":
+        return read_json(SYNTHESIZED)["rows"]
     if source.startswith("libm-"):
         return [r for r in read_json(LIBM)["rows"] if r["libm"] == source[len("libm-"):]]
     if source == "kernel":
@@ -500,6 +504,53 @@ def kernel_worst() -> str:
     r = row("kernel", "fp32", "torch:mish")
     where = "a subnormal result" if abs(r["worst_ref"]) < FP32.tiny else f"mish(x) = {r['worst_ref']:.3g}"
     return f"{short(r['max_ulp'])} ulp at x = {r['worst_x']:.5g}, {where}"
+
+
+SYNTH = (("mish", "fp16", "mishaudit-fp16"), ("mish", "bf16", "mishaudit-bf16"), ("mish", "fp32", "mishaudit-fp32"),
+         ("mish'", "fp16", "mishaudit-grad-fp16"), ("mish'", "bf16", "mishaudit-grad-bf16"),
+         ("mish'", "fp32", "mishaudit-grad-fp32"))
+
+
+def todays(spec: str, dtype: str) -> list[dict]:
+    """Every registered formulation of `spec` in `dtype` but the synthesized ones, over every finite input
+    (fp16/bf16 computed now, fp32 from the exhaustive reports)."""
+    synthesized = {i for _, _, i in SYNTH}
+    if dtype == "fp32":
+        rows = source_rows("exhaustive" if spec == "mish" else "exhaustive-grad")
+    else:
+        rows = source_rows("mish" if spec == "mish" else "grad")
+    return [r for r in rows if r["dtype"] == dtype and r["formula"] not in synthesized
+            and r.get("strategy") == "exhaustive"]
+
+
+def best_of(rows: list[dict], key, reverse: bool = False) -> dict:
+    return sorted(rows, key=key, reverse=reverse)[0]
+
+
+@block("synthesized")
+def synthesized() -> str:
+    """The shipped results beside the best registered formulation on max ulp and on CR share."""
+    from mishaudit.analysis.synthesize import path_cost
+
+    body = []
+    for spec, d, ident in SYNTH:
+        r = row("synthesized", d, ident)
+        calls, _ = path_cost(registry()[ident].body)
+        rows = todays(spec, d)
+        fin = [t for t in rows if t["nonfinite"] == 0] or rows
+        bm = best_of(fin, lambda t: t["max_ulp"])
+        bc = best_of(rows, lambda t: t["cr_frac"], reverse=True)
+        body.append([f"`{ident}`", spec, d, sig(r["max_ulp"], 3), f"{100 * r['cr_frac']:.2f}%",
+                     f"{100 * r['faithful_frac']:.4f}%", count(r["nonfinite"]), str(calls),
+                     f"{sig(bm['max_ulp'], 3)} ({bm['formula']})", f"{100 * bc['cr_frac']:.2f}% ({bc['formula']})"])
+    return md_table(["result", "spec", "dtype", "max ulp", "CR", "faithful", "nonfinite", "calls",
+                     "today's best max ulp (no nonfinite)", "today's best CR"], body)
+
+
+@value("synthesize-seconds")
+def synthesize_seconds() -> str:
+    s = read_json(SYNTHESIZED)["synthesize_seconds"]
+    return ", ".join(f"{k} {v:g} s" for k, v in s.items())
 
 
 @block("grad-table")

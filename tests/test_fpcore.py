@@ -81,17 +81,23 @@ def test_registry_has_every_context_formulation():
            "openvino-gpu", "tf-softplus", "stable-softplus", "coreml-2359-workaround", "coreml-2725"}
     grads = {"pytorch-cpu-grad", "mish-cuda-grad", "darknet-cpu-grad", "darknet-gpu-grad", "onednn-grad"}
     elementary = {"exp", "expm1", "log", "log1p", "tanh"}  # formulas/libm/: the function itself, its own spec
+    # written by `mishaudit synthesize` (the command in :mishaudit-source), cited by nothing
+    synthesized = {f"mishaudit-{g}{d}" for g in ("", "grad-") for d in ("fp16", "bf16", "fp32")}
     reg = load_registry()
-    assert set(reg) == ids | grads | elementary
+    assert set(reg) == ids | grads | elementary | synthesized
     for f in reg.values():
         assert f.core.ident == f.id  # the id users type is the FPCore identifier
         assert f.source and f.used_by and f.description
+        if f.id in synthesized:
+            assert f.source.startswith("mishaudit synthesize --dtype " + f.id.rsplit("-", 1)[1])
+            assert f.spec.key == ("mish'" if "grad" in f.id else "mish")
+            continue
         if f.id in elementary:
             assert f.path == f"formulas/libm/{f.id}.fpcore" and f.spec.op == f.id and fc.to_text(f.body) == f"({f.id} x)"
             continue
         assert f.core.prop(":cite")
         assert f.spec.key == ("mish'" if f.id in grads else "mish")  # the derivative files state :spec mish'
-    assert len(builtin_files()) == 27
+    assert len(builtin_files()) == 33
 
 
 def test_id_clash_and_user_dirs(tmp_path):

@@ -82,9 +82,11 @@ def _framework(impl) -> str:
 
 
 def unsupported_row(impl, fmt: Format) -> dict:
-    """A kernel's row for a format its framework does not run it in: reported, not an error."""
+    """A kernel's row for a format its framework does not run it in (or a formulation's for a format it is
+    not made for, :mishaudit-dtype): reported, not an error."""
     row = dict.fromkeys(COMPARE_KEYS)
-    row.update(formula=impl.id, spec=impl.spec.name, dtype=fmt.name, compute_dtype=fmt.name, ftz=False, libm="kernel",
+    row.update(formula=impl.id, spec=impl.spec.name, dtype=fmt.name, compute_dtype=fmt.name, ftz=False,
+               libm="kernel" if impl.kernel else None,
                strategy="unsupported", inputs=0, implementation=impl.why_not.get(fmt.name, "unsupported"))
     return row
 
@@ -112,7 +114,7 @@ def run_audit(formulas: list, fmts: list[Format], compute: Format | None, ftz: b
     row."""
     out = Audit(meta=environment(model, formulas))
     for fmt in fmts:
-        runnable = [f for f in formulas if not f.kernel or f.supports(fmt)]
+        runnable = [f for f in formulas if f.supports(fmt)]
         out.rows += [unsupported_row(f, fmt) for f in formulas if f not in runnable]
         policy = policy_for(fmt, compute, ftz, model, device)
         if not runnable:

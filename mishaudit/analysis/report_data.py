@@ -38,7 +38,7 @@ def collect(formulas: list, fmts: list[Format], compute, ftz, domain, samples, s
         audit = run_audit(formulas, fmts, compute, ftz, domain, samples, seed, use_cache=use_cache,
                           progress=progress, keep_errors=True, model=model, device=device, given=given)
     per_fmt = {}
-    todo = [(fmt, f) for fmt in fmts for f in formulas if not f.kernel or f.supports(fmt)]
+    todo = [(fmt, f) for fmt in fmts for f in formulas if f.supports(fmt)]
     with phase("overflow maps and timings", total=len(todo)) as step:
         for fmt in fmts:
             per_fmt[fmt.name] = _collect_format(fmt, formulas, audit, compute, ftz, domain, samples, seed, model,
@@ -50,7 +50,7 @@ def _collect_format(fmt, formulas, audit, compute, ftz, domain, samples, seed, m
     """One format's overflow maps, attributions, error series and costs (collect)."""
     policy = policy_for(fmt, compute, ftz, model, device)
     maps, attrib, series, cost = [], [], [], []
-    for f in (f for f in formulas if not f.kernel or f.supports(fmt)):
+    for f in (f for f in formulas if f.supports(fmt)):
         step(f"{fmt.name} {f.id}", advance=0)
         m, a = ([], None) if f.kernel else overflow_map(f, policy, domain, samples, seed)
         maps += m

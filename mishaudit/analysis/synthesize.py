@@ -39,11 +39,13 @@ from mishaudit.measure.metrics import errors
 from mishaudit.reference.table import reference
 
 TAU = 1.0
-K = 1000.0
+K = 10000.0
 BIG = 1e9
 OP_TIE = 1e-6
 PENALTY = 256.0  # default loss units per branch
 SAMPLES = 1 << 18  # binary32 inputs the regimes are chosen on
+ROUNDS = 3  # proofs of a sampled search: each one above TAU adds the inputs around its worst and solves again
+WINDOW = 1 << 14  # inputs added on each side of a proof's worst input
 BUDGET = 3  # default elementary calls per path
 
 
@@ -141,7 +143,8 @@ class Measured:
     cr: np.ndarray
 
 
-def measure(cands: list[Candidate], x: np.ndarray, policy: Policy, spec, specials: bool = False) -> Measured:
+def measure(cands: list[Candidate], x: np.ndarray, policy: Policy, spec, specials: bool = False,
+            tau: float = TAU) -> Measured:
     """Each candidate's loss on every input of x (finite, ascending); with `specials`, -inf is added
     before x and +inf after it, a candidate wrong there (or wrong at NaN, for the +inf end: NaN takes
     the last regime) losing BIG."""
@@ -159,7 +162,7 @@ def measure(cands: list[Candidate], x: np.ndarray, policy: Policy, spec, special
         err = errors(y, ref, fmt)
         u = np.where(err.finite, err.ulp, np.inf)
         right = err.cr & ~err.signed_zero
-        lj = np.where(err.finite & ~err.signed_zero, (~right) * (1.0 + K * np.maximum(0.0, u - TAU) ** 2), BIG) \
+        lj = np.where(err.finite & ~err.signed_zero, (~right) * (1.0 + K * np.maximum(0.0, u - tau) ** 2), BIG) \
             + OP_TIE * c.ops
         if specials:
             with np.errstate(all="ignore"):
@@ -225,11 +228,22 @@ def regimes(m: Measured, penalty: float) -> list[tuple[int, int]]:
 
 
 def assemble(ident: str, segs: list[tuple[float, Candidate]]) -> str:
-    """The FPCore body: (if (< x T1) A0 (if (< x T2) A1 ... An)), T_j the first input of regime j."""
-    body = segs[-1][1].body
-    for j in range(len(segs) - 1, 0, -1):
-        body = f"(if (< x {_threshold(segs[j][0])}) {segs[j - 1][1].body} {body})"
-    return body
+    """The FPCore body: a balanced tree of (if (< x T) A B), T the first input of a regime, so the
+    nesting grows with the log of the number of regimes."""
+    return " ".join(code for code, _ in _tree(segs, ""))
+
+
+def _tree(segs: list, indent: str) -> list[tuple[str, str]]:
+    """(code, comment) lines of the if-tree over `segs`: each regime's form on its own line."""
+    if len(segs) == 1:
+        c = segs[0][1]
+        return [(indent + c.body, f"{c.name} ({c.origin})")]
+    mid = len(segs) // 2
+    lines = [(f"{indent}(if (< x {_threshold(segs[mid][0])})", "")]
+    lines += _tree(segs[:mid], indent + "  ") + _tree(segs[mid:], indent + "  ")
+    code, note = lines[-1]
+    lines[-1] = (code + ")", note)
+    return lines
 
 
 def _threshold(v: float) -> str:
@@ -250,18 +264,27 @@ class Result:
     notes: list = field(default_factory=list)
 
 
-def _inputs(fmt: Format, samples: int, seed: int) -> tuple[np.ndarray, bool]:
-    """(ascending inputs, exhaustive?): every finite value for p <= 16, else a stratified sample."""
-    if fmt.p <= 11 or fmt.name in ("fp16", "bf16"):
-        x = all_finite(fmt)
-        return np.sort(x, kind="stable"), True
-    from mishaudit.eval.inputs import sample
+def busy_range(fmt: Format) -> tuple[float, float]:
+    """Where mish(x) is neither rounded to -0 nor to x: e^x |x| above half the smallest subnormal
+    2^(emin - p) needs x > (emin - p) ln 2 - log|x| (so below (emin - p) ln 2 - 10 it is -0, with room),
+    and 2 e^-2x < 2^-(p+1) once x > (p + 2) ln 2 / 2 (plus room)."""
+    ln2 = 0.6931471805599453
+    return (fmt.emin - fmt.p) * ln2 - 10, (fmt.p + 2) * ln2 / 2 + 2
 
-    x = sample(fmt, samples, seed).x
+
+def _inputs(fmt: Format, samples: int, seed: int) -> tuple[np.ndarray, bool]:
+    """(ascending inputs, exhaustive?): every finite value of binary16 and bfloat16; otherwise half
+    the samples stratified over every binade (eval/inputs.py's sample) and half over busy_range()."""
+    if fmt.name in ("fp16", "bf16"):
+        return np.sort(all_finite(fmt), kind="stable"), True
+    from mishaudit.eval.inputs import Domain, sample
+
+    lo, hi = busy_range(fmt)
+    x = np.concatenate([sample(fmt, samples // 2, seed).x, sample(fmt, samples // 2, seed, Domain(lo, hi)).x])
     return np.unique(x), False
 
 
-def _refine(segs: list, cands: list, policy: Policy, spec, xs: np.ndarray) -> list:
+def _refine(segs: list, cands: list, policy: Policy, spec, xs: np.ndarray, tau: float) -> list:
     """Binary32: move each branch point to the best split among every format value between the two
     sample points around it (the two regimes' losses on each): [(index or (index, value), candidate)]."""
     fmt = policy.storage
@@ -275,7 +298,7 @@ def _refine(segs: list, cands: list, policy: Policy, spec, xs: np.ndarray) -> li
             out.append((i, c))
             continue
         between = from_ordinal(np.arange(a + 1, b + 1), fmt)  # xs[i-1] < v <= xs[i]
-        m = measure([cands[out[-1][1]], cands[c]], between, policy, spec)
+        m = measure([cands[out[-1][1]], cands[c]], between, policy, spec, tau=tau)
         left = np.concatenate([[0.0], np.cumsum(m.loss[:, 0])])
         right = np.concatenate([np.cumsum(m.loss[::-1, 1])[::-1], [0.0]])
         j = int(np.argmin((left + right)[:-1]))  # regime c starts at between[j]
@@ -283,32 +306,71 @@ def _refine(segs: list, cands: list, policy: Policy, spec, xs: np.ndarray) -> li
     return out
 
 
-def synthesize(registry: dict, spec, fmt: Format, compute: Format | None = None, libm: str = "cr",
-               budget: int = BUDGET, penalty: float = PENALTY, samples: int = SAMPLES, seed: int = 0) -> Result:
-    """The synthesized formulation (module docstring)."""
-    policy = Policy(fmt, compute, False, libm)
-    cands = candidates(registry, spec.key, policy.work, budget)
-    x, exhaustive = _inputs(fmt, samples, seed)
-    m = measure(cands, x, policy, spec, specials=True)
-    xs = m.x  # -inf, x..., +inf
-    segs = regimes(m, penalty)
-    if not exhaustive:
-        segs = _refine(segs, cands, policy, spec, xs)
-    points = [(float(xs[i]), c) if isinstance(i, (int, np.integer)) else (i[1], c) for i, c in segs]
-    chosen = [(v, cands[c]) for v, c in points]
-    body = assemble("s", chosen)
-    core = fc.parse(f"(FPCore s (x) {body})", "<synthesized>")
-    calls, ops = path_cost(core.body)
-    res = Result(spec.key, fmt, policy, body, chosen, calls, ops, len(cands), len(x))
-    if not exhaustive:
-        res.notes.append(f"regimes chosen on {len(x):,} sampled inputs, branch points refined over every "
-                         f"{fmt.name} value between samples")
-    return res
+class Search:
+    """The candidates measured on an input set, kept so that inputs can be added (counterexamples of a
+    proof) without measuring the others again."""
 
+    def __init__(self, registry: dict, spec, fmt: Format, compute: Format | None = None, libm: str = "cr",
+                 budget: int = BUDGET, samples: int = SAMPLES, seed: int = 0, tau: float = TAU):
+        self.spec, self.fmt, self.tau = spec, fmt, tau
+        self.policy = Policy(fmt, compute, False, libm)
+        self.cands = candidates(registry, spec.key, self.policy.work, budget)
+        x, self.exhaustive = _inputs(fmt, samples, seed)
+        self.m = measure(self.cands, x, self.policy, spec, specials=True, tau=tau)
+        self.added = 0
+
+    def add(self, x: np.ndarray) -> int:
+        """Measure the inputs of x not measured yet and merge them in; returns how many were new."""
+        inner = self.m.x[1:-1]
+        x = np.setdiff1d(np.unique(np.asarray(x, dtype=np.float64)), inner)
+        x = x[np.isfinite(x)]
+        if not len(x):
+            return 0
+        new = measure(self.cands, x, self.policy, self.spec, tau=self.tau)
+        xs = np.concatenate([inner, new.x])
+        order = np.argsort(xs, kind="stable")
+        loss = np.concatenate([self.m.loss[1:-1], new.loss])[order]
+        self.m = Measured(np.concatenate([[-np.inf], xs[order], [np.inf]]),
+                          np.concatenate([self.m.loss[:1], loss, self.m.loss[-1:]]),
+                          np.concatenate([self.m.ulp, new.ulp])[order], np.concatenate([self.m.cr, new.cr])[order])
+        self.added += len(x)
+        return len(x)
+
+    def solve(self, penalty: float = PENALTY) -> Result:
+        """The regimes over the inputs measured so far, assembled (module docstring)."""
+        m, cands = self.m, self.cands
+        xs = m.x  # -inf, x..., +inf
+        segs = regimes(m, penalty)
+        if not self.exhaustive:
+            segs = _refine(segs, cands, self.policy, self.spec, xs, self.tau)
+        points = [(float(xs[i]), c) if isinstance(i, (int, np.integer)) else (i[1], c) for i, c in segs]
+        chosen = [(v, cands[c]) for v, c in points]
+        body = assemble("s", chosen)
+        calls, ops = path_cost(fc.parse(f"(FPCore s (x) {body})", "<synthesized>").body)
+        res = Result(self.spec.key, self.fmt, self.policy, body, chosen, calls, ops, len(cands), len(xs) - 2)
+        if not self.exhaustive:
+            res.notes.append(f"regimes chosen on {len(xs) - 2:,} inputs ({self.added:,} of them added around the "
+                             f"worst inputs of earlier proofs), branch points refined over every {self.fmt.name} "
+                             "value between them")
+        return res
+
+
+def synthesize(registry: dict, spec, fmt: Format, compute: Format | None = None, libm: str = "cr",
+               budget: int = BUDGET, penalty: float = PENALTY, samples: int = SAMPLES, seed: int = 0,
+               tau: float = TAU) -> Result:
+    """The synthesized formulation on the initial inputs (no counterexamples added)."""
+    return Search(registry, spec, fmt, compute, libm, budget, samples, seed, tau).solve(penalty)
+
+
+def window(x: float, fmt: Format, half: int = WINDOW) -> np.ndarray:
+    """The 2 half + 1 format values around x (by ordinal), clipped to the finite ones."""
+    o = int(ordinal(np.array([x]), fmt)[0])
+    top = int(ordinal(np.array([fmt.max]), fmt)[0])
+    return from_ordinal(np.arange(max(o - half, -top), min(o + half, top) + 1), fmt)
 
 
 def command_line(spec: str, fmt: Format, compute: Format | None, libm: str, budget: int, penalty: float,
-                 samples: int, seed: int) -> str:
+                 samples: int, seed: int, tau: float = TAU, ident: str | None = None, rounds: int = ROUNDS) -> str:
     """The synthesize command that reproduces a result (defaults left out)."""
     parts = ["mishaudit synthesize", f"--dtype {fmt.name}"]
     if spec != "mish":
@@ -321,11 +383,17 @@ def command_line(spec: str, fmt: Format, compute: Format | None, libm: str, budg
         parts.append(f"--budget {budget}")
     if penalty != PENALTY:
         parts.append(f"--penalty {penalty:g}")
-    if fmt.p > 11 and fmt.name not in ("fp16", "bf16"):
+    if tau != TAU:
+        parts.append(f"--tau {tau:g}")
+    if fmt.name not in ("fp16", "bf16"):
         if samples != SAMPLES:
             parts.append(f"--samples {samples}")
         if seed:
             parts.append(f"--seed {seed}")
+        if rounds != ROUNDS:
+            parts.append(f"--rounds {rounds}")
+    if ident is not None and ident != f"mishaudit-{'grad-' if spec != 'mish' else ''}{fmt.name}":
+        parts.append(f"--id {ident}")
     return " ".join(parts)
 
 
@@ -343,14 +411,85 @@ def to_fpcore(res: Result, ident: str, command: str, spec_text: str | None) -> s
              f' ({res.policy.work.name} compute, libm {res.policy.libm}), at most {res.calls} elementary calls"']
     if spec_text:
         lines.append(f"  :spec {spec_text}")
+    lines.append(f"  :mishaudit-dtype {res.fmt.name}")
     lines.append(f'  :mishaudit-source "{command}"')
-    lines.append(f'  :mishaudit-used-by "synthesized: no kernel yet"')
-    segs = res.regimes
-    body_lines = []
-    for j, (_, c) in enumerate(segs):
-        note = f"  ; {c.name} ({c.origin})"
-        if j < len(segs) - 1:
-            body_lines.append(f"  (if (< x {_threshold(segs[j + 1][0])}) {c.body}{note}")
-        else:
-            body_lines.append(f"  {c.body}{')' * (len(segs) - 1)}{note}")
+    lines.append('  :mishaudit-used-by "synthesized: no kernel yet"')
+    body_lines = [code + (f"  ; {note}" if note else "") for code, note in _tree(res.regimes, "  ")]
     return "\n".join(lines + body_lines) + "\n  )\n"
+
+
+def is_synthesized(f) -> bool:
+    """A formula this command wrote (its :mishaudit-source names it): never a candidate, so a result
+    is reproduced from the registered formulations alone."""
+    return not f.kernel and f.source.startswith("mishaudit synthesize")
+
+
+def prove(formula: Formula, policy: Policy, jobs: int = 0, on_sweep=None) -> dict:
+    """The audit row of the result over every finite input (binary32: the exhaustive sweep; binary64:
+    the default sample, said in `strategy`), with its special-input checks."""
+    from mishaudit.analysis.audit import run_audit
+    from mishaudit.eval.inputs import Domain
+
+    fmt = policy.storage
+    a = run_audit([formula], [fmt], policy.compute, False, Domain(), 1 << 16, 0, progress=False,
+                  with_formula_error=False, model=policy.libm, exhaustive=fmt.name == "fp32", jobs=jobs,
+                  on_sweep=on_sweep)
+    row = dict(a.rows[0])
+    row["specials"] = a.specials
+    return row
+
+
+def c_time(formula: Formula, fmt: Format, n: int = 1 << 20, repeat: int = 20) -> float | None:
+    """ns per input of the emitted C function (emit/, gcc -O2 with the header's flags) over n inputs
+    spread over busy_range(), best of `repeat` passes on one core; None without gcc."""
+    import os
+    import re
+    import shutil
+    import subprocess
+    import tempfile
+
+    from mishaudit.emit import emit
+    from mishaudit.emit.text import identifier
+
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        return None
+    src = emit(formula, "c", fmt)
+    m = re.search(r"gcc ([^\n]*?)(?: -o | \S+\.c| -lm|\n)", src)
+    flags = [f for f in (m.group(1).split() if m else ["-O2"]) if f.startswith("-") and not f.startswith("-o")]
+    name = identifier(formula.id)
+    ctype = {"fp16": "_Float16", "fp32": "float", "fp64": "double"}.get(fmt.name, "float")
+    lo, hi = busy_range(fmt)
+    main = f"""
+#include <stdio.h>
+#include <time.h>
+#include <stdlib.h>
+int main(void) {{
+  int n = {n};
+  {ctype} *x = malloc(sizeof({ctype}) * n);
+  for (int i = 0; i < n; i++) x[i] = ({ctype})({lo!r} + ({hi!r} - {lo!r}) * (double)i / n);
+  double best = 1e30, sink = 0;
+  for (int r = 0; r < {repeat}; r++) {{
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    for (int i = 0; i < n; i++) sink += (double){name}(x[i]);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    double t = (b.tv_sec - a.tv_sec) * 1e9 + (b.tv_nsec - a.tv_nsec);
+    if (t < best) best = t;
+  }}
+  printf("%.6f %g\\n", best / n, sink);
+  return 0;
+}}
+"""
+    with tempfile.TemporaryDirectory(prefix="mishaudit-time-") as d:
+        path = os.path.join(d, "t.c")
+        with open(path, "w") as fh:
+            fh.write(src + main)
+        exe = os.path.join(d, "t")
+        try:
+            subprocess.run([gcc, *flags, "-std=gnu99", path, "-o", exe, "-lm"], check=True, capture_output=True,
+                           timeout=120)
+            out = subprocess.run([exe], check=True, capture_output=True, text=True, timeout=300).stdout
+        except (subprocess.SubprocessError, OSError):
+            return None
+    return float(out.split()[0])

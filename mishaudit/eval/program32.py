@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from mishaudit.eval import libm
@@ -158,6 +159,23 @@ def _split_if(e: fc.If, cond: np.ndarray, env: dict, prog: _Prog32) -> np.ndarra
     return out
 
 
+@numba.njit(cache=True, nogil=True)
+def _fma32(a, b, c, out):  # pragma: no cover - compiled
+    """out = RN_binary32(a*b + c) for binary32 values: evaluate.fma_round_to_odd's steps per element
+    (a*b exact in binary64, TwoSum, round to odd, then one rounding to binary32)."""
+    for i in range(len(a)):
+        p = a[i] * b[i]
+        s = p + c[i]
+        bb = s - p
+        t = (p - (s - bb)) + (c[i] - bb)
+        if t != 0.0 and s - s == 0.0:  # inexact and finite
+            bits = np.float64(s).view(np.int64)
+            if (bits & 1) == 0:
+                bits += 1 if (t > 0) == (s > 0) else -1
+                s = np.int64(bits).view(np.float64)
+        out[i] = np.float32(s)
+
+
 def _eval32(e: fc.Expr, env: dict, prog: _Prog32, memo: dict):
     if isinstance(e, fc.Num):
         return np.float32(round_exact(e.value, FP32))
@@ -174,7 +192,11 @@ def _eval32(e: fc.Expr, env: dict, prog: _Prog32, memo: dict):
         return _walk32(e.body, inner, prog, memo)
     if isinstance(e, fc.If):
         cond = _walk32(e.cond, env, prog, memo)
-        if prog.split_arms and np.ndim(cond) == 1 and len(cond) > 1 and cond.any() and not cond.all():
+        if prog.split_arms and np.ndim(cond) == 1 and len(cond) > 1:
+            if cond.all():  # the block takes one arm: the other is not computed
+                return np.broadcast_to(_walk32(e.then, env, prog, memo), cond.shape)
+            if not cond.any():
+                return np.broadcast_to(_walk32(e.other, env, prog, memo), cond.shape)
             return _split_if(e, cond, env, prog)
         return np.where(cond, _walk32(e.then, env, prog, memo), _walk32(e.other, env, prog, memo))
     if isinstance(e, fc.Annot):
@@ -186,8 +208,12 @@ def _eval32(e: fc.Expr, env: dict, prog: _Prog32, memo: dict):
     if op == "-" and len(args) == 1:
         return np.negative(args[0])
     if op == "fma":
-        a, b, c = (np.asarray(v, dtype=np.float64) for v in args)
-        return fma_round_to_odd(a, b, c, FP32).astype(np.float32)
+        a, b, c = (np.ascontiguousarray(v, dtype=np.float64) for v in np.broadcast_arrays(*args))
+        if a.ndim != 1:
+            return fma_round_to_odd(a, b, c, FP32).astype(np.float32)
+        out = np.empty(len(a), dtype=np.float32)
+        _fma32(a, b, c, out)
+        return out
     if op in _F32_UNARY:
         return _F32_UNARY[op](args[0])
     if op in libm.ELEMENTARY:

@@ -100,6 +100,28 @@ class Formula:
         return str(self.core.prop(":mishaudit-source", ""))
 
     @property
+    def made_for(self) -> tuple:
+        """The formats named by :mishaudit-dtype (a formulation made for them, as synthesize writes: its
+        regimes and constants are those formats'), () when it has none (any format)."""
+        v = self.core.prop(":mishaudit-dtype", None)
+        if v is None:
+            return ()
+        items = v if isinstance(v, tuple) else (v,)
+        return tuple(getattr(i, "name", str(i)) for i in items)
+
+    def supports(self, fmt: Format) -> bool:
+        """Whether an audit in `fmt` runs it (every format unless :mishaudit-dtype names others)."""
+        return not self.made_for or fmt.name in self.made_for
+
+    @property
+    def why_not(self) -> dict:
+        """format name -> why it is not audited there (the formats it is not made for)."""
+        from mishaudit.formats import FORMATS
+
+        return {f.name: f"made for {', '.join(self.made_for)} only (:mishaudit-dtype): its regimes and constants "
+                        "are that format's" for f in FORMATS if not self.supports(f)}
+
+    @property
     def used_by(self) -> str:
         return str(self.core.prop(":mishaudit-used-by", ""))
 
@@ -186,7 +208,15 @@ def load_text(text: str, src: str, stem: str) -> Formula:
     if _type(core.body, {n: "real" for n in known}, src) != "real":
         line, col = core.body.pos
         raise UserError(f"{src}:{line}:{col}: the body must be a number, not a truth value: wrap it in (if ... a b)")
-    return Formula(ident, core, src, text, constants, _read_spec(core, src), tuple(n for n, _ in params))
+    f = Formula(ident, core, src, text, constants, _read_spec(core, src), tuple(n for n, _ in params))
+    from mishaudit.formats import FORMATS
+
+    known = {fm.name for fm in FORMATS}
+    for name in f.made_for:
+        if name not in known:
+            raise UserError(f"{src}: :mishaudit-dtype {_q(name)} is not a format: give one or more of "
+                            f"{', '.join(sorted(known))}")
+    return f
 
 
 def _read_spec(core: fpcore.FPCore, src: str) -> Spec:
