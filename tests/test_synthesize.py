@@ -311,7 +311,7 @@ def test_synthesize_reproduces_a_shipped_result_from_scratch(ident, tmp_path):
     cmd = f.source.split()
     assert cmd[:2] == ["mishaudit", "synthesize"]
     out = tmp_path / f"{ident}.fpcore"
-    r = subprocess.run([sys.executable, "-m", "mishaudit.cli", *cmd[2:], "--out", str(out), "--no-proof",
+    r = subprocess.run([sys.executable, "-m", "mishaudit.cli", *cmd[1:], "--out", str(out), "--no-proof",
                         "--format", "json"], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     g = load_text(out.read_text(), str(out), ident)

@@ -343,6 +343,9 @@ def test_every_compare_row_orders_median_p99_max():
     rows += json.loads(out)
     assert len(rows) >= 30
     for r in rows:
+        if r["strategy"] == "unsupported":  # a formulation made for the other 16-bit format (:mishaudit-dtype)
+            assert r["max_ulp"] is None and r["percentiles"] is None
+            continue
         if r["max_ulp"] is not None:
             v = [float(r[k]) for k in ("median_ulp", "p99_ulp", "max_ulp")]
             assert v[0] <= v[1] <= v[2], (r["formula"], r["dtype"], v)
