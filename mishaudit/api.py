@@ -508,6 +508,9 @@ def synthesize(dtype="fp16", spec: str = "mish", *, compute_dtype=None, libm: st
     penalty = A.number("penalty", penalty, 0.0, "a non-negative loss per branch")
     tau = A.number("tau", tau, 0.0, "a positive number of ulps", strict=True)
     samples = A.integer("samples", samples, 1024, "at least 1024 samples")
+    if samples > S.MAX_SAMPLES:  # each measured input holds a loss, an ulp error and a verdict per candidate
+        raise UserError(f"{said('samples', samples)}: at most {S.MAX_SAMPLES:,} (each sampled input holds about "
+                        "5 KB, 13 bytes for each of some 400 candidates): give fewer")
     seed = A.integer("seed", seed, 0, "a non-negative integer")
     rounds = A.integer("rounds", rounds, 0, "a number of proofs, 0 or more")
     grad = spec == "mish'"

@@ -44,6 +44,7 @@ BIG = 1e9
 OP_TIE = 1e-6
 PENALTY = 256.0  # default loss units per branch
 SAMPLES = 1 << 18  # binary32 inputs the regimes are chosen on
+MAX_SAMPLES = 1 << 21  # about 10 GB of measurements (n x candidates x 13 bytes)
 ROUNDS = 3  # proofs of a sampled search: each one above TAU adds the inputs around its worst and solves again
 WINDOW = 1 << 14  # inputs added on each side of a proof's worst input
 BUDGET = 3  # default elementary calls per path

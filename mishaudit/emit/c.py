@@ -260,6 +260,17 @@ class _C:
             return self.narrow(f"{self.fn(op, fmt)}({', '.join(w)})", fmt)
         raise AssertionError(op)
 
+    def truth(self, v: bool) -> str:
+        return "1" if v else "0"
+
+    def compare(self, op: str, pairs: list) -> str:
+        return " && ".join(f"({self.wide(a)} {_CMP[op]} {self.wide(b)})" for a, b in pairs)
+
+    def logic(self, op: str, args: list) -> str:
+        if op == "not":
+            return f"!{args[0].name}"
+        return f" {'&&' if op == 'and' else '||'} ".join(a.name for a in args)
+
     def statements(self, body: list, depth: int) -> list:
         pad = "    " * depth
         out = []
@@ -276,22 +287,7 @@ class _C:
                 out.append(f"{pad}    {dst.name} = {ov.name};")
                 out.append(f"{pad}}}")
                 continue
-            if kind == "const":
-                expr = self.literal(s[2], dst.fmt)
-            elif kind == "bool":
-                expr = "1" if s[2] else "0"
-            elif kind == "op":
-                expr = self.op(s[2], s[3], dst.fmt)
-            elif kind == "cmp":
-                expr = " && ".join(f"({self.wide(a)} {_CMP[s[2]]} {self.wide(b)})" for a, b in s[3])
-            elif kind == "logic":
-                expr = f"!{s[3][0].name}" if s[2] == "not" else f" {'&&' if s[2] == 'and' else '||'} ".join(
-                    a.name for a in s[3])
-            elif kind == "convert":
-                expr = self.convert(s[2], dst.fmt)
-            else:
-                raise AssertionError(kind)
-            out.append(f"{pad}const {self.type(dst.fmt)} {dst.name} = {expr};")
+            out.append(f"{pad}const {self.type(dst.fmt)} {dst.name} = {L.expression(self, s)};")
         return out
 
 

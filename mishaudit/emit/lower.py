@@ -183,3 +183,23 @@ def walk_statements(body: list):
         if s[0] == "if":
             yield from walk_statements(s[3])
             yield from walk_statements(s[5])
+
+
+def expression(r, s: tuple) -> str:
+    """The right-hand side of a straight-line statement (every kind but "if") in renderer r's language:
+    r.literal(value, fmt), r.truth(bool), r.op(op, args, fmt), r.compare(op, pairs), r.logic(op, args),
+    r.convert(src, fmt) say how (c.py and python.py)."""
+    kind, dst = s[0], s[1]
+    if kind == "const":
+        return r.literal(s[2], dst.fmt)
+    if kind == "bool":
+        return r.truth(s[2])
+    if kind == "op":
+        return r.op(s[2], s[3], dst.fmt)
+    if kind == "cmp":
+        return r.compare(s[2], s[3])
+    if kind == "logic":
+        return r.logic(s[2], s[3])
+    if kind == "convert":
+        return r.convert(s[2], dst.fmt)
+    raise AssertionError(kind)

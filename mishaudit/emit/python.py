@@ -52,16 +52,17 @@ _NP_DTYPE = {FP16: "np.float16", BF16: "ml_dtypes.bfloat16", FP32: "np.float32",
 _TORCH_DTYPE = {FP16: "torch.float16", BF16: "torch.bfloat16", FP32: "torch.float32", FP64: "torch.float64"}
 _CMP = ("<", ">", "<=", ">=", "==", "!=")
 
-_NP_HELPERS = {
+# The round-to-odd helpers, one text for both array libraries ({M}: np or torch; {to}: astype or to)
+_RO_TEMPLATE = {
     "ro32": '''
 def _mishaudit_ro32(d):
     """float64 values rounded to float32 to odd: an inexact one takes the odd of its two neighbours."""
-    f = d.astype(np.float32)
-    back = f.astype(np.float64)
-    bits = f.view(np.int32)
-    bump = (back != d) & ~np.isnan(d) & ((bits & 1) == 0)
-    step = np.where(np.abs(back) > np.abs(d), -1, 1).astype(np.int32) * bump
-    return (bits + step).astype(np.int32).view(np.float32)
+    f = d.{to}({M}.float32)
+    back = f.{to}({M}.float64)
+    bits = f.view({M}.int32)
+    bump = (back != d) & ~{M}.isnan(d) & ((bits & 1) == 0)
+    step = (1 - 2 * ({M}.abs(back) > {M}.abs(d)).{to}({M}.int32)) * bump.{to}({M}.int32)
+    return (bits + step).{to}({M}.int32).view({M}.float32)
 ''',
     "fma_ro": '''
 def _mishaudit_fma_ro(a, b, c):
@@ -70,11 +71,20 @@ def _mishaudit_fma_ro(a, b, c):
     s = p + c
     bb = s - p
     t = (p - (s - bb)) + (c - bb)
-    bits = s.view(np.int64)
-    bump = np.isfinite(s) & (t != 0) & ((bits & 1) == 0)
-    step = np.where((t > 0) == (s > 0), 1, -1) * bump
-    return (bits + step).view(np.float64)
+    bits = s.view({M}.int64)
+    bump = {M}.isfinite(s) & (t != 0) & ((bits & 1) == 0)
+    step = (2 * ((t > 0) == (s > 0)).{to}({M}.int64) - 1) * bump.{to}({M}.int64)
+    return (bits + step).view({M}.float64)
 ''',
+}
+
+
+def _ro(lib: str) -> dict:
+    return {k: v.replace("{M}", lib).replace("{to}", "astype" if lib == "np" else "to") for k, v in _RO_TEMPLATE.items()}
+
+
+_NP_HELPERS = {
+    **_ro("np"),
     "fma64": '''
 def _mishaudit_fma64_one(a, b, c):
     """a*b + c rounded once to float64 (exact rationals; IEEE's answer for the special cases)."""
@@ -99,28 +109,7 @@ def _mishaudit_fma64(a, b, c):
 }
 
 _TORCH_HELPERS = {
-    "ro32": '''
-def _mishaudit_ro32(d):
-    """float64 values rounded to float32 to odd: an inexact one takes the odd of its two neighbours."""
-    f = d.to(torch.float32)
-    back = f.to(torch.float64)
-    bits = f.view(torch.int32)
-    bump = (back != d) & ~torch.isnan(d) & ((bits & 1) == 0)
-    step = (1 - 2 * (back.abs() > d.abs()).to(torch.int32)) * bump.to(torch.int32)
-    return (bits + step).view(torch.float32)
-''',
-    "fma_ro": '''
-def _mishaudit_fma_ro(a, b, c):
-    """a*b + c rounded to odd in float64, for operands of at most 24 bits (the product is exact)."""
-    p = a * b
-    s = p + c
-    bb = s - p
-    t = (p - (s - bb)) + (c - bb)
-    bits = s.view(torch.int64)
-    bump = torch.isfinite(s) & (t != 0) & ((bits & 1) == 0)
-    step = (2 * ((t > 0) == (s > 0)).to(torch.int64) - 1) * bump.to(torch.int64)
-    return (bits + step).view(torch.float64)
-''',
+    **_ro("torch"),
     "fma64": _NP_HELPERS["fma64"].split("\n\n\ndef _mishaudit_fma64(")[0] + '''
 
 
@@ -201,6 +190,17 @@ class _Py:
             return self.narrow(f"np.{IMPLEMENTATIONS['numpy'][op].__name__}({', '.join(w)})", fmt)
         raise AssertionError(op)
 
+    def truth(self, v: bool) -> str:
+        return f"torch.full_like(x, {v}, dtype=torch.bool)" if self.torch else f"np.full(x.shape, {v})"
+
+    def compare(self, op: str, pairs: list) -> str:
+        return " & ".join(f"({a.name} {op} {b.name})" for a, b in pairs)
+
+    def logic(self, op: str, args: list) -> str:
+        if op == "not":
+            return f"~{args[0].name}"
+        return f" {'&' if op == 'and' else '|'} ".join(a.name for a in args)
+
     def statements(self, body: list, pad: str) -> list:
         out = []
         for s in body:
@@ -210,22 +210,8 @@ class _Py:
                 out += self.statements(then, pad)
                 out += self.statements(other, pad)
                 expr = f"{self.m}.where({cond.name}, {tv.name}, {ov.name})"
-            elif kind == "const":
-                expr = self.literal(s[2], dst.fmt)
-            elif kind == "bool":
-                expr = (f"torch.full_like(x, {s[2]}, dtype=torch.bool)" if self.torch
-                        else f"np.full(x.shape, {s[2]})")
-            elif kind == "op":
-                expr = self.op(s[2], s[3], dst.fmt)
-            elif kind == "cmp":
-                expr = " & ".join(f"({a.name} {s[2]} {b.name})" for a, b in s[3])
-            elif kind == "logic":
-                expr = f"~{s[3][0].name}" if s[2] == "not" else f" {'&' if s[2] == 'and' else '|'} ".join(
-                    a.name for a in s[3])
-            elif kind == "convert":
-                expr = self.convert(s[2], dst.fmt)
             else:
-                raise AssertionError(kind)
+                expr = L.expression(self, s)
             out.append(f"{pad}{dst.name} = {expr}")
         return out
 
