@@ -15,7 +15,7 @@ from mishaudit.eval.inputs import Domain
 from mishaudit.formats import FP16, FP32, from_ordinal
 from mishaudit.lang.registry import load_registry, load_text
 from mishaudit.measure.metrics import errors, summarize
-from mishaudit.measure.summary import Acc, ExactBlock, hist_upper, summary_row
+from mishaudit.measure.summary import Acc, BlockStats, hist_upper, summary_row
 from mishaudit.reference.fastref import fast_reference
 from mishaudit.reference.table import Reference
 
@@ -238,7 +238,7 @@ def test_exact_block_shortcut_equals_the_full_fold():
         assert ok.all()
         full, short = Acc(), Acc()
         full.add_block(rn.astype(np.float32), x, rn, d, E, r64)
-        short.add_exact(ExactBlock.of(x, rn.astype(np.float32), rn, d, E, r64))
+        short.add_stats(BlockStats.of(x, rn.astype(np.float32), rn, d, E, r64))
         assert summary_row(full) == summary_row(short)
         assert np.array_equal(full.hist, short.hist) and full.sum_ulp == short.sum_ulp
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mishaudit.analysis import row_cache
 from mishaudit.eval import libm
 from mishaudit.eval.evaluate import (
     Policy,
@@ -96,6 +97,10 @@ def _input_sets(formulas: list, fmt: Format, domain: Domain, samples: int, seed:
     union of all (as binary64 bit patterns, sorted)."""
     if given is not None:
         sets = {f.id: InputSet(given.x, "inputs", fmt) for f in formulas}
+    elif fmt.bits == 16:  # every value of the format, whatever the formulation (input_set): enumerated once
+        one = input_set(fmt, domain, samples, seed)
+        sets = {f.id: InputSet(one.x.copy(), one.strategy, fmt) for f in formulas}
+        return sets, np.unique(np.ascontiguousarray(one.x).view(np.uint64))
     else:
         sets = {f.id: input_set(fmt, domain, samples, seed, f) for f in formulas}
     bits = np.unique(np.concatenate([np.ascontiguousarray(s.x).view(np.uint64) for s in sets.values()]))
@@ -141,18 +146,36 @@ def _audit_format(out: Audit, formulas: list, policy: Policy, domain: Domain, sa
     """The rows of one format, on each formulation's own input set (or on the given inputs, counted)."""
     fmt = policy.storage
     refs, sets = {}, {}
+    keys, cached = {}, {}  # formula id -> (path, key) of its cached row; -> (row, specials) found there
     for spec in dict.fromkeys(f.spec for f in formulas):  # one reference per spec, on the union of its inputs
         group = [f for f in formulas if f.spec == spec]
         gsets, bits = _input_sets(group, fmt, domain, samples, seed, counted)
-        ref_all = reference(bits.view(np.float64), fmt, use_cache=use_cache, show_progress=progress, spec=spec)
-        key = fmt.name if spec.key == "mish" else f"{fmt.name} {spec.name}"
-        out.meta.setdefault("reference", {})[key] = {
-            "inputs": len(bits), "computed_now": ref_all.computed, "mpfr_fallback": ref_all.fallback}
         sets.update(gsets)
+        if use_cache and not keep_errors and counted is None:  # analysis/row_cache.py
+            for f in group:
+                if not f.kernel:
+                    keys[f.id] = row_cache.place(f, policy, domain, samples, seed, gsets[f.id], with_formula_error)
+                    hit = row_cache.load(*keys[f.id])
+                    if hit is not None:
+                        cached[f.id] = hit
+        todo = [f for f in group if f.id not in cached]
+        name = fmt.name if spec.key == "mish" else f"{fmt.name} {spec.name}"
+        if not todo:  # every row cached: nothing of the reference is needed (nor computed)
+            out.meta.setdefault("reference", {})[name] = {"inputs": len(bits), "computed_now": 0, "mpfr_fallback": 0}
+            continue
+        ref_all = reference(bits.view(np.float64), fmt, use_cache=use_cache, show_progress=progress, spec=spec)
+        out.meta.setdefault("reference", {})[name] = {
+            "inputs": len(bits), "computed_now": ref_all.computed, "mpfr_fallback": ref_all.fallback}
         refs.update({f.id: ref_all.take(np.searchsorted(bits, np.ascontiguousarray(gsets[f.id].x).view(np.uint64)))
-                     for f in group})
-    approx = approx_errors(formulas, sets, refs, fmt) if with_formula_error else {}
+                     for f in todo})
+    todo = [f for f in formulas if f.id not in cached]
+    approx = approx_errors(todo, sets, refs, fmt) if with_formula_error and todo else {}
     for f in formulas:
+        if f.id in cached:
+            row, sp = cached[f.id]
+            out.specials += sp
+            out.rows.append(row)
+            continue
         inp, ref = sets[f.id], refs[f.id]
         row = {"formula": f.id, "spec": f.spec.name, "dtype": fmt.name, "compute_dtype": policy.work.name,
                "ftz": policy.ftz, "libm": policy.libm, "strategy": inp.strategy,
@@ -166,6 +189,8 @@ def _audit_format(out: Audit, formulas: list, policy: Policy, domain: Domain, sa
         row["specials_wrong"] = sum(not s["ok"] for s in sp)
         out.specials += sp
         out.rows.append(row)
+        if f.id in keys:
+            row_cache.save(*keys[f.id], row, sp)
 
 
 def implementation(impl) -> dict:

@@ -34,7 +34,7 @@ from mishaudit.eval.inputs import Domain, inward
 from mishaudit.eval.program32 import binary32_program, shared_subexpressions
 from mishaudit.formats import FP32
 from mishaudit.heap import keep_heap
-from mishaudit.measure.summary import Acc, ExactBlock
+from mishaudit.measure.summary import Acc, BlockStats
 from mishaudit.reference.table import REF_VERSION, reference_arrays
 from mishaudit.version import __version__
 
@@ -170,42 +170,104 @@ class Summaries:
         self.fallback = meta["fallback"]
 
 
-def programs(formulas: list, policy: Policy) -> dict:
-    """formula id -> binary32 program sharing common subexpressions (None: use the evaluator)."""
-    shared = shared_subexpressions(formulas)
-    return {f.id: binary32_program(f, policy, shared) for f in formulas}
+@dataclass
+class Programs:
+    """How a sweep evaluates its formulations: the fused pass (eval/fused32.py) for those it
+    compiles, binary32 programs (program32.py) or the evaluator for the rest."""
+
+    fused: object | None  # fused32.Fused over `in_fused`, or None
+    in_fused: list  # formula ids, in the fused pass's order
+    single: dict  # formula id -> binary32 program (None: the evaluator), for the others
 
 
-def summarize_block(x32: np.ndarray, formulas: list, progs: dict, policy: Policy, accs: dict, clock=None) -> int:
+_PROGRAMS: dict = {}
+
+
+def programs(formulas: list, policy: Policy) -> Programs:
+    """The sweep's programs for `formulas` under `policy` (built once per process)."""
+    from mishaudit.eval import fused32
+
+    key = (tuple((f.id, f.digest) for f in formulas), policy)
+    got = _PROGRAMS.get(key)
+    if got is None:
+        fused = [f for f in formulas if fused32.supported(f, policy)]
+        rest = [f for f in formulas if f not in fused]
+        shared = shared_subexpressions(rest)
+        got = Programs(fused32.Fused(fused, policy) if fused else None, [f.id for f in fused],
+                       {f.id: binary32_program(f, policy, shared) for f in rest})
+        _PROGRAMS[key] = got
+    return got
+
+
+def outputs(x32: np.ndarray, formulas: list, progs: Programs, policy: Policy) -> dict:
+    """formula id -> its binary32 outputs on the block x32 (the evaluator's bits)."""
+    from mishaudit.eval.fused32 import fused_outputs
+
+    out = {}
+    if progs.fused is not None:
+        ys = fused_outputs(progs.fused, x32, policy)
+        out = dict(zip(progs.in_fused, ys))
+    memo: dict = {}  # subexpressions common to several binary32 programs, this block
+    x = None
+    for f in formulas:
+        if f.id in out:
+            continue
+        prog = progs.single[f.id]
+        if prog is not None:
+            out[f.id] = prog(x32, memo)
+        else:
+            x = x32.astype(np.float64) if x is None else x
+            out[f.id] = evaluate(f, x, policy).y.astype(np.float32)
+    return out
+
+
+def summarize_block(x32: np.ndarray, formulas: list, progs: Programs, policy: Policy, accs: dict,
+                    clock=None) -> int:
     """Fold one block of inputs (ascending binary32) into every formulation's Acc; returns the
-    inputs sent to MPFR. `clock(stage, seconds)`, when given, receives the time of the
-    reference and of each formulation (evaluation and fold)."""
+    inputs sent to MPFR. Formulations whose outputs on the block are the same bits (all RN(r), or
+    the same saturated values) share one fold (BlockStats). `clock(stage, seconds)`, when given,
+    receives the time of the reference, the evaluation and the fold."""
     x = x32.astype(np.float64)
+    t = time.perf_counter()
+    ys = outputs(x32, formulas, progs, policy)
+    if clock:
+        clock("evaluate", time.perf_counter() - t)
     fallback = 0
-    memo: dict = {}  # subexpressions common to several formulations, this block
     for spec in dict.fromkeys(f.spec for f in formulas):  # one reference per spec in the run
         t = time.perf_counter()
         arr = reference_arrays(x, FP32, spec=spec)
         fallback += int(arr["fallback"])
         rn, d, E, r64 = arr["rn"], arr["d"], arr["E"], arr["r64"]
-        rn32 = rn.astype(np.float32)
         if clock:
             clock("reference", time.perf_counter() - t)
-        exact = None
-        group = [f for f in formulas if f.spec == spec]
-        for f in group:
-            t = time.perf_counter()
-            prog = progs[f.id]
-            y = prog(x32, memo) if prog else evaluate(f, x, policy).y.astype(np.float32)
-            if len(group) > 1 and np.array_equal(y.view(np.int32), rn32.view(np.int32)):  # pays off when shared
-                if exact is None:
-                    exact = ExactBlock.of(x, rn32, rn, d, E, r64)
-                accs[f.id].add_exact(exact)
+        t = time.perf_counter()
+        group = [f.id for f in formulas if f.spec == spec]
+        for ids in _same_outputs(group, ys):
+            if len(ids) == 1:
+                accs[ids[0]].add_block(ys[ids[0]], x, rn, d, E, r64)
             else:
-                accs[f.id].add_block(y, x, rn, d, E, r64)
-            if clock:
-                clock(f.id, time.perf_counter() - t)
+                st = BlockStats.of(x, ys[ids[0]], rn, d, E, r64)
+                for fid in ids:
+                    accs[fid].add_stats(st)
+        if clock:
+            clock("fold", time.perf_counter() - t)
     return fallback
+
+
+def _same_outputs(ids: list, ys: dict) -> list:
+    """`ids` grouped by bit-identical outputs (a digest of each, then an exact comparison)."""
+    from mishaudit.measure.fold import digest
+
+    groups: dict = {}
+    for fid in ids:
+        y = ys[fid].view(np.uint32)
+        for members in groups.setdefault(digest(y), []):
+            if np.array_equal(ys[members[0]].view(np.uint32), y):
+                members.append(fid)
+                break
+        else:
+            groups[digest(y)].append([fid])
+    return [m for ms in groups.values() for m in ms]
 
 
 def _worker_init():

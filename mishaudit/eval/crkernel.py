@@ -48,19 +48,7 @@ def kernel(op, addr, nargs, a, b, p, emin, emax, margin, rel, out, flag):
       subnormal range: s = |y| / 2^(emin - p + 1) is not within rel s + 2^-60 of a half-integer;
         RN is rint(s) 2^(emin - p + 1);
       beyond max + ulp(max)/2 by more than rel: inf."""
-    L = 53 - p
-    lowmask = (np.int64(1) << L) - 1
-    half = np.int64(1) << (L - 1)
-    q0 = emin - p + 1
-    sub_scale = 2.0 ** (-q0)
-    quantum = 2.0**q0
-    minnorm = 2.0**emin
-    boundary = (2.0 - 2.0 ** (-p)) * 2.0**emax  # max + half an ulp of max
-    tiny_arg = 2.0 ** (-(p + 2))
-    exp_over = (emax + 1) * _LN2 + 1e-6  # margins far above the rounding of these products
-    exp_under = (emin - p) * _LN2 - 1e-6
-    m1_under = -(p + 1) * _LN2 - 1e-6
-    tanh_sat = 0.35 * (p + 2)
+    c = constants(p, emin, emax, margin, rel)
     last_a = np.nan
     last_b = np.nan
     last_out = 0.0
@@ -72,52 +60,71 @@ def kernel(op, addr, nargs, a, b, p, emin, emax, margin, rel, out, flag):
             out[i] = last_out
             flag[i] = last_flag
             continue
-        res = 0.0
-        fl = 0
-        av = abs(v)
-        done = True
-        if (op == EXP or op == EXPM1 or op == LOG1P or op == TANH) and av <= tiny_arg and v != 0.0:
-            res = 1.0 if op == EXP else v
-        elif (op == EXP or op == EXPM1) and v > exp_over:
-            res = np.inf
-        elif op == EXP and v < exp_under:
-            res = 0.0
-        elif op == EXPM1 and v < m1_under:
-            res = -1.0
-        elif op == TANH and av > tanh_sat:
-            res = math.copysign(1.0, v)
-        else:
-            done = False
-        if not done:
-            y = _raw(addr, nargs, v, w)
-            ay = abs(y)
-            if not (ay < np.inf):  # inf or NaN
-                res = y
-            elif ay < 2.0**-1000:
-                res = math.copysign(0.0, y)
-            elif ay < minnorm:
-                s = ay * sub_scale
-                h = s - math.floor(s) - 0.5
-                if abs(h) > s * rel + 2.0**-60:
-                    res = math.copysign(math.floor(s + 0.5) * quantum, y)
-                else:
-                    fl = 1
-            elif ay < boundary:
-                bits = np.float64(ay).view(np.int64)
-                if abs((bits & lowmask) - half) > margin:
-                    res = math.copysign(np.int64((bits + half) & ~lowmask).view(np.float64), y)
-                else:
-                    fl = 1
-            elif ay * (1.0 - rel) > boundary:
-                res = math.copysign(np.inf, y)
-            else:
-                fl = 1
+        res, fl = one(op, addr, nargs, v, w, c)
         out[i] = res
         flag[i] = fl
         last_a = v
         last_b = w
         last_out = res
         last_flag = fl
+
+
+@numba.njit(cache=True, nogil=True)
+def constants(p, emin, emax, margin, rel):
+    """The format's decision constants `one` takes (computed once per format, not per call)."""
+    L = 53 - p
+    q0 = emin - p + 1
+    return ((np.int64(1) << L) - 1, np.int64(1) << (L - 1), 2.0 ** (-q0), 2.0**q0, 2.0**emin,
+            (2.0 - 2.0 ** (-p)) * 2.0**emax,  # max + half an ulp of max
+            2.0 ** (-(p + 2)),
+            (emax + 1) * _LN2 + 1e-6, (emin - p) * _LN2 - 1e-6,  # margins far above these products' rounding
+            -(p + 1) * _LN2 - 1e-6, 0.35 * (p + 2), np.int64(margin), rel)
+
+
+@numba.njit(cache=True, nogil=True)
+def one(op, addr, nargs, v, w, c):
+    """(RN(f(v[, w])), 0), or (garbage, 1) where MPFR must decide: `kernel`'s decision for one
+    argument (its docstring) with the format's `constants`, shared with the fused sweep pass
+    (eval/fused32.py)."""
+    lowmask, half, sub_scale, quantum, minnorm, boundary, tiny_arg, exp_over, exp_under, m1_under, tanh_sat, \
+        margin, rel = c
+    res = 0.0
+    fl = 0
+    av = abs(v)
+    if (op == EXP or op == EXPM1 or op == LOG1P or op == TANH) and av <= tiny_arg and v != 0.0:
+        return (1.0 if op == EXP else v), 0
+    if (op == EXP or op == EXPM1) and v > exp_over:
+        return np.inf, 0
+    if op == EXP and v < exp_under:
+        return 0.0, 0
+    if op == EXPM1 and v < m1_under:
+        return -1.0, 0
+    if op == TANH and av > tanh_sat:
+        return math.copysign(1.0, v), 0
+    y = _raw(addr, nargs, v, w)
+    ay = abs(y)
+    if not (ay < np.inf):  # inf or NaN
+        res = y
+    elif ay < 2.0**-1000:
+        res = math.copysign(0.0, y)
+    elif ay < minnorm:
+        s = ay * sub_scale
+        h = s - math.floor(s) - 0.5
+        if abs(h) > s * rel + 2.0**-60:
+            res = math.copysign(math.floor(s + 0.5) * quantum, y)
+        else:
+            fl = 1
+    elif ay < boundary:
+        bits = np.float64(ay).view(np.int64)
+        if abs((bits & lowmask) - half) > margin:
+            res = math.copysign(np.int64((bits + half) & ~lowmask).view(np.float64), y)
+        else:
+            fl = 1
+    elif ay * (1.0 - rel) > boundary:
+        res = math.copysign(np.inf, y)
+    else:
+        fl = 1
+    return res, fl
 
 
 @numba.njit(cache=True, nogil=True)

@@ -26,10 +26,11 @@ import math
 import numba
 import numpy as np
 
+from mishaudit.measure.metrics import ULP_RES  # metrics imports no numba (compare's cached path needs none)
+
 HIST_SUB = 2048  # histogram bins per binade of the ulp error (the top 11 significand bits)
 HIST_FLOOR = -30  # ulp errors in (0, 2^-30) share bin 1; bin 0 holds the errors read as 0
 KEY_BASE = ((1023 + HIST_FLOOR) << 11) - 2  # key = (binary64 bits >> 41) - KEY_BASE, at least 1 for u > 0
-ULP_RES = 2.0**-60  # ulp errors below it read as 0 (measure/metrics.py)
 _OFF = 600
 _POW2 = np.ldexp(1.0, np.arange(-_OFF, _OFF + 1))  # 2^j at _POW2[j + _OFF]
 _LOG2 = np.log2(1.0 + np.arange(64))
@@ -139,3 +140,13 @@ def fold(y, rn, d, E, counts, hist, out, keys):  # pragma: no cover - compiled
     out[MAX_ABS200] = ma
     out[MAX_REL] = mr * 2.0**-100
     out[MAX_DULP] = mk
+
+
+@numba.njit(cache=True, nogil=True)
+def digest(bits):  # pragma: no cover - compiled
+    """A 64-bit digest of a uint32 array, sum of word * (2i + 1) mod 2^64 (a loop the compiler
+    vectorises): equal arrays have equal digests; unequal ones are told apart by a comparison."""
+    h = np.uint64(0)
+    for i in range(len(bits)):
+        h += np.uint64(bits[i]) * np.uint64(2 * i + 1)
+    return h

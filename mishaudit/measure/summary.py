@@ -82,11 +82,13 @@ class Acc:
         if self.counts[1] - before < len(y):  # some output is finite
             self._take(out, x, y, r64)
 
-    def add_exact(self, ex: "ExactBlock") -> None:
-        """Fold a block whose outputs all equal RN(r), bit for bit (statistics computed once)."""
-        self.counts += ex.counts
-        self._take(ex.out, ex.x, ex.y, ex.r64)
-        self.hist[ex.lo : ex.lo + len(ex.h)] += ex.h
+    def add_stats(self, st: "BlockStats") -> None:
+        """Fold a block whose statistics were computed once (BlockStats), for several formulations
+        whose outputs on it are the same bits: the same result as add_block."""
+        self.counts += st.counts
+        if st.counts[1] < st.counts[0]:  # some output is finite
+            self._take(st.out, st.x, st.y, st.r64)
+        self.hist[st.keys] += st.h
 
     def _take(self, out: np.ndarray, x, y, r64) -> None:
         self.sum_ulp += _fixed(out[SUM_ULP])
@@ -124,24 +126,33 @@ _NO_KEYS = np.empty(0, dtype=np.int64)
 
 
 @dataclass
-class ExactBlock:
-    """Statistics of a block when every output is RN(r): formula-independent, computed once per
-    block and reused by each formulation that is correctly rounded on all of it."""
+class BlockStats:
+    """The statistics of one block's outputs y, computed once and folded into every formulation
+    whose outputs on the block are y, bit for bit (those that are all RN(r) there, say)."""
 
     x: np.ndarray
-    y: np.ndarray  # RN(r) as binary32
+    y: np.ndarray  # binary32 outputs
     r64: np.ndarray
     counts: np.ndarray
     out: np.ndarray
-    lo: int  # first histogram key
-    h: np.ndarray  # counts of keys lo, lo + 1, ...
+    keys: np.ndarray  # the histogram keys present
+    h: np.ndarray  # their counts
 
     @classmethod
-    def of(cls, x, rn32, rn, d, E, r64) -> "ExactBlock":
-        counts, out, keys = np.zeros(len(COUNTS), dtype=np.int64), np.empty(7), np.empty(len(x), dtype=np.int64)
-        fold(rn32, rn, d, E, counts, _NO_KEYS, out, keys)
+    def of(cls, x, y, rn, d, E, r64) -> "BlockStats":
+        y = np.asarray(y, dtype=np.float32)
+        counts, out, keys = np.zeros(len(COUNTS), dtype=np.int64), np.empty(7), np.full(len(x), -1, dtype=np.int64)
+        fold(y, rn, d, E, counts, _NO_KEYS, out, keys)
+        keys = keys[keys >= 0]  # nonfinite outputs have no key
+        if not len(keys):
+            return cls(x, y, r64, counts, out, keys, keys)
         lo = int(keys.min())
-        return cls(x, rn32, r64, counts, out, lo, np.bincount(keys - lo))
+        if int(keys.max()) - lo < 1 << 16:
+            h = np.bincount(keys - lo)
+            present = np.flatnonzero(h)
+            return cls(x, y, r64, counts, out, present + lo, h[present])
+        u, c = np.unique(keys, return_counts=True)
+        return cls(x, y, r64, counts, out, u, c)
 
 
 def _max(a, b):

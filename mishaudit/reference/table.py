@@ -4,7 +4,8 @@ Per input (all arrays aligned with x): rn = RN(r) in the target format, d = (r -
 (in [-1/2, 1/2]), E = max(floor(log2|r|), emin) (so ulp(r) = 2^(E - p + 1)), r64 = r rounded
 to binary64, for r = spec(x), the function a formulation approximates (lang/spec.py; mish
 unless its file says otherwise). For mish: a fast path with a proven bound where it decides
-(fastref.py: binary64 with its own exp, for binary16, bfloat16 and binary32 inputs), MPFR
+(fastref.py: binary64 with its own exp, for binary16, bfloat16 and binary32 inputs; run as
+fastref_jit.py, its compiled twin, bit for bit), MPFR
 interval enclosures in Ziv's loop for every other input (mpfrref.py). For mish': gradref.py
 (p <= 24; its tails in every format), MPFR Ziv elsewhere (specref.py). A spec that is one
 elementary operation of x, (tanh x) say, for p <= 24: elemref.py (the host libm within its checked
@@ -105,9 +106,10 @@ def reference_arrays(xs: np.ndarray, fmt: Format, show: bool = False, spec: Spec
     if fmt.p > 24:
         rn, d, E, r64, _ = mpfr_reference(xs, fmt)
         return {"rn": rn, "d": d, "E": E, "r64": r64, "fallback": 0}
-    from mishaudit.reference.fastref import fast_reference
+    # fastref.fast_reference compiled (numba), bit for bit
+    from mishaudit.reference.fastref_jit import jit_reference
 
-    rn, d, E, r64, ok = fast_reference(xs, fmt)
+    rn, d, E, r64, ok = jit_reference(xs, fmt)
     out = {"rn": rn, "d": d, "E": E, "r64": r64}
     rest = np.flatnonzero(~ok)
     if len(rest):
@@ -124,9 +126,10 @@ def _other_spec(xs: np.ndarray, fmt: Format, spec: Spec) -> dict:
     op = spec.op if fmt.p <= 24 else None  # one elementary operation of x, (tanh x) say
     fast = spec.key == "mish'"
     if fast:
-        from mishaudit.reference.gradref import grad_reference, grad_tails
+        from mishaudit.reference.gradref import grad_tails
+        from mishaudit.reference.gradref_jit import jit_grad_reference
 
-        rn, d, E, r64, ok = grad_reference(xs, fmt) if fmt.p <= 24 else grad_tails(xs, fmt)
+        rn, d, E, r64, ok = jit_grad_reference(xs, fmt) if fmt.p <= 24 else grad_tails(xs, fmt)
     elif op in ("exp", "exp2", "expm1", "log", "log1p", "tanh"):  # elemref.OPS (numba is imported with it)
         from mishaudit.reference.elemref import elementary_reference
 

@@ -1,0 +1,455 @@
+"""The fused binary32 pass: every formulation of a sweep evaluated in one compiled loop per block.
+
+From the formulas' FPCore trees and the operator table, one Python function is generated and
+compiled by numba: for each input of a block it evaluates every formulation in turn, as scalars,
+with the operations the evaluator (evaluate.py) uses in binary32, so its outputs equal
+`evaluate(f, x, Policy(FP32, libm=...)).y` bit for bit:
+  + - * / sqrt      binary32 IEEE operations (numba without fastmath: no contraction, no reassociation)
+  neg fabs copysign sign-bit operations; fmax/fmin: the first operand unless the second is larger
+                    or the first is NaN (numpy's float64 loops, the evaluator's, on the zero ties
+                    the tests cover)
+  fma               round to odd in binary64, then one rounding (evaluate.fma_round_to_odd)
+  < > <= >= == !=   binary32 comparisons (NaN compares false; != true), chains pairwise
+  and or not if let as in the evaluator (an if computes its taken arm only: no side effects)
+  exp ... pow       the libm model: cr, crkernel.one on the host's binary64 function (its address
+                    passed at run time) where it decides, else the input is flagged for the
+                    evaluator (MPFR); pow(a, 2) = RN(a*a); glibc: the C library's float function
+Subexpressions common to several formulations (canonical keys of program32.subexpression_keys:
+exp(x), log1p(exp(x)), ...) are computed once per input when an earlier formulation computes them
+unconditionally; each elementary call site also repeats its previous answer when its argument
+repeats (crkernel's shortcut), which makes the long runs of saturated inputs cheap.
+
+The generated text holds only names of our own (t0, t1, ...), binary32 constants as hex literals
+and operations from the fixed table below: nothing of a formula file is executed. It is written to
+the cache folder (cache.py), named by its own digest, and numba caches its compiled code there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import math
+import os
+import sys
+import tempfile
+
+import numba
+import numpy as np
+
+from mishaudit.eval import crkernel
+from mishaudit.eval.clib_loops import _c1f, _c2f
+from mishaudit.formats import FP32, round_fraction
+from mishaudit.lang import fpcore as fc
+
+GEN_VERSION = 1
+_BINARY = {"+": "+", "-": "-", "*": "*", "/": "/"}
+_CMP = {"<": "<", ">": ">", "<=": "<=", ">=": ">=", "==": "==", "!=": "!="}
+_EXACT = {"fabs": "abs({0})", "copysign": "_copysign({0}, {1})", "fmax": "_fmax({0}, {1})",
+          "fmin": "_fmin({0}, {1})", "sqrt": "_sqrt({0})"}
+_SHORTCUT = {"exp": crkernel.EXP, "expm1": crkernel.EXPM1, "log": crkernel.LOG, "log1p": crkernel.LOG1P,
+             "tanh": crkernel.TANH}
+MODELS = ("cr", "glibc")
+_ELEMENTARY = ("exp", "exp2", "expm1", "log", "log1p", "tanh", "pow")  # libm.ELEMENTARY (checked in tests)
+
+
+# ---------------------------------------------------------------- scalar operations (compiled)
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _fma(a, b, c):  # pragma: no cover - compiled
+    """RN_binary32(a*b + c): program32._fma32's steps on one element."""
+    p = np.float64(a) * np.float64(b)
+    s = p + np.float64(c)
+    bb = s - p
+    t = (p - (s - bb)) + (np.float64(c) - bb)
+    if t != 0.0 and s - s == 0.0:
+        bits = np.float64(s).view(np.int64)
+        if (bits & 1) == 0:
+            bits += 1 if (t > 0) == (s > 0) else -1
+            s = np.int64(bits).view(np.float64)
+    return np.float32(s)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _copysign(a, b):  # pragma: no cover - compiled
+    ua = np.float32(a).view(np.uint32) & np.uint32(0x7FFFFFFF)
+    ub = np.float32(b).view(np.uint32) & np.uint32(0x80000000)
+    return np.uint32(ua | ub).view(np.float32)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _same(a, b):  # pragma: no cover - compiled
+    """Whether two binary32 values have the same encoding (a call site's repeated argument)."""
+    return np.float32(a).view(np.uint32) == np.float32(b).view(np.uint32)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _fmax(a, b):  # pragma: no cover - compiled
+    return b if (b > a or a != a) else a
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _fmin(a, b):  # pragma: no cover - compiled
+    return b if (b < a or a != a) else a
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _sqrt(a):  # pragma: no cover - compiled
+    return np.float32(np.sqrt(a))
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _cr(op, addr, nargs, a, b):  # pragma: no cover - compiled
+    """(RN_binary32(f(a[, b])), flag) under the cr model (crkernel.one; flag 1: MPFR must decide)."""
+    res, fl = crkernel.one(op, addr, nargs, np.float64(a), np.float64(b), _C32)
+    return np.float32(res), fl
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _square(a):  # pragma: no cover - compiled
+    """pow(a, 2) under cr: a*a is exact in binary64, rounded once."""
+    return np.float32(np.float64(a) * np.float64(a))
+
+
+def _margins():
+    from mishaudit.eval import libm
+
+    return libm._M, libm._REL
+
+
+_M, _REL = _margins()
+_C32 = crkernel.constants(24, -126, 127, _M, _REL)  # binary32's decision constants (a global: frozen)
+
+
+# ---------------------------------------------------------------- code generation
+
+class Unsupported(Exception):
+    """A formula (or policy) the fused pass does not compile: the sweep evaluates it as before."""
+
+
+def supported(formula, policy) -> bool:
+    """Whether `formula` runs in the fused pass under `policy` (plain binary32, libm cr or glibc)."""
+    if formula.kernel or policy.storage is not FP32 or policy.compute not in (None, FP32) or policy.ftz:
+        return False
+    if policy.libm not in MODELS:
+        return False
+    try:
+        _check(formula.body)
+    except Unsupported:
+        return False
+    return True
+
+
+def _check(e) -> None:
+    from mishaudit.eval import libm
+
+    if isinstance(e, fc.Annot):
+        prec = dict(e.props).get(":precision")
+        if prec is not None and getattr(prec, "name", str(prec)) not in ("binary32", "fp32"):
+            raise Unsupported
+    if isinstance(e, fc.Const) and e.name not in ("TRUE", "FALSE", "INFINITY", "NAN", "E", "PI", "LN2"):
+        raise Unsupported
+    if isinstance(e, fc.Op):
+        ok = (e.op in _BINARY or e.op in _CMP or e.op in _EXACT or e.op in ("and", "or", "not", "fma")
+              or e.op in libm.ELEMENTARY)
+        if not ok:
+            raise Unsupported
+    for sub in fc.children(e):
+        _check(sub)
+
+
+class _Gen:
+    """Writes the loop body: one statement list, temporaries t0, t1, ..."""
+
+    def __init__(self, model: str):
+        self.model = model
+        self.lines: list[str] = []
+        self.n = 0
+        self.sites: list[tuple[str, int]] = []  # (op, nargs) per elementary call site
+        self.addr_ops: list[str] = []  # the functions whose addresses the run passes, by index
+        self.consts: dict[str, str] = {}  # hex text -> the module-level name of a binary32 constant
+        self.slots: dict[str, int] = {}  # canonical key of an elementary call node -> local slot
+
+    def const(self, v) -> str:
+        """A binary32 value as a global of the generated module (numba freezes globals)."""
+        v = float(v)
+        if math.isnan(v):
+            return "_NAN"
+        if math.isinf(v):
+            return "_INF" if v > 0 else "_NINF"
+        return self.consts.setdefault(v.hex(), f"K{len(self.consts)}")
+
+    def tmp(self) -> str:
+        self.n += 1
+        return f"t{self.n}"
+
+    def emit(self, depth: int, text: str) -> None:
+        self.lines.append("    " * depth + text)
+
+    def addr(self, op: str) -> int:
+        if op not in self.addr_ops:
+            self.addr_ops.append(op)
+        return self.addr_ops.index(op)
+
+
+def _formula_code(g: _Gen, f, depth: int) -> None:
+    """Statements computing formulation f's output into y[i] and its flag into fl[i].
+
+    Every elementary call node is a memo slot: the run's slot table (rows of M, H, Q; local slot s
+    is row sm[s]) holds its value for input i in M[row, i], H[row, i] whether it is computed yet
+    and Q[row, i] whether an undecided cr call lies in its computation (a formulation reusing it
+    is flagged too). Formulations with the same canonical key share the row, so exp(x) is
+    computed once per input for all of them."""
+    from mishaudit.eval.evaluate import const_value, round_exact
+    from mishaudit.eval.program32 import subexpression_keys
+
+    keys = subexpression_keys(f)
+    consts = {k: round_fraction(v, FP32) for k, v in f.constant_values(FP32).items()}
+    flag = "fv"
+    g.emit(depth, f"{flag} = 0")
+    open_slots: list[int] = []  # slots whose computation encloses the node being written
+
+    def raise_flag(depth: int, fv: str) -> None:
+        """An undecided call flags the innermost slot being computed (which passes it outward when
+        it is read), else the formulation."""
+        if g.model == "cr":
+            g.emit(depth, f"{f'q{open_slots[-1]}' if open_slots else flag} |= {fv}")
+
+    def walk(e, env: dict, depth: int) -> str:
+        if isinstance(e, fc.Op) and e.op in _ELEMENTARY:
+            k = keys[id(e)]
+            s = g.slots.setdefault(k, len(g.slots))
+            t = g.tmp()
+            g.emit(depth, f"r{s} = sm[{s}]")
+            g.emit(depth, f"if r{s} < 0 or H[r{s}, i] == 0:")  # not shared in this run, or not computed yet
+            g.emit(depth + 1, f"q{s} = 0")
+            open_slots.append(s)
+            v = node(e, env, depth + 1)
+            open_slots.pop()
+            g.emit(depth + 1, f"{t} = {v}")
+            g.emit(depth + 1, f"if r{s} >= 0:")
+            g.emit(depth + 2, f"M[r{s}, i] = {t}")
+            g.emit(depth + 2, f"H[r{s}, i] = 1")
+            if g.model == "cr":
+                g.emit(depth + 2, f"Q[r{s}, i] = q{s}")
+            g.emit(depth, "else:")
+            g.emit(depth + 1, f"{t} = M[r{s}, i]")
+            if g.model == "cr":
+                g.emit(depth + 1, f"q{s} = Q[r{s}, i]")
+            raise_flag(depth, f"q{s}")
+            return t
+        return node(e, env, depth)
+
+    def node(e, env: dict, depth: int) -> str:
+        if isinstance(e, fc.Num):
+            return g.const(round_exact(e.value, FP32))
+        if isinstance(e, fc.Const):
+            if e.name in ("TRUE", "FALSE"):
+                return str(e.name == "TRUE")
+            return g.const(round_exact(const_value(e.name), FP32))
+        if isinstance(e, fc.Var):
+            return env[e.name] if e.name in env else g.const(consts[e.name])
+        if isinstance(e, fc.Annot):
+            return walk(e.body, env, depth)
+        if isinstance(e, fc.Let):
+            inner = dict(env)
+            for name, sub in e.bindings:
+                v = walk(sub, inner if e.sequential else env, depth)
+                t = g.tmp()
+                g.emit(depth, f"{t} = {v}")
+                inner[name] = t
+            return walk(e.body, inner, depth)
+        if isinstance(e, fc.If):
+            c = walk(e.cond, env, depth)
+            t = g.tmp()
+            g.emit(depth, f"if {c}:")
+            g.emit(depth + 1, f"{t} = {walk(e.then, env, depth + 1)}")
+            g.emit(depth, "else:")
+            g.emit(depth + 1, f"{t} = {walk(e.other, env, depth + 1)}")
+            return t
+        args = [walk(a, env, depth) for a in e.args]
+        t = g.tmp()
+        op = e.op
+        if op in _CMP:
+            pairs = ([(args[a], args[b]) for a in range(len(args)) for b in range(a + 1, len(args))] if op == "!="
+                     else list(zip(args, args[1:])))
+            g.emit(depth, f"{t} = " + " and ".join(f"({a} {_CMP[op]} {b})" for a, b in pairs))
+        elif op in ("and", "or"):
+            g.emit(depth, f"{t} = " + f" {op} ".join(f"({a})" for a in args))
+        elif op == "not":
+            g.emit(depth, f"{t} = not ({args[0]})")
+        elif op == "-" and len(args) == 1:
+            g.emit(depth, f"{t} = -{args[0]}")
+        elif op in _BINARY:
+            g.emit(depth, f"{t} = np.float32({args[0]} {_BINARY[op]} {args[1]})")
+        elif op in _EXACT:
+            g.emit(depth, f"{t} = " + _EXACT[op].format(*args))
+        elif op == "fma":
+            g.emit(depth, f"{t} = _fma({args[0]}, {args[1]}, {args[2]})")
+        else:  # an elementary function: the libm model, with the call site's repeat shortcut
+            fv = _call(g, op, args, t, depth)
+            if fv:
+                raise_flag(depth, fv)
+        return t
+
+    y = walk(f.body, {f.arg: "xv"}, depth)
+    g.emit(depth, f"y[i] = {y}")
+    if g.model == "cr":
+        g.emit(depth, f"fl[i] = {flag}")
+
+
+def _call(g: _Gen, op: str, args: list, t: str, depth: int):
+    """An elementary call site: `t` = its value; returns the name of its flag (None: always decided)."""
+    s = len(g.sites)
+    g.sites.append((op, len(args)))
+    a, b = args[0], (args[1] if len(args) == 2 else args[0])
+    same = f"_same({a}, la{s})"
+    if len(args) == 2:
+        same += f" and _same({b}, lb{s})"
+    fv = None
+    g.emit(depth, f"if {same}:")
+    g.emit(depth + 1, f"{t} = lr{s}")
+    if g.model == "cr":
+        fv = f"g{t}"
+        g.emit(depth + 1, f"{fv} = lg{s}")
+    g.emit(depth, "else:")
+    d = depth + 1
+    if g.model == "glibc":
+        fn = "_c1f" if len(args) == 1 else "_c2f"
+        g.emit(d, f"{t} = {fn}(addrs[{g.addr(op)}], {', '.join(args)})")
+    else:
+        code = _SHORTCUT.get(op, -1)
+        if op == "pow":
+            g.emit(d, f"if {b} == 2.0:")
+            g.emit(d + 1, f"{t} = _square({a})")
+            g.emit(d + 1, f"{fv} = 0")
+            g.emit(d, "else:")
+            g.emit(d + 1, f"{t}, {fv} = _cr({code}, addrs[{g.addr(op)}], 2, {a}, {b})")
+        else:
+            g.emit(d, f"{t}, {fv} = _cr({code}, addrs[{g.addr(op)}], {len(args)}, {a}, {b})")
+        g.emit(d, f"lg{s} = {fv}")
+    g.emit(d, f"la{s} = {a}")
+    if len(args) == 2:
+        g.emit(d, f"lb{s} = {b}")
+    g.emit(d, f"lr{s} = {t}")
+    return fv
+
+
+def generate(formula, model: str) -> tuple[str, list, list]:
+    """(module source, its slot keys in local order, the libm functions whose addresses `run` takes,
+    in order) for one formulation. The source depends on the formula and the model only, so its
+    compiled code serves every run that holds the formulation."""
+    g = _Gen(model)
+    _formula_code(g, formula, 2)
+    head = ["# generated by mishaudit.eval.fused32 (GEN_VERSION %d): do not edit" % GEN_VERSION,
+            "import numba", "import numpy as np",
+            "from mishaudit.eval.fused32 import _copysign, _cr, _same, _fma, _fmax, _fmin, _sqrt, _square, _c1f, _c2f",
+            "_NAN = np.float32(np.nan)", "_INF = np.float32(np.inf)", "_NINF = np.float32(-np.inf)",
+            *[f"{name} = np.float32(float.fromhex('{h}'))" for h, name in g.consts.items()], "",
+            "@numba.njit(cache=True, nogil=True, error_model='numpy')",
+            "def run(x, y, fl, addrs, M, H, Q, sm):"]
+    init = []
+    for s, (_op, nargs) in enumerate(g.sites):
+        init.append(f"    la{s} = _NAN")
+        init.append(f"    lr{s} = np.float32(0.0)")
+        if nargs == 2:
+            init.append(f"    lb{s} = _NAN")
+        if model == "cr":
+            init.append(f"    lg{s} = 0")
+    body = ["    for i in range(len(x)):", "        xv = x[i]"]
+    keys = sorted(g.slots, key=g.slots.get)
+    return "\n".join(head + init + body + g.lines) + "\n", keys, list(g.addr_ops)
+
+
+_LOADED: dict = {}
+
+
+def _folder():
+    from mishaudit import cache
+
+    for base in (cache.cache_dir() / "fused", os.path.join(tempfile.gettempdir(), "mishaudit-fused")):
+        try:
+            os.makedirs(base, exist_ok=True)
+            if os.access(base, os.W_OK):
+                return str(base)
+        except OSError:
+            continue
+    raise Unsupported
+
+
+def _load(source: str):
+    """The generated module's `run`, compiled (numba's cache beside the file)."""
+    digest = hashlib.sha256((source + numba.__version__).encode()).hexdigest()[:20]
+    if digest in _LOADED:
+        return _LOADED[digest]
+    from mishaudit.files import atomic_write_bytes
+
+    path = os.path.join(_folder(), f"fused_{digest}.py")
+    if not os.path.exists(path):
+        atomic_write_bytes(path, source.encode())
+    name = f"mishaudit_fused_{digest}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    _LOADED[digest] = mod.run
+    return mod.run
+
+
+class Fused:
+    """The fused pass of `formulas` (each `supported`) under `policy`: `self(x32)` -> (ys, flags),
+    ys float32 [len(formulas), n] the outputs, flags uint8 of the same shape (1: the evaluator must
+    redo that output, an undecided cr call on its path). Each formulation is one compiled loop over
+    the block; they share the memo slots of equal subexpressions (the rows of M, H, Q)."""
+
+    def __init__(self, formulas: list, policy):
+        self.formulas = list(formulas)
+        self.model = policy.libm
+        self.parts = [generate(f, self.model) for f in self.formulas]
+        from collections import Counter
+
+        uses = Counter(k for _, keys, _ in self.parts for k in keys)
+        table: dict = {}  # a row of M, H, Q per key that two or more formulations compute; -1: none
+        self._maps = [np.array([table.setdefault(k, len(table)) if uses[k] > 1 else -1 for k in keys] or [-1],
+                               dtype=np.int64) for _, keys, _ in self.parts]
+        self.slots = max(len(table), 1)
+        self._runs = None
+
+    def _ready(self):
+        if self._runs is None:
+            from mishaudit.eval import clib, libm
+
+            if self.model == "cr":
+                libm.verify_host_libm()
+
+            def address(op):
+                return libm._host_address(op) if self.model == "cr" else clib.function(
+                    libm.IMPLEMENTATIONS["glibc"][op][0])
+
+            self._addrs = [np.array([address(op) for op in ops] or [0], dtype=np.int64) for _, _, ops in self.parts]
+            self._runs = [_load(src) for src, _, _ in self.parts]
+        return self._runs
+
+    def __call__(self, x32: np.ndarray):
+        runs = self._ready()
+        x32 = np.ascontiguousarray(x32, dtype=np.float32)
+        n = len(x32)
+        ys = np.empty((len(self.formulas), n), dtype=np.float32)
+        fl = np.zeros((len(self.formulas), n), dtype=np.uint8)
+        M = np.empty((self.slots, n), dtype=np.float32)
+        H = np.zeros((self.slots, n), dtype=np.uint8)
+        Q = np.zeros((self.slots, n), dtype=np.uint8)
+        for j, run in enumerate(runs):
+            run(x32, ys[j], fl[j], self._addrs[j], M, H, Q, self._maps[j])
+        return ys, fl
+
+
+def fused_outputs(fused: Fused, x32: np.ndarray, policy) -> np.ndarray:
+    """The outputs of every formulation of `fused` on x32 (float32 [formulas, n]), the flagged ones
+    redone by the evaluator: bit for bit the evaluator's outputs."""
+    from mishaudit.eval.evaluate import evaluate
+
+    ys, fl = fused(x32)
+    for j in np.flatnonzero(fl.any(axis=1)):
+        idx = np.flatnonzero(fl[j])
+        ys[j, idx] = evaluate(fused.formulas[j], x32[idx].astype(np.float64), policy).y.astype(np.float32)
+    return ys
