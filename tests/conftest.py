@@ -1,3 +1,4 @@
+import os
 import struct
 import zlib
 
@@ -7,7 +8,12 @@ import pytest
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Every test uses a private reference cache (shared within the session for speed)."""
-    monkeypatch.setenv("MISHAUDIT_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+    base = tmp_path_factory.getbasetemp()
+    monkeypatch.setenv("MISHAUDIT_CACHE_DIR", str(base / "cache"))
+    # compiled fused passes (eval/fused32.py, named by their source's digest) are shared by the
+    # session's workers: each is compiled once per session
+    monkeypatch.setenv("MISHAUDIT_CODE_DIR", str((base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base)
+                                                 / "code"))
 
 
 def stop_after(n: int, seen: list):

@@ -3,7 +3,8 @@
 From the formulas' FPCore trees and the operator table, one Python function is generated and
 compiled by numba: for each input of a block it evaluates every formulation in turn, as scalars,
 with the operations the evaluator (evaluate.py) uses in binary32, so its outputs equal
-`evaluate(f, x, Policy(FP32, libm=...)).y` bit for bit:
+`evaluate(f, x, Policy(FP32, libm=...)).y` bit for bit (a NaN is a NaN: IEEE 754 fixes neither its
+sign nor its payload, and every summary counts it as nonfinite alike):
   + - * / sqrt      binary32 IEEE operations (numba without fastmath: no contraction, no reassociation)
   neg fabs copysign sign-bit operations; fmax/fmin: the first operand unless the second is larger
                     or the first is NaN (numpy's float64 loops, the evaluator's, on the zero ties
@@ -364,9 +365,13 @@ _LOADED: dict = {}
 
 
 def _folder():
+    """Where generated modules and their compiled code live: $MISHAUDIT_CODE_DIR, else the cache
+    folder's fused/ (a temporary folder when neither can be written)."""
     from mishaudit import cache
 
-    for base in (cache.cache_dir() / "fused", os.path.join(tempfile.gettempdir(), "mishaudit-fused")):
+    code = os.environ.get("MISHAUDIT_CODE_DIR")
+    for base in ([code] if code else []) + [cache.cache_dir() / "fused",
+                                            os.path.join(tempfile.gettempdir(), "mishaudit-fused")]:
         try:
             os.makedirs(base, exist_ok=True)
             if os.access(base, os.W_OK):

@@ -170,9 +170,9 @@ def _ends_E(lo, hi, emin):
 
 @numba.njit(**_JIT)
 def _closed(x, p, emin, fmax, f32, rn, d, E, r64, ok):
-    """The closed-form regions (series, x = 0, x < UNDER_LIMIT, x > EXP_LIMIT) for every element of the
-    block, branch-free (the exp regions' entries are overwritten after); returns the count of those."""
-    cnt = 0
+    """The closed-form regions (series, x = 0, x < UNDER_LIMIT, x > EXP_LIMIT) for every element of a
+    mixed block, branch-free (the exp regions' entries are overwritten after, E = emin kept for the
+    scaled region)."""
     for i in range(len(x)):
         v = x[i]
         sv = 3.0 * v / 5.0
@@ -191,13 +191,11 @@ def _closed(x, p, emin, fmax, f32, rn, d, E, r64, ok):
         d[i] = ds if series else (0.0 if v == 0.0 else -TINY_D)
         E[i] = Er if series else (Eb if big else emin)
         ok[i] = True
-        cnt += np.int64((v >= _UNDER) & (v <= _EXP) & (abs(v) >= _SERIES))
-    return cnt
 
 
 @numba.njit(**_JIT)
 def _scaled(x, q0, rn, d, r64):
-    """UNDER_LIMIT <= x < SCALED_LIMIT (contiguous lists): RN = -0, d = x P 2^(k - q0), E = emin (kept)."""
+    """UNDER_LIMIT <= x < SCALED_LIMIT (a block or a gathered list): RN = -0, d = x P 2^(k - q0), E = emin (kept)."""
     sc_d = _pow2(-600 - q0)
     for j in range(len(x)):
         v = x[j]
@@ -211,7 +209,7 @@ def _scaled(x, q0, rn, d, r64):
 
 @numba.njit(**_JIT)
 def _negative(x, p, emin, fmax, f32, rn, d, E, r64, ok):
-    """SCALED_LIMIT <= x <= -SERIES_LIMIT (contiguous lists): r = x n / (n + 2), fastref._decide with
+    """SCALED_LIMIT <= x <= -SERIES_LIMIT (a block or a gathered list): r = x n / (n + 2), fastref._decide with
     sign -1 (RN(r) = 0 fixes the side: r < 0)."""
     slack = _EPS * _pow2(p)
     for j in range(len(x)):
@@ -241,7 +239,7 @@ def _negative(x, p, emin, fmax, f32, rn, d, E, r64, ok):
 
 @numba.njit(**_JIT)
 def _positive(x, p, emin, fmax, f32, rn, d, E, r64, ok):
-    """SERIES_LIMIT <= x <= EXP_LIMIT (contiguous lists): r = x - x delta, fastref._positive (RN(r) = x:
+    """SERIES_LIMIT <= x <= EXP_LIMIT (a block or a gathered list): r = x - x delta, fastref._positive (RN(r) = x:
     r lies below it)."""
     for j in range(len(x)):
         v = x[j]
@@ -317,8 +315,9 @@ def _big(x, rn, d, E, r64, ok, emin):
 
 @numba.njit(**_JIT)
 def _kernel(x, p, emin, fmax, f32, rn, d, E, r64, ok, isc, ing, ips, xg, rt, dt, Et, r64t, okt):
-    """Block by block (module docstring): a block in one exp region directly, any other the closed forms
-    for all, then the lists of its exp regions."""
+    """Block by block (module docstring): a block wholly below UNDER_LIMIT, above EXP_LIMIT or in the
+    negative or positive exp region by that region's loop; any other by the closed forms for all, then
+    the lists of its exp regions."""
     n = len(x)
     q0 = emin - p + 1
     for s in range(0, n, BLOCK):

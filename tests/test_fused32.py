@@ -1,0 +1,217 @@
+"""The fused binary32 pass (eval/fused32.py) equals the evaluator bit for bit, and the sweep built on
+it folds the same summaries as the block-by-block path it replaces.
+
+The oracle is `evaluate` (numpy arrays through the libm model's array kernels, both arms of every
+`if`), a different program from the generated scalar loop; the sweep's oracle is one add_block per
+formulation on the evaluator's outputs (no shared folds)."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mishaudit.analysis.sweep import BLOCK, Sweep, programs, summarize_block, values
+from mishaudit.eval import crkernel, fused32, libm
+from mishaudit.eval.evaluate import Policy, evaluate
+from mishaudit.formats import BF16, FP16, FP32, all_finite
+from mishaudit.lang.registry import load_registry, load_text
+from mishaudit.measure.summary import Acc, BlockStats, summary_row
+from mishaudit.reference.table import reference_arrays
+
+REG = load_registry()
+
+
+def fused_formulas(model: str) -> list:
+    pol = Policy(FP32, libm=model)
+    return [f for f in REG.values() if f.supports(FP32) and f.spec.key in ("mish", "mish'") and fused32.supported(f, pol)]
+
+
+def all_values(fmt) -> np.ndarray:
+    """Every finite value of a 16-bit format, as binary32 (exact): every binade of binary32's range
+    up to fp16's or bf16's, coarsely."""
+    return all_finite(fmt).astype(np.float32)
+
+
+def around(v: float, n: int = 2048) -> np.ndarray:
+    """2n consecutive binary32 values around v."""
+    b = np.float32(v).view(np.int32)
+    o = int(b) if b >= 0 else -int(b & 0x7FFFFFFF)
+    return values(o - n, o + n)
+
+
+EDGES = [0.0, 2.0**-149, 2.0**-126, 2.0**-30, -2.0**-30, 2.0**-12, -0.6, -1.1924, 1.0, -20.0, 20.0, 15.0, -15.0,
+         88.72, -87.33, -103.97, -104.0, 350.0, -200.0, 1020.0, -1020.0, 3.4e38, -3.4e38]
+
+
+def hard_inputs() -> np.ndarray:
+    """Binary32 inputs whose exp, log1p(exp) or tanh(log1p(exp)) the cr model's fast pass leaves to
+    MPFR (crkernel flags them): the fused pass must flag them too and take the evaluator's answer."""
+    x = np.linspace(-30, 30, 1 << 21).astype(np.float32).astype(np.float64)
+    found = []
+    a = x
+    for op in ("exp", "log1p", "tanh"):
+        out, flag = np.empty(len(a)), np.empty(len(a), dtype=np.uint8)
+        crkernel.kernel(libm.SHORTCUTS[op], libm._host_address(op), 1, a, a, 24, -126, 127, libm._M, libm._REL,
+                        out, flag)
+        found.append(x[flag == 1])
+        a = libm.correctly_rounded(op, [a], FP32)
+    hard = np.concatenate(found).astype(np.float32)
+    assert len(hard) > 0
+    return hard
+
+
+def check_equal(formulas, x32: np.ndarray, model: str) -> None:
+    pol = Policy(FP32, libm=model)
+    fz = fused32.Fused(formulas, pol)
+    ys = fused32.fused_outputs(fz, x32, pol)
+    for j, f in enumerate(formulas):
+        want = evaluate(f, x32.astype(np.float64), pol).y.astype(np.float32)
+        bad = np.flatnonzero((want.view(np.uint32) != ys[j].view(np.uint32)) & ~(np.isnan(want) & np.isnan(ys[j])))
+        assert not len(bad), (f.id, model, x32[bad[:5]], want[bad[:5]], ys[j][bad[:5]])
+
+
+@pytest.mark.parametrize("model", ["cr", "glibc"])
+def test_every_fp16_and_bf16_value_and_every_region(model):
+    x = np.concatenate([all_values(FP16), all_values(BF16), *[around(v) for v in EDGES],
+                        np.array([np.inf, -np.inf, np.nan], dtype=np.float32)])
+    check_equal(fused_formulas(model), x, model)
+
+
+def test_undecided_cr_calls_are_flagged_and_redone():
+    pol = Policy(FP32)
+    x = hard_inputs()
+    fs = fused_formulas("cr")
+    fz = fused32.Fused(fs, pol)
+    _, fl = fz(x)
+    j = [f.id for f in fs].index("softplus-tanh")
+    assert fl[j].all()  # each input needs MPFR for one of its three calls
+    check_equal(fs, x, "cr")
+
+
+def test_each_formulation_alone_equals_the_run_with_shared_subexpressions():
+    """A formulation compiled alone (no memo rows shared) gives the bits it gives beside the others."""
+    pol = Policy(FP32)
+    fs = fused_formulas("cr")
+    x = np.concatenate([around(-0.7, 4096), around(3.0, 4096), around(-90.0, 1024)])
+    together = fused32.fused_outputs(fused32.Fused(fs, pol), x, pol)
+    for j, f in enumerate(fs):
+        alone = fused32.fused_outputs(fused32.Fused([f], pol), x, pol)[0]
+        assert np.array_equal(alone.view(np.uint32), together[j].view(np.uint32)) or np.array_equal(
+            alone, together[j], equal_nan=True), f.id
+
+
+def test_shared_rows_are_the_subexpressions_several_formulations_compute():
+    from collections import Counter
+
+    fs = [REG["softplus-tanh"], REG["log-exp-plus-one"], REG["softplus-threshold"], REG["yashas"]]
+    fz = fused32.Fused(fs, Policy(FP32))
+    uses = Counter(k for _, ks, _ in fz.parts for k in ks)
+    assert uses["(exp x)"] == 4 and uses["(log1p (exp x))"] == 2 and uses["(tanh (log1p (exp x)))"] == 1
+    for (_, ks, _), rows in zip(fz.parts, fz._maps):
+        for k, r in zip(ks, rows):
+            assert (r >= 0) == (uses[k] > 1), k
+    assert len({int(r) for rows in fz._maps for r in rows if r >= 0}) == sum(c > 1 for c in uses.values())
+    alone = fused32.Fused([REG["softplus-tanh"]], Policy(FP32))
+    assert (alone._maps[0] == -1).all()  # nothing to share
+
+
+def test_generated_code_holds_no_text_of_the_formula():
+    """Names, comments and property strings of a formula file never reach the generated source."""
+    f = load_text('(FPCore evil (x) :name "__import__(\'os\').system(\'x\')" '
+                  '(let* ([os (exp x)] [system (+ os 1)]) (* x (tanh (log1p system)))))', "<evil>", "evil")
+    src, keys, ops = fused32.generate(f, "cr")
+    assert "__import__" not in src and "system" not in src and "os" not in src.replace("ops", "")
+    names = set(re.findall(r"[A-Za-z_][A-Za-z_0-9]*", re.sub(r"'[^']*'", "", src)))
+    ours = {n for n in names if re.fullmatch(r"(t|K|la|lb|lr|lg|gt|q|r)\d+", n)}
+    assert names - ours <= {"generated", "by", "mishaudit", "eval", "fused32", "GEN_VERSION", "do", "not", "edit",
+                            "import", "numba", "numpy", "as", "np", "from", "_copysign", "_cr", "_same", "_fma",
+                            "_fmax", "_fmin", "_sqrt", "_square", "_c1f", "_c2f", "_NAN", "_INF", "_NINF", "float32",
+                            "nan", "inf", "float", "fromhex", "njit", "cache", "True", "nogil", "error_model", "def",
+                            "run", "x", "y", "fl", "addrs", "M", "H", "Q", "sm", "for", "i", "in", "range", "len", "xv",
+                            "fv", "if", "else", "or", "and", "p", "e"}
+    check_equal([f], around(1.5), "cr")
+
+
+CONSTS = ["0", "1", "-1", "2", "0.5", "-0.6", "3", "20", "1/3", "1e-3", "-7.625", "100", "1e5", "-1e-7", "E", "LN2"]
+
+
+@st.composite
+def trees(draw, depth: int = 3, names: tuple = ("x",)) -> str:
+    kinds = ["leaf", "un", "bin", "bin", "fma", "let", "if", "ex"] if depth else ["leaf"]
+    kind = draw(st.sampled_from(kinds))
+
+    def sub(ns=names):
+        return draw(trees(depth - 1, ns))
+
+    if kind == "leaf":
+        return draw(st.sampled_from(list(names) * 4 + CONSTS))
+    if kind == "un":
+        return f"({draw(st.sampled_from(['exp', 'expm1', 'log1p', 'log', 'tanh', '-', 'fabs', 'sqrt']))} {sub()})"
+    if kind == "bin":
+        return f"({draw(st.sampled_from(['+', '-', '*', '/', 'fmax', 'fmin', 'copysign', 'pow']))} {sub()} {sub()})"
+    if kind == "fma":
+        return f"(fma {sub()} {sub()} {sub()})"
+    if kind == "let":
+        v = f"v{depth}"
+        return f"(let* ([{v} {sub()}]) {sub(names + (v,))})"
+    if kind == "if":
+        cmp = f"({draw(st.sampled_from(['<', '>', '<=', '>=', '==', '!=']))} {sub()} {sub()})"
+        if draw(st.booleans()):
+            cmp = f"(or (not {cmp}) (and (< {sub()} {sub()}) TRUE))"
+        return f"(if {cmp} {sub()} {sub()})"
+    return f"(! :precision binary32 {sub()})"
+
+
+PROPERTY_X = np.concatenate([all_values(BF16)[::7], around(0.0, 64), around(-1.5, 64),
+                             np.array([np.inf, -np.inf, np.nan], dtype=np.float32)])
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(st.lists(trees(), min_size=4, max_size=4), st.sampled_from(["cr", "glibc"]))
+def test_random_trees_equal_the_evaluator(bodies, model):
+    """Random trees over every operation the pass compiles, sharing subexpressions between them."""
+    forms = [load_text(f"(FPCore h{i} (x) {b})", f"<tree {i}>", f"h{i}") for i, b in enumerate(bodies)]
+    check_equal(forms, PROPERTY_X, model)
+
+
+@pytest.mark.parametrize("model", ["cr", "glibc"])
+def test_sweep_blocks_fold_as_one_add_block_per_formulation(model):
+    pol = Policy(FP32, libm=model)
+    fs = [f for f in REG.values() if f.supports(FP32) and f.spec.key in ("mish", "mish'")]
+    sw = Sweep(fs, pol, chunk=BLOCK)
+    picks = np.linspace(0, sw.nchunks - 1, 6).astype(int)
+    blocks = [next(sw.blocks(int(i))) for i in picks] + [around(-0.75, BLOCK // 2), around(2.5, BLOCK // 2)]
+    new, old = {f.id: Acc() for f in fs}, {f.id: Acc() for f in fs}
+    progs = programs(fs, pol)
+    for b in blocks:
+        summarize_block(b, fs, progs, pol, new)
+        x = b.astype(np.float64)
+        for spec in dict.fromkeys(f.spec for f in fs):
+            a = reference_arrays(x, FP32, spec=spec)
+            for f in (f for f in fs if f.spec == spec):
+                old[f.id].add_block(evaluate(f, x, pol).y.astype(np.float32), x, a["rn"], a["d"], a["E"], a["r64"])
+    for f in fs:
+        assert summary_row(new[f.id]) == summary_row(old[f.id]), f.id
+        assert np.array_equal(new[f.id].hist, old[f.id].hist) and new[f.id].sum_ulp == old[f.id].sum_ulp, f.id
+
+
+def test_block_stats_equal_add_block_on_any_outputs():
+    """Shared folds hold for outputs with large errors, nonfinite values and wide histogram spans."""
+    x32 = around(-50.0, 2048)
+    x = x32.astype(np.float64)
+    a = reference_arrays(x, FP32)
+    rng = np.random.default_rng(3)
+    y = a["rn"].astype(np.float32)
+    y[rng.choice(len(y), 300, replace=False)] = rng.standard_normal(300).astype(np.float32) * 1e30
+    y[:5] = np.inf
+    y[5] = np.nan
+    for ys in (y, np.full(len(y), np.inf, dtype=np.float32)):
+        full, shared = Acc(), Acc()
+        full.add_block(ys, x, a["rn"], a["d"], a["E"], a["r64"])
+        shared.add_stats(BlockStats.of(x, ys, a["rn"], a["d"], a["E"], a["r64"]))
+        assert summary_row(full) == summary_row(shared)
+        assert np.array_equal(full.hist, shared.hist) and full.sum_ulp == shared.sum_ulp
