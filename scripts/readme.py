@@ -70,6 +70,7 @@ LIBM = REPORTS / "libm-fp32.json"
 OVERFLOW_EXHAUSTIVE = REPORTS / "overflow-fp32-softplus-tanh.json"
 MODELS = REPORTS / "models"
 MODEL_RUNS = REPORTS / "model-runs.json"
+SPEED = REPORTS / "speed-fp32.json"  # benchmarks/exhaustive.py --output
 
 BLOCK = re.compile(r"<!-- generated: (?P<name>[\w.-]+) -->\n(?P<body>.*?)<!-- end: (?P=name) -->", re.DOTALL)
 INLINE = re.compile(r"<!-- g: (?P<key>[^ ]+) -->(?P<body>[^\n]*?)<!-- /g -->")
@@ -604,6 +605,32 @@ def libm_fp32() -> str:
     order = {m: i for i, m in enumerate(LIBM_MODELS)}
     body.sort(key=lambda c: (c[0], order[c[1]]))
     return md_table(["function", "libm", "max ulp", "worst x", "incorrectly rounded", "inputs"], body)
+
+
+@block("speed-fp32")
+def speed_fp32() -> str:
+    """benchmarks/exhaustive.py's one run: the C loop beside mishaudit's exhaustive sweeps, and per stage."""
+    r = read_json(SPEED)
+    c = r.get("c_loop")
+    rows = []
+    if c:
+        rows.append(["C loop, `x*tanhf(log1pf(expf(x)))` against binary64 glibc (unproven)", "1",
+                     f"{c['seconds']:.1f}", "1", f"max {sig(c['max_ulp'], 4)} ulp, mean {sig(c['mean_ulp'], 3)}"])
+    for key, what in (("one", "mishaudit, `softplus-tanh` (proven reference)"),
+                      ("all", "mishaudit, every fp32 formulation of mish and mish' in one sweep")):
+        x = r[key]
+        rows.append([what, str(x["formulas"]), f"{x['seconds']:.1f}",
+                     f"{x['seconds'] / c['seconds']:.2f}" if c else "", f"{count(x['inputs'])} inputs each"])
+    s16 = r["sixteen"]
+    rows.append(["`compare --dtype fp16 --dtype bf16`, tables cached", "all", f"{s16['warm_seconds']:.2f}",
+                 f"{s16['warm_seconds'] / s16['bare_import_seconds']:.2f} (of the bare import)",
+                 f"bare `import numpy, pandas, matplotlib, numba` {s16['bare_import_seconds']:.2f} s; "
+                 f"`--no-cache` {s16['no_cache_seconds']:.2f} s"])
+    out = md_table(["run (every finite input)", "formulations", "seconds", "x the C loop", "notes"], rows)
+    st = [[k] + [f"{r[w].get(k, 0):.1f}" for w in ("stages_one", "stages_all")]
+          for k in ("reference", "evaluate", "fold", "total")]
+    return out + "\n" + md_table(["stage, ns per input on one core", "softplus-tanh",
+                                   f"all {len(r['formulas'])}"], st)
 
 
 @value("libm-builds")
