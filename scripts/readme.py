@@ -633,6 +633,11 @@ def speed_fp32() -> str:
                                    f"all {len(r['formulas'])}"], st)
 
 
+@value("speed-machine")
+def speed_machine() -> str:
+    return read_json(SPEED)["machine"]
+
+
 @value("libm-builds")
 def libm_builds() -> str:
     b = read_json(LIBM)["builds"]

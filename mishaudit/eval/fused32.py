@@ -38,7 +38,7 @@ import numba
 import numpy as np
 
 from mishaudit.eval import crkernel
-from mishaudit.eval.clib_loops import _c1f, _c2f
+from mishaudit.eval.clib_loops import _c1f, _c2f  # noqa: F401 - the generated modules import them from here
 from mishaudit.formats import FP32, round_fraction
 from mishaudit.lang import fpcore as fc
 
@@ -55,7 +55,7 @@ _ELEMENTARY = ("exp", "exp2", "expm1", "log", "log1p", "tanh", "pow")  # libm.EL
 
 # ---------------------------------------------------------------- scalar operations (compiled)
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True)
 def _fma(a, b, c):  # pragma: no cover - compiled
     """RN_binary32(a*b + c): program32._fma32's steps on one element."""
     p = np.float64(a) * np.float64(b)
@@ -70,42 +70,42 @@ def _fma(a, b, c):  # pragma: no cover - compiled
     return np.float32(s)
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True)
 def _copysign(a, b):  # pragma: no cover - compiled
     ua = np.float32(a).view(np.uint32) & np.uint32(0x7FFFFFFF)
     ub = np.float32(b).view(np.uint32) & np.uint32(0x80000000)
     return np.uint32(ua | ub).view(np.float32)
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True)
 def _same(a, b):  # pragma: no cover - compiled
     """Whether two binary32 values have the same encoding (a call site's repeated argument)."""
     return np.float32(a).view(np.uint32) == np.float32(b).view(np.uint32)
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True)
 def _fmax(a, b):  # pragma: no cover - compiled
     return b if (b > a or a != a) else a
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True)
 def _fmin(a, b):  # pragma: no cover - compiled
     return b if (b < a or a != a) else a
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True)
 def _sqrt(a):  # pragma: no cover - compiled
     return np.float32(np.sqrt(a))
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True)
 def _cr(op, addr, nargs, a, b):  # pragma: no cover - compiled
     """(RN_binary32(f(a[, b])), flag) under the cr model (crkernel.one; flag 1: MPFR must decide)."""
     res, fl = crkernel.one(op, addr, nargs, np.float64(a), np.float64(b), _C32)
     return np.float32(res), fl
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True)
 def _square(a):  # pragma: no cover - compiled
     """pow(a, 2) under cr: a*a is exact in binary64, rounded once."""
     return np.float32(np.float64(a) * np.float64(a))

@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 
 import numba
+from numba.cpython.unsafe.numbers import trailing_zeros
 import numpy as np
 
 from mishaudit.measure.metrics import ULP_RES  # metrics imports no numba (compare's cached path needs none)
@@ -39,90 +40,105 @@ _LOG2 = np.log2(1.0 + np.arange(64))
 SUM_ULP, SUM_BITS, MAX_ULP, WORST, MAX_ABS200, MAX_REL, MAX_DULP = range(7)
 
 
+CHUNK = 1016  # outputs per pass of fold: below 2^_F (_measure's packed counts), a multiple of 8
+_F = 10  # bits per count packed in an int64 (_measure)
+_MASK = (1 << _F) - 1
+_REL_SAFE = 2.0**22  # |r|/ulp(r) of a normal r is above it: the bound that makes the rel guard moot
+_RSB = int(np.float64(_REL_SAFE).view(np.int64))
+_TINY = 2.0**-1074
+
+
+@numba.njit(inline="always")
+def _bits(v):  # pragma: no cover - compiled
+    return np.float64(v).view(np.int64)
+
+
+@numba.njit(inline="always")
+def _f64(b):  # pragma: no cover - compiled
+    return np.int64(b).view(np.float64)
+
+
 @numba.njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
 def fold(y, rn, d, E, counts, hist, out, keys):  # pragma: no cover - compiled
     """Fold block outputs y (float32) against rn (float64), d, E (int64) into counts (int64[10]:
     inputs, nonfinite, CR, faithful, signed zero, dULP 0, 1, 2, 3, > 3) and hist (int64, by key),
     or, when `keys` (int64) is as long as y, write each output's histogram key there instead;
     block sums and maxima go to out (float64[7], slots above; WORST is the first index of the
-    largest ulp error, -1 when no output is finite)."""
+    largest ulp error, -1 when no output is finite).
+
+    Two passes per CHUNK of outputs. The first (_measure) has no dependence between outputs, so
+    the compiler vectorises it: each output's u, dULP and key into scratch, the counts, and the
+    maxima, taken on the binary64 bits (nonnegative numbers order as their bits) in any order;
+    the relative error of every output is formed there, one vectorised division each. The second
+    (_ordered) is the part whose order matters: the binary64 sums of u and of the bits, element
+    by element as in the one loop this replaced (tests/test_fold_speed.py's _fold_reference,
+    equal to the bit), and the histogram, counted by runs of equal keys (no increment waits on
+    the one before it). The maximum relative error is that loop's, whose guard (u 2^78 > the
+    maximum so far) skipped only outputs that cannot raise it where |r|/ulp(r) >= 2^22 (normal
+    r, E > emin): a chunk where some |r|/ulp(r) is below that with E > emin (data no reference
+    gives) is folded in that loop's order, with its guard (_rel_in_order)."""
     n = len(y)
+    to_keys = len(keys) == n
+    us = np.empty(CHUNK)  # u, +0 for a nonfinite output (adds nothing)
+    dls = np.empty(CHUNK, dtype=np.int64)  # dULP, 0 for a nonfinite output
+    ks = np.empty(CHUNK, dtype=np.int64)  # key, 0 for a nonfinite output
+    lg = np.empty(64 + CHUNK)  # _LOG2, then the terms of a chunk's dULP >= 64 (_terms)
+    lg[:64] = _LOG2
+    direct = False
     s_ulp = 0.0
     s_bits = 0.0
-    mu = -1.0
+    mub = -1  # bits of the largest u so far, -1 before any finite output
     wi = -1
-    ma = 0.0
+    mab = 0  # bits of the largest u 2^(E-23+200)
     mr = 0.0
     mk = 0
     nonfin = cr = fa = sz = k1 = k2 = k3 = 0
-    to_keys = len(keys) == n
-    for i in range(n):
-        yv = y[i]
-        a = np.int64(np.float32(yv).view(np.int32))
-        if (a & 0x7F800000) == 0x7F800000:
-            nonfin += 1
-            continue
-        rv = rn[i]
-        b = np.int64(np.float32(rv).view(np.int32))
-        oa = a & 0x7FFFFFFF
-        if a < 0:
-            oa = -oa
-        ob = b & 0x7FFFFFFF
-        if b < 0:
-            ob = -ob
-        k = oa - ob
-        dv = d[i]
-        if k == 0:
-            cr += 1
-            if a != b:
-                sz += 1
-        elif (k == 1 and dv > 0) or (k == -1 and dv < 0):
-            fa += 1
-        dl = abs(k)
-        if dl == 1:
-            k1 += 1
-        elif dl == 2:
-            k2 += 1
-        elif dl == 3:
-            k3 += 1
-        if dl < 64:  # nearly always: a predictable branch
-            s_bits += _LOG2[dl]
+    for c0 in range(0, n, CHUNK):
+        m = min(CHUNK, n - c0)
+        hi = c0 + m
+        pd, pf, cmk, cmub, cmab, crb, bad = _measure(y[c0:hi], rn[c0:hi], d[c0:hi], E[c0:hi], us, dls, ks)
+        nf = (pd >> 5 * _F) & _MASK
+        nonfin += nf
+        cr += pd & _MASK
+        k1 += (pd >> _F) & _MASK
+        k2 += (pd >> 2 * _F) & _MASK
+        k3 += (pd >> 3 * _F) & _MASK
+        sz += pf & _MASK
+        fa += (pf >> _F) & _MASK
+        mk = max(mk, cmk)
+        mab = max(mab, cmab)
+        if bad:
+            mr = _rel_in_order(y, rn, d, E, c0, hi, mr)
         else:
-            s_bits += math.log2(1.0 + dl)
-        mk = max(mk, dl)
-        q = E[i] - 23
-        s = _POW2[_OFF - q]
-        u_raw = abs((np.float64(yv) - rv) * s - dv)
-        u = u_raw
-        if u < ULP_RES:
-            u = 0.0
-        s_ulp += u
-        if u > mu:
-            mu = u
-            wi = i
-        ma = max(ma, u * _POW2[_OFF + q + 200])
-        # rel (scaled by 2^100 until the block's maximum is taken); for normal r, |r|/ulp(r) > 2^22.9
-        # bounds it by u 2^77.1, which mostly shows it cannot raise the maximum: no division
-        # the relative error of a result below the resolution is 0 too, unless RN(r) = 0 (y = 0 against
-        # a tiny r is wrong by 100 %: u and |r| in ulps are both tiny there)
-        if (E[i] == -126 or u_raw * 2.0**78 > mr) and (u > 0 or rv == 0):
-            rin = abs(rv * s + dv)
-            if rin > 0:
-                rel = u_raw * 2.0**100 / rin
-            elif yv == 0:
-                rel = 0.0
-            else:
-                rel = np.inf
-            mr = max(mr, rel)
-        key = (np.float64(u).view(np.int64) >> 41) - KEY_BASE
-        if u == 0.0:
-            key = 0
-        elif key < 1:
-            key = 1
+            mr = max(mr, _f64(crb))
+        if cmub > mub and nf < m:  # the first finite output of the chunk with the largest u
+            yb = y[c0:hi]
+            for j in range(m):
+                if _bits(us[j]) == cmub and (np.float32(yb[j]).view(np.int32) & 0x7F800000) != 0x7F800000:
+                    mub = cmub
+                    wi = c0 + j
+                    break
+        if cmk < 4 and (nf == 0 or cmk == 0) and ((pd >> _F * cmk) & _MASK) == m - nf and _same(us, m, cmub):
+            # every output's dULP (below 4) and u the same: the sums by one product each, if exact
+            ok_u, s_u = _repeated(s_ulp, _f64(cmub), m)
+            ok_b, s_b = _repeated(s_bits, lg[cmk], m)
+            if ok_u and ok_b:
+                s_ulp, s_bits = s_u, s_b
+                if to_keys:
+                    _fill_keys(y[c0:hi], ks[0], keys[c0:hi])
+                else:
+                    hist[np.uint64(ks[0])] += m - nf  # a nonfinite output's u reads as 0: then all are 0
+                continue
+        if cmk >= 64:
+            _terms(dls, lg, m)
         if to_keys:
-            keys[i] = key
+            s_ulp, s_bits = _sums(us, dls, lg, m, s_ulp, s_bits, y[c0:hi], ks, keys[c0:hi])
         else:
-            hist[key] += 1
+            s_ulp, s_bits, nchg = _ordered(us, dls, lg, ks, m, s_ulp, s_bits, hist, direct)
+            # one increment each where keys change at nearly every output (measured by runs, every
+            # eighth chunk)
+            direct = (nchg * 8 > m * 7) and (c0 // CHUNK) % 8 != 7
+            hist[0] -= nf  # nonfinite outputs have key 0 in ks, and no key
     counts[0] += n
     counts[1] += nonfin
     counts[2] += cr
@@ -135,11 +151,199 @@ def fold(y, rn, d, E, counts, hist, out, keys):  # pragma: no cover - compiled
     counts[9] += n - nonfin - cr - k1 - k2 - k3
     out[SUM_ULP] = s_ulp
     out[SUM_BITS] = s_bits
-    out[MAX_ULP] = mu
+    out[MAX_ULP] = _f64(mub) if mub >= 0 else -1.0
     out[WORST] = wi
-    out[MAX_ABS200] = ma
+    out[MAX_ABS200] = _f64(mab)
     out[MAX_REL] = mr * 2.0**-100
     out[MAX_DULP] = mk
+
+
+@numba.njit(nogil=True, error_model="numpy", boundscheck=False, inline="always")
+def _measure(y, rn, d, E, us, dls, ks):  # pragma: no cover - compiled
+    """fold's first pass over one chunk of outputs (no dependence between them): u, dULP, key
+    into us, dls, ks (+0, 0, 0 for a nonfinite output); returns the counts packed _F bits each
+    (pd: CR, dULP 1, 2, 3, > 3, nonfinite; pf: signed zero, faithful-but-not-CR), the largest dULP,
+    the bits of the largest u (nonfinite outputs read as u = +0), of u 2^(E-23+200), of the
+    relative error 2^100 |y - r|/|r|, and whether some |r|/ulp(r) is below _REL_SAFE with E > emin
+    (the chunk needs _rel_in_order)."""
+    pd = pf = 0
+    mk = 0
+    cmub = 0
+    mab = 0
+    crb = 0
+    rsb = _RSB
+    for j in range(len(y)):
+        yv = y[j]
+        rv = rn[j]
+        dv = d[j]
+        ex = E[j]
+        a = np.int64(np.float32(yv).view(np.int32))
+        b = np.int64(np.float32(rv).view(np.int32))
+        fin = (a & 0x7F800000) != 0x7F800000
+        oa = a & 0x7FFFFFFF
+        ob = b & 0x7FFFFFFF
+        # dULP: |ord(y) - ord(RN(r))|, the magnitudes' sum across signs (ord(+-0) = 0)
+        dl = (abs(oa - ob) if (a ^ b) >= 0 else oa + ob) if fin else 0
+        pd += np.int64(1) << (_F * (min(dl, 4) if fin else 5))
+        yf = np.float64(yv)
+        t = yf - rv
+        pf += 1 if (yv == np.float32(rv)) & (a != b) else 0  # +-0 against -+0
+        # faithful, not CR: one step from RN(r) towards r (y - RN(r) of d's sign)
+        pf += (1 << _F) if (dl == 1) & ((_bits(t) ^ _bits(dv)) >= 0) & (abs(dv) > 0) else 0
+        mk = max(mk, dl)
+        dls[j] = dl
+        # 2^(23-E) and 2^(E-23+200) (_POW2's entries), built from their bits
+        s = _f64((1023 + 23 - ex) << 52)
+        s200 = _f64((1023 - 23 + 200 + ex) << 52)
+        u_raw = abs(t * s - dv) if fin else 0.0
+        u = 0.0 if u_raw < ULP_RES else u_raw
+        ub = _bits(u)
+        us[j] = u
+        ks[j] = max((ub >> 41) - KEY_BASE, min(ub, 1))  # 0 for u = 0, at least 1 above
+        cmub = max(cmub, ub)
+        mab = max(mab, _bits(u * s200))
+        # rel, as in metrics.errors: of u, or of u_raw where RN(r) = 0; r = 0 (rin = 0, E = emin,
+        # |y| 2^149 >= 1 for y != 0): inf, or 0 for y = 0
+        rin = abs(rv * s + dv)
+        num = (u_raw if rv == 0 else u) * 2.0**100
+        crb = max(crb, _bits(num / (rin if rin > _TINY else _TINY)))
+        rsb = min(rsb, _bits(rin) if ex != -126 else _RSB)
+    return pd, pf, mk, cmub, mab, crb, rsb < _RSB
+
+
+@numba.njit(nogil=True, error_model="numpy", boundscheck=False, inline="always")
+def _repeated(s, v, m):  # pragma: no cover - compiled
+    """(True, s + v + ... + v, m terms added in order, one rounding each) where no partial sum
+    rounds: where s and v are multiples of a power of 2, q, with s + m v < 2^53 q; then it is
+    s + m v. Else (False, s). (s >= 0 and v >= 0 are finite.)"""
+    if v == 0.0:
+        return True, s
+    q = _lsb(v)
+    if s != 0.0:
+        q = min(q, _lsb(s))
+    if s / q + m * (v / q) >= 2.0**53:
+        return False, s
+    return True, s + m * v
+
+
+@numba.njit(inline="always")
+def _same(us, m, ub):  # pragma: no cover - compiled
+    """Whether every us[:m] has the bits ub (three looked at first: most often one differs)."""
+    if _bits(us[0]) != ub or _bits(us[m // 2]) != ub or _bits(us[m - 1]) != ub:
+        return False
+    c = 0
+    for j in range(m):  # vectorised
+        c += _bits(us[j]) != ub
+    return c == 0
+
+
+@numba.njit(inline="always")
+def _lsb(v):  # pragma: no cover - compiled
+    """The largest power of 2 dividing a positive binary64 number v (the weight of its lowest
+    significand bit)."""
+    b = _bits(v)
+    e = (b >> 52) & 0x7FF
+    sig = (b & ((1 << 52) - 1)) | ((1 << 52) if e > 0 else 0)
+    return math.ldexp(1.0, max(e, 1) - 1075 + np.int64(trailing_zeros(np.uint64(sig))))
+
+
+@numba.njit(nogil=True, error_model="numpy", boundscheck=False, inline="always")
+def _fill_keys(y, key, keys):  # pragma: no cover - compiled
+    """`key` into `keys` for the finite outputs y (the others' left as they are)."""
+    for j in range(len(y)):
+        if (np.float32(y[j]).view(np.int32) & 0x7F800000) != 0x7F800000:
+            keys[j] = key
+
+
+@numba.njit(nogil=True, error_model="numpy", boundscheck=False, inline="always")
+def _terms(dls, lg, m):  # pragma: no cover - compiled
+    """log2(1 + dULP) of a chunk's outputs with dULP >= 64 (beyond _LOG2) into lg[64 + j], found
+    64 at a time as the bits of a word (no branch on each output)."""
+    for g in range(0, m, 64):
+        dv = dls[g:min(g + 64, m)]
+        w = 0
+        for j in range(len(dv)):
+            w |= (dv[j] >= 64) << j
+        while w != 0:
+            t = w & -w
+            j = g + np.int64(trailing_zeros(np.uint64(t)))
+            lg[64 + j] = math.log2(1.0 + dls[j])
+            w ^= t
+
+
+@numba.njit(nogil=True, error_model="numpy", boundscheck=False, inline="always")
+def _sums(us, dls, lg, m, s_ulp, s_bits, y, ks, keys):  # pragma: no cover - compiled
+    """fold's binary64 sums of u and of the bits of error log2(1 + dULP) (lg: _LOG2, then the
+    chunk's terms beyond it, _terms), continued over one chunk, in order; and the keys of the
+    finite outputs into `keys` (the others' left as they are)."""
+    for j in range(m):
+        s_ulp += us[j]
+        dl = dls[j]
+        s_bits += lg[np.uint64(dl if dl < 64 else 64 + j)]
+        kj = keys[j]
+        keys[j] = ks[j] if (np.float32(y[j]).view(np.int32) & 0x7F800000) != 0x7F800000 else kj
+    return s_ulp, s_bits
+
+
+@numba.njit(nogil=True, error_model="numpy", boundscheck=False, inline="always")
+def _ordered(us, dls, lg, ks, m, s_ulp, s_bits, hist, direct):  # pragma: no cover - compiled
+    """_sums (without keys), and the chunk's keys into hist: one increment each (`direct`), or by runs of equal
+    keys (an increment waiting on the one before it is slow where keys repeat irregularly; a
+    branch on each key change is, where keys change at nearly every output); returns the number
+    of key changes too, which chooses the way for the next chunk."""
+    nchg = m
+    if direct:
+        for j in range(m):
+            s_ulp += us[j]
+            dl = dls[j]
+            s_bits += lg[np.uint64(dl if dl < 64 else 64 + j)]
+            hist[np.uint64(ks[j])] += 1
+    else:
+        nchg = 0
+        prev = ks[0]
+        run = 0
+        for j in range(m):
+            s_ulp += us[j]
+            dl = dls[j]
+            s_bits += lg[np.uint64(dl if dl < 64 else 64 + j)]
+            k = ks[j]
+            if k != prev:
+                hist[np.uint64(prev)] += run
+                prev = k
+                run = 0
+                nchg += 1
+            run += 1
+        hist[np.uint64(prev)] += run
+    return s_ulp, s_bits, nchg
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy", boundscheck=False)
+def _rel_in_order(y, rn, d, E, lo, hi, mr):  # pragma: no cover - compiled
+    """The largest relative error (scaled by 2^100) of outputs lo..hi-1 and mr, taken in order
+    under the guard of the loop fold replaced: for a chunk with data the order-free maximum does
+    not cover."""
+    for i in range(lo, hi):
+        yv = y[i]
+        a = np.int64(np.float32(yv).view(np.int32))
+        if (a & 0x7F800000) == 0x7F800000:
+            continue
+        rv = rn[i]
+        dv = d[i]
+        s = _POW2[_OFF - (E[i] - 23)]
+        u_raw = abs((np.float64(yv) - rv) * s - dv)
+        u = u_raw
+        if u < ULP_RES:
+            u = 0.0
+        if (E[i] == -126 or u_raw * 2.0**78 > mr) and (u > 0 or rv == 0):
+            rin = abs(rv * s + dv)
+            if rin > 0:
+                rel = u_raw * 2.0**100 / rin
+            elif yv == 0:
+                rel = 0.0
+            else:
+                rel = np.inf
+            mr = max(mr, rel)
+    return mr
 
 
 @numba.njit(cache=True, nogil=True)
