@@ -18,8 +18,8 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mishaudit.measure.fold import fold  # noqa: E402
-from mishaudit.measure.summary import NBINS  # noqa: E402
+from mishaudit.measure.fold import fold
+from mishaudit.measure.summary import NBINS
 
 _spec = importlib.util.spec_from_file_location("test_fold_speed", ROOT / "tests" / "test_fold_speed.py")
 tfs = importlib.util.module_from_spec(_spec)

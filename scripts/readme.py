@@ -42,7 +42,8 @@ decimal), int (thousands separated), x (the exact value, repr). Without FMT: by 
 
 The exhaustive JSON files (and reports/overflow-fp32-softplus-tanh.json) are written by the mishaudit
 commands the README names next to them, which take minutes per formulation: this script only reads them.
-Timings are not generated: they are one run's measurements on the machine named beside them (benchmarks/).
+Timings are one run's measurements on the machine named beside them: the exhaustive-fp32 speed table is
+read from reports/speed-fp32.json (written by python benchmarks/exhaustive.py --output reports/speed-fp32.json).
 """
 
 from __future__ import annotations
@@ -629,7 +630,7 @@ def speed_fp32() -> str:
     out = md_table(["run (every finite input)", "formulations", "seconds", "x the C loop", "notes"], rows)
     st = [[k] + [f"{r[w].get(k, 0):.1f}" for w in ("stages_one", "stages_all")]
           for k in ("reference", "evaluate", "fold", "total")]
-    return out + "\n" + md_table(["stage, ns per input on one core", "softplus-tanh",
+    return out + "\n\n" + md_table(["stage, ns per input on one core", "softplus-tanh",
                                    f"all {len(r['formulas'])}"], st)
 
 

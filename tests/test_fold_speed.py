@@ -11,8 +11,20 @@ from hypothesis import strategies as st
 
 from mishaudit.analysis.sweep import values
 from mishaudit.formats import FP32
-from mishaudit.measure.fold import _LOG2, _OFF, _POW2, KEY_BASE, MAX_ABS200, MAX_DULP, MAX_REL, MAX_ULP, \
-    SUM_BITS, SUM_ULP, WORST, fold
+from mishaudit.measure.fold import (
+    _LOG2,
+    _OFF,
+    _POW2,
+    KEY_BASE,
+    MAX_ABS200,
+    MAX_DULP,
+    MAX_REL,
+    MAX_ULP,
+    SUM_BITS,
+    SUM_ULP,
+    WORST,
+    fold,
+)
 from mishaudit.measure.metrics import ULP_RES
 from mishaudit.reference.table import reference_arrays
 
@@ -211,7 +223,7 @@ def garbage(n, rng):
 
 def test_every_region_and_kind_of_output():
     for name in REGIONS:
-        x, rn, d, E = _region(name)
+        _, rn, d, E = _region(name)
         for kind in ("cr", "ulp1", "mix"):
             assert_identical(outputs(rn, kind, RNG), rn, d, E)
         assert_identical(garbage(len(rn), RNG), rn, d, E)
@@ -225,7 +237,7 @@ def test_every_region_and_kind_of_output():
 def test_block_sizes_and_chunk_edges():
     from mishaudit.measure.fold import CHUNK
 
-    x, rn, d, E = _region("-1..1")
+    _, rn, d, E = _region("-1..1")
     ym = outputs(rn, "mix", RNG)
     for n in (0, 1, 2, 7, 8, 9, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK + 3, 5000):
         assert_identical(ym[:n], rn[:n], d[:n], E[:n])
@@ -256,7 +268,7 @@ def test_ties_of_the_largest_error_take_the_first():
 
 
 def test_huge_dulp_and_log2_terms():
-    x, rn, d, E = _region("near-0")
+    _, rn, d, E = _region("near-0")
     o = np.where(rn < 0, -(rn.astype(np.float32).view(np.int32) & 0x7FFFFFFF),
                  rn.astype(np.float32).view(np.int32) & 0x7FFFFFFF).astype(np.int64)
     for step in (63, 64, 65, 2**20, 2**30):
@@ -275,7 +287,7 @@ def references(draw):
     kind = draw(st.sampled_from(["region", "synthetic", "broken"]))
     n = draw(st.integers(1, 2600))
     if kind == "region":
-        x, rn, d, E = _region(draw(st.sampled_from(sorted(REGIONS))), 4096)
+        _, rn, d, E = _region(draw(st.sampled_from(sorted(REGIONS))), 4096)
         lo = draw(st.integers(0, max(len(rn) - n, 0)))
         return rn[lo:lo + n], d[lo:lo + n], E[lo:lo + n]
     seed = draw(st.integers(0, 2**32 - 1))

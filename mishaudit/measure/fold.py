@@ -24,8 +24,8 @@ from __future__ import annotations
 import math
 
 import numba
-from numba.cpython.unsafe.numbers import trailing_zeros
 import numpy as np
+from numba.cpython.unsafe.numbers import trailing_zeros
 
 from mishaudit.measure.metrics import ULP_RES  # metrics imports no numba (compare's cached path needs none)
 
@@ -40,12 +40,12 @@ _LOG2 = np.log2(1.0 + np.arange(64))
 SUM_ULP, SUM_BITS, MAX_ULP, WORST, MAX_ABS200, MAX_REL, MAX_DULP = range(7)
 
 
-CHUNK = 1016  # outputs per pass of fold: below 2^_F (_measure's packed counts), a multiple of 8
+CHUNK = 1016  # outputs per pass of fold (its scratch, 32 KiB, in L1): below 2^_F, _measure's packed counts
 _F = 10  # bits per count packed in an int64 (_measure)
 _MASK = (1 << _F) - 1
 _REL_SAFE = 2.0**22  # |r|/ulp(r) of a normal r is above it: the bound that makes the rel guard moot
 _RSB = int(np.float64(_REL_SAFE).view(np.int64))
-_TINY = 2.0**-1074
+_TINY = 2.0**-1074  # the smallest positive binary64 number
 
 
 @numba.njit(inline="always")
@@ -66,17 +66,19 @@ def fold(y, rn, d, E, counts, hist, out, keys):  # pragma: no cover - compiled
     block sums and maxima go to out (float64[7], slots above; WORST is the first index of the
     largest ulp error, -1 when no output is finite).
 
-    Two passes per CHUNK of outputs. The first (_measure) has no dependence between outputs, so
-    the compiler vectorises it: each output's u, dULP and key into scratch, the counts, and the
-    maxima, taken on the binary64 bits (nonnegative numbers order as their bits) in any order;
-    the relative error of every output is formed there, one vectorised division each. The second
-    (_ordered) is the part whose order matters: the binary64 sums of u and of the bits, element
-    by element as in the one loop this replaced (tests/test_fold_speed.py's _fold_reference,
-    equal to the bit), and the histogram, counted by runs of equal keys (no increment waits on
-    the one before it). The maximum relative error is that loop's, whose guard (u 2^78 > the
-    maximum so far) skipped only outputs that cannot raise it where |r|/ulp(r) >= 2^22 (normal
-    r, E > emin): a chunk where some |r|/ulp(r) is below that with E > emin (data no reference
-    gives) is folded in that loop's order, with its guard (_rel_in_order)."""
+    Per CHUNK of outputs, two passes. _measure has no dependence between outputs (the compiler
+    vectorises it): each output's u, dULP and key into scratch, the counts (packed _F bits each)
+    and the maxima, these on the binary64 bits (nonnegative numbers order as their bits), so in
+    any order; and the relative error of every output, one vectorised division each, where the
+    loop this replaced (tests/test_fold_speed.py's _fold_reference, equal to the bit) divided
+    behind a guard. Then the part whose order matters: the binary64 sums of u and of the bits of
+    error, element by element as that loop added them (_ordered, _sums; the log2 of a dULP beyond
+    _LOG2 taken before, _terms), and the histogram. A chunk whose outputs all have one u and one
+    dULP below 4 (the saturated regions) adds each sum as one product where no partial sum
+    rounds (_repeated). The guard (u 2^78 > the maximum so far) skipped only outputs that cannot
+    raise the maximum where |r|/ulp(r) >= 2^22 (E > emin, a normal r): a chunk where some output
+    has E > emin and |r|/ulp(r) below that (data no reference gives) takes its maximum in that
+    loop's order, with the guard (_rel_in_order)."""
     n = len(y)
     to_keys = len(keys) == n
     us = np.empty(CHUNK)  # u, +0 for a nonfinite output (adds nothing)
@@ -135,8 +137,8 @@ def fold(y, rn, d, E, counts, hist, out, keys):  # pragma: no cover - compiled
             s_ulp, s_bits = _sums(us, dls, lg, m, s_ulp, s_bits, y[c0:hi], ks, keys[c0:hi])
         else:
             s_ulp, s_bits, nchg = _ordered(us, dls, lg, ks, m, s_ulp, s_bits, hist, direct)
-            # one increment each where keys change at nearly every output (measured by runs, every
-            # eighth chunk)
+            # one increment each where keys changed at nearly every output (measured by runs, again
+            # every eighth chunk)
             direct = (nchg * 8 > m * 7) and (c0 // CHUNK) % 8 != 7
             hist[0] -= nf  # nonfinite outputs have key 0 in ks, and no key
     counts[0] += n
@@ -202,8 +204,8 @@ def _measure(y, rn, d, E, us, dls, ks):  # pragma: no cover - compiled
         ks[j] = max((ub >> 41) - KEY_BASE, min(ub, 1))  # 0 for u = 0, at least 1 above
         cmub = max(cmub, ub)
         mab = max(mab, _bits(u * s200))
-        # rel, as in metrics.errors: of u, or of u_raw where RN(r) = 0; r = 0 (rin = 0, E = emin,
-        # |y| 2^149 >= 1 for y != 0): inf, or 0 for y = 0
+        # rel, as in metrics.errors: of u, or of u_raw where RN(r) = 0 (0 for a nonfinite output);
+        # r = 0 (rin = 0, E = emin: |y| 2^149 >= 1 for y != 0): inf, or 0 for y = 0
         rin = abs(rv * s + dv)
         num = (u_raw if rv == 0 else u) * 2.0**100
         crb = max(crb, _bits(num / (rin if rin > _TINY else _TINY)))
@@ -287,10 +289,10 @@ def _sums(us, dls, lg, m, s_ulp, s_bits, y, ks, keys):  # pragma: no cover - com
 
 @numba.njit(nogil=True, error_model="numpy", boundscheck=False, inline="always")
 def _ordered(us, dls, lg, ks, m, s_ulp, s_bits, hist, direct):  # pragma: no cover - compiled
-    """_sums (without keys), and the chunk's keys into hist: one increment each (`direct`), or by runs of equal
-    keys (an increment waiting on the one before it is slow where keys repeat irregularly; a
-    branch on each key change is, where keys change at nearly every output); returns the number
-    of key changes too, which chooses the way for the next chunk."""
+    """_sums (without keys), and the chunk's keys into hist: one increment each (`direct`, the
+    faster where keys change at nearly every output), or one per run of equal keys (where keys
+    repeat, irregularly above all, increments of one bin waiting on each other are slow); returns
+    the number of key changes (m when `direct`), which chooses the way for the next chunk."""
     nchg = m
     if direct:
         for j in range(m):
