@@ -42,3 +42,38 @@ def png_size(data: bytes) -> tuple[int, int]:
     channels = {2: 3, 6: 4, 0: 1, 4: 2}[color]
     assert depth == 8 and len(zlib.decompress(chunks[b"IDAT"])) == h * (1 + w * channels) and b"IEND" in chunks
     return w, h
+
+
+def fpcore_trees(consts: list, unary: list, binary: list, precs: list):
+    """A hypothesis strategy of random FPCore bodies in x: leaves (x, let names, `consts`), `unary` and
+    `binary` operations, fma, let*, if on a comparison (sometimes under or/not), and precision
+    annotations from `precs` (tests/test_emit.py, tests/test_fused32.py)."""
+    from hypothesis import strategies as st
+
+    @st.composite
+    def trees(draw, depth: int = 3, names: tuple = ("x",)) -> str:
+        kinds = ["leaf", "un", "bin", "bin", "fma", "let", "if", "prec"] if depth else ["leaf"]
+        kind = draw(st.sampled_from(kinds))
+
+        def sub(ns=names):
+            return draw(trees(depth - 1, ns))
+
+        if kind == "leaf":
+            return draw(st.sampled_from(list(names) * 4 + consts))
+        if kind == "un":
+            return f"({draw(st.sampled_from(unary))} {sub()})"
+        if kind == "bin":
+            return f"({draw(st.sampled_from(binary))} {sub()} {sub()})"
+        if kind == "fma":
+            return f"(fma {sub()} {sub()} {sub()})"
+        if kind == "let":
+            v = f"v{depth}"
+            return f"(let* ([{v} {sub()}]) {sub(names + (v,))})"
+        if kind == "if":
+            cmp = f"({draw(st.sampled_from(['<', '>', '<=', '>=', '==', '!=']))} {sub()} {sub()})"
+            if draw(st.booleans()):
+                cmp = f"(or (not {cmp}) (< {sub()} {sub()}))"
+            return f"(if {cmp} {sub()} {sub()})"
+        return f"(! :precision {draw(st.sampled_from(precs))} {sub()})"
+
+    return trees

@@ -24,6 +24,7 @@ import tokenize
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import fpcore_trees
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -577,31 +578,7 @@ CONSTS = ["0", "1", "-1", "2", "0.5", "-0.6", "3", "20", "1/3", "1e-3", "0x1.8p3
 PRECS = ["binary32", "bfloat16", "binary64", "binary16"]
 
 
-@st.composite
-def trees(draw, depth: int = 3, names: tuple = ("x",)) -> str:
-    kinds = ["leaf", "un", "bin", "bin", "fma", "let", "if", "prec"] if depth else ["leaf"]
-    kind = draw(st.sampled_from(kinds))
-
-    def sub(ns=names):
-        return draw(trees(depth - 1, ns))
-
-    if kind == "leaf":
-        return draw(st.sampled_from(list(names) * 4 + CONSTS))
-    if kind == "un":
-        return f"({draw(st.sampled_from(['exp', 'log1p', 'tanh', '-']))} {sub()})"
-    if kind == "bin":
-        return f"({draw(st.sampled_from(['+', '-', '*', '/']))} {sub()} {sub()})"
-    if kind == "fma":
-        return f"(fma {sub()} {sub()} {sub()})"
-    if kind == "let":
-        v = f"v{depth}"
-        return f"(let* ([{v} {sub()}]) {sub(names + (v,))})"
-    if kind == "if":
-        cmp = f"({draw(st.sampled_from(['<', '>', '<=', '>=', '==', '!=']))} {sub()} {sub()})"
-        if draw(st.booleans()):
-            cmp = f"(or (not {cmp}) (< {sub()} {sub()}))"
-        return f"(if {cmp} {sub()} {sub()})"
-    return f"(! :precision {draw(st.sampled_from(PRECS))} {sub()})"
+trees = fpcore_trees(CONSTS, ['exp', 'log1p', 'tanh', '-'], ['+', '-', '*', '/'], PRECS)
 
 
 PROPERTY_X = np.concatenate([all_finite(FP16)[::29], SPECIALS])

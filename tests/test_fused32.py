@@ -11,6 +11,7 @@ import re
 
 import numpy as np
 import pytest
+from conftest import fpcore_trees
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -139,31 +140,8 @@ def test_generated_code_holds_no_text_of_the_formula():
 CONSTS = ["0", "1", "-1", "2", "0.5", "-0.6", "3", "20", "1/3", "1e-3", "-7.625", "100", "1e5", "-1e-7", "E", "LN2"]
 
 
-@st.composite
-def trees(draw, depth: int = 3, names: tuple = ("x",)) -> str:
-    kinds = ["leaf", "un", "bin", "bin", "fma", "let", "if", "ex"] if depth else ["leaf"]
-    kind = draw(st.sampled_from(kinds))
-
-    def sub(ns=names):
-        return draw(trees(depth - 1, ns))
-
-    if kind == "leaf":
-        return draw(st.sampled_from(list(names) * 4 + CONSTS))
-    if kind == "un":
-        return f"({draw(st.sampled_from(['exp', 'expm1', 'log1p', 'log', 'tanh', '-', 'fabs', 'sqrt']))} {sub()})"
-    if kind == "bin":
-        return f"({draw(st.sampled_from(['+', '-', '*', '/', 'fmax', 'fmin', 'copysign', 'pow']))} {sub()} {sub()})"
-    if kind == "fma":
-        return f"(fma {sub()} {sub()} {sub()})"
-    if kind == "let":
-        v = f"v{depth}"
-        return f"(let* ([{v} {sub()}]) {sub(names + (v,))})"
-    if kind == "if":
-        cmp = f"({draw(st.sampled_from(['<', '>', '<=', '>=', '==', '!=']))} {sub()} {sub()})"
-        if draw(st.booleans()):
-            cmp = f"(or (not {cmp}) (and (< {sub()} {sub()}) TRUE))"
-        return f"(if {cmp} {sub()} {sub()})"
-    return f"(! :precision binary32 {sub()})"
+trees = fpcore_trees(CONSTS, ['exp', 'expm1', 'log1p', 'log', 'tanh', '-', 'fabs', 'sqrt'],
+                     ['+', '-', '*', '/', 'fmax', 'fmin', 'copysign', 'pow'], ['binary32'])
 
 
 PROPERTY_X = np.concatenate([all_values(BF16)[::7], around(0.0, 64), around(-1.5, 64),
@@ -215,3 +193,27 @@ def test_block_stats_equal_add_block_on_any_outputs():
         shared.add_stats(BlockStats.of(x, ys, a["rn"], a["d"], a["E"], a["r64"]))
         assert summary_row(full) == summary_row(shared)
         assert np.array_equal(full.hist, shared.hist) and full.sum_ulp == shared.sum_ulp
+
+
+def test_a_changed_generated_file_is_rewritten_before_it_runs(tmp_path, monkeypatch):
+    """Only text generated here runs: a module file edited in the code folder is replaced, not imported."""
+    monkeypatch.setenv("MISHAUDIT_CODE_DIR", str(tmp_path))
+    f = load_text("(FPCore t1 (x) (* x (tanh (log1p (exp (* x 1.0001))))))", "<t1>", "t1")
+    src, _, _ = fused32.generate(f, "cr")
+    digest = __import__("hashlib").sha256((src + __import__("numba").__version__).encode()).hexdigest()[:20]
+    path = tmp_path / f"fused_{digest}.py"
+    path.write_text("raise SystemExit('tampered')\n")
+    check_equal([f], around(0.5), "cr")
+    assert path.read_text() == src
+
+
+def test_an_unwritable_code_folder_falls_back(tmp_path, monkeypatch):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv("MISHAUDIT_CODE_DIR", str(blocker / "code"))
+    f = load_text("(FPCore t2 (x) (* x (tanh (log1p (exp (* x 0.9999))))))", "<t2>", "t2")
+    check_equal([f], around(-2.0), "cr")
+    from pathlib import Path
+
+    src, _, _ = fused32.generate(f, "cr")
+    assert any(p.read_text() == src for p in Path(fused32._folders()[1]).glob("fused_*.py"))  # the cache folder's

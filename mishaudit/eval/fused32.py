@@ -364,33 +364,43 @@ def generate(formula, model: str) -> tuple[str, list, list]:
 _LOADED: dict = {}
 
 
-def _folder():
-    """Where generated modules and their compiled code live: $MISHAUDIT_CODE_DIR, else the cache
-    folder's fused/ (a temporary folder when neither can be written)."""
+def _folders() -> list:
+    """Where generated modules and their compiled code may live, in order: $MISHAUDIT_CODE_DIR, else the
+    cache folder's fused/, then a temporary folder."""
     from mishaudit import cache
 
     code = os.environ.get("MISHAUDIT_CODE_DIR")
-    for base in ([code] if code else []) + [cache.cache_dir() / "fused",
-                                            os.path.join(tempfile.gettempdir(), "mishaudit-fused")]:
-        try:
-            os.makedirs(base, exist_ok=True)
-            if os.access(base, os.W_OK):
-                return str(base)
-        except OSError:
-            continue
-    raise Unsupported
+    return ([code] if code else []) + [str(cache.cache_dir() / "fused"),
+                                       os.path.join(tempfile.gettempdir(), "mishaudit-fused")]
 
 
 def _load(source: str):
-    """The generated module's `run`, compiled (numba's cache beside the file)."""
+    """The generated module's `run`, compiled (numba's cache beside the file), from the first folder of
+    _folders() that can be written; UserError when none can."""
     digest = hashlib.sha256((source + numba.__version__).encode()).hexdigest()[:20]
     if digest in _LOADED:
         return _LOADED[digest]
+    from mishaudit.errors import UserError
     from mishaudit.files import atomic_write_bytes
 
-    path = os.path.join(_folder(), f"fused_{digest}.py")
-    if not os.path.exists(path):
-        atomic_write_bytes(path, source.encode())
+    tried = []
+    for folder in _folders():
+        path = os.path.join(folder, f"fused_{digest}.py")
+        try:
+            os.makedirs(folder, exist_ok=True)
+            try:
+                with open(path, "rb") as fh:
+                    intact = fh.read() == source.encode()
+            except OSError:
+                intact = False
+            if not intact:  # absent, or changed since it was written: only text generated here is ever run
+                atomic_write_bytes(path, source.encode())
+            break
+        except OSError as e:
+            tried.append(f"{folder} ({e.strerror or e})")
+    else:
+        raise UserError(f"cannot write the sweep's compiled code in {'; '.join(tried)}: set MISHAUDIT_CODE_DIR "
+                        "to a writable folder")
     name = f"mishaudit_fused_{digest}"
     spec = importlib.util.spec_from_file_location(name, path)
     mod = importlib.util.module_from_spec(spec)

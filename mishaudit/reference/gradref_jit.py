@@ -47,6 +47,9 @@ import numpy as np
 from mishaudit.formats import FP32, Format
 from mishaudit.reference import fastref, gradref
 from mishaudit.reference.decide import D_RES, TINY_D
+from mishaudit.reference.fastref_jit import _down, _pow2, _round, _up
+from mishaudit.reference.fastref_jit import _exp_parts as _exp_parts_f
+from mishaudit.reference.fastref_jit import _sgn as _sign
 
 _LOW, _BAND_LO, _BAND_HI = gradref.LOW, gradref.BAND_LO, gradref.BAND_HI
 _HIGH, _TOP, _SERIES = gradref.HIGH, gradref.TOP, gradref.SERIES
@@ -55,9 +58,6 @@ _WIDE = 1 + 2.0**-40  # gradref's (1 + 2.0**-40)
 _U16 = 16 * gradref.U  # gradref's 16 * U (evaluated first, left to right)
 _U2 = 2 * gradref.U  # gradref's 2 * U
 _DRES2 = 2 * D_RES  # decide's 2 * d_res
-_L1, _L2, _INV_LN2 = fastref.L1, fastref.L2, fastref.INV_LN2
-_C = fastref.COEFFS  # 1/13! ... 1/0!, Horner order
-(_C0, _C1, _C2, _C3, _C4, _C5, _C6, _C7, _C8, _C9, _C10, _C11, _C12, _C13) = _C
 _P7, _P6, _P5, _P4, _P3, _P2 = 1 / 5040, 1 / 720, 1 / 120, 1 / 24, 1 / 6, 0.5  # exp_dd's poly
 _SPLIT = 134217729.0  # 2^27 + 1 (Dekker)
 _TWOM600 = 2.0**-600
@@ -69,88 +69,16 @@ _inl = numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
 
 
 @_inl
-def _pow2(k):
-    """formats.pow2: 2^k from the exponent field, k in [-1022, 1023]."""
-    return np.int64((k + 1023) << 52).view(np.float64)
+def _exp_parts(a):
+    """fastref.exp_parts for one binary32 value |a| < 1024: (P, k), k as int64 (fastref_jit's steps)."""
+    P, k = _exp_parts_f(a)
+    return P, np.int64(k)
 
 
 @_inl
 def _field(v):
     """The biased exponent field of binary64 v."""
     return (np.float64(v).view(np.int64) >> 52) & 0x7FF
-
-
-@_inl
-def _up(v):
-    """np.nextafter(v, inf) from the bits, branch-free (elemref.py's)."""
-    b = np.float64(v).view(np.int64)
-    r = np.int64(b + 1 - 2 * ((b >> 63) & 1)).view(np.float64)
-    r = 5e-324 if v == 0.0 else r
-    return r if v < _INF else v
-
-
-@_inl
-def _down(v):
-    """np.nextafter(v, -inf)."""
-    return -_up(-v)
-
-
-@_inl
-def _round(v, p, emin, fmax, f32):
-    """formats.round_to of one binary64 value: RN in the format, ties to even, overflow to inf. binary32:
-    the IEEE conversion (as round_to). Else: q = max(floor(log2|v|), emin) - p + 1 (a binary64 subnormal
-    is below 2^emin: the field gives emin), |v| < 2^(q+p) <= 2^(q+51), so v + 2^(q+52) lies in
-    [2^(q+52), 2^(q+53)) whose binary64 ulp is 2^q: the addition rounds v to a multiple of 2^q, ties to
-    even (2^(q+52)/2^q even), and the subtraction is exact; the sign of v is restored (round_to keeps a
-    zero's sign), |r| > max gives inf; zero, inf and NaN stay. (Where q + 52 > 1023, |v| > 2^960 is far
-    beyond max: 2^1023 in place of 2^(q+52) leaves |r| > max, inf as for round_to.)"""
-    if f32:
-        return np.float64(np.float32(v))
-    q = max(_field(v) - 1023, emin) - p + 1
-    m = np.copysign(_pow2(min(q + 52, 1023)), v)
-    r = np.copysign((v + m) - m, v)
-    r = np.copysign(_INF, r) if np.abs(r) > fmax else r
-    return r if (v != 0.0) & (np.abs(v) < _INF) else v
-
-
-@_inl
-def _sign(v):
-    return np.int64(v > 0) - np.int64(v < 0)
-
-
-@_inl
-def _exp_parts(a):
-    """fastref.exp_parts for one binary32 value |a| < 1024: (P, k), the same Horner steps."""
-    k = np.rint(a * _INV_LN2)
-    r = (a - k * _L1) - k * _L2
-    p = _C0
-    p = p * r
-    p = p + _C1
-    p = p * r
-    p = p + _C2
-    p = p * r
-    p = p + _C3
-    p = p * r
-    p = p + _C4
-    p = p * r
-    p = p + _C5
-    p = p * r
-    p = p + _C6
-    p = p * r
-    p = p + _C7
-    p = p * r
-    p = p + _C8
-    p = p * r
-    p = p + _C9
-    p = p * r
-    p = p + _C10
-    p = p * r
-    p = p + _C11
-    p = p * r
-    p = p + _C12
-    p = p * r
-    p = p + _C13
-    return p, np.int64(k)
 
 
 @_inl
