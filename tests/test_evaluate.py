@@ -199,3 +199,19 @@ def test_a_policy_sent_to_a_worker_keeps_the_fast_path():
     pol = pickle.loads(pickle.dumps(Policy(FP32)))
     assert pol.storage is FP32
     assert binary32_program(load_registry()["softplus-tanh"], pol) is not None
+
+
+def test_fmax_fmin_ties_and_nans_do_not_depend_on_the_array():
+    """fmax/fmin: the first operand unless the other is larger (smaller) or the first is NaN, for every
+    array length (numpy's own fmax returns +0 in its SIMD loop and the first operand in its scalar one)."""
+    from mishaudit.eval.evaluate import fmax, fmin
+
+    pairs = [(-0.0, 0.0), (0.0, -0.0), (np.nan, 1.0), (1.0, np.nan), (2.0, 3.0), (3.0, 2.0), (-0.0, -0.0)]
+    want_max = [-0.0, 0.0, 1.0, 1.0, 3.0, 3.0, -0.0]  # glibc's fmax on the same pairs
+    want_min = [-0.0, 0.0, 1.0, 1.0, 2.0, 2.0, -0.0]
+    for n in (1, 3, 17, 4096):
+        for (a, b), wx, wn in zip(pairs, want_max, want_min):
+            x = fmax(np.full(n, a), np.full(n, b))
+            m = fmin(np.full(n, a), np.full(n, b))
+            assert (x == wx).all() and (np.signbit(x) == np.signbit(wx)).all(), (n, a, b, x[:3])
+            assert (m == wn).all() and (np.signbit(m) == np.signbit(wn)).all(), (n, a, b, m[:3])

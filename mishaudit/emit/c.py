@@ -14,9 +14,8 @@ odd) then rounded to odd into float and once to the format (round to odd then to
 with two bits to spare). Every operation is its own statement assigned to a variable of its type (or
 cast explicitly), so excess precision cannot merge two roundings; the header says the flags.
 
-fmax/fmin: the evaluator's numpy fmax/fmin leave the zero of equal operands (+0 vs -0) to numpy's code
-path (its SIMD loop and its scalar loop differ); the emitted code returns the first operand when the
-two compare equal (numpy's scalar rule), a NaN operand giving the other one.
+fmax/fmin: the first operand when the two compare equal (+0 and -0 included), a NaN operand giving the
+other one: the evaluator's rule (eval/evaluate.py fmax, fmin; C's fmax as glibc computes it).
 
 CUDA (`--lang cuda`): the same statements as a `__device__ __forceinline__` function for float, double,
 __half and __nv_bfloat16 (cuda_fp16.h, cuda_bf16.h: each 16-bit operation computed in float and rounded

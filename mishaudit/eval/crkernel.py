@@ -1,6 +1,7 @@
-"""The compiled pass of the correctly rounded libm model (eval/libm.py, `cr`): RN_w(f(a)) from the
-host's binary64 function where it decides, a flag where MPFR must. numba is imported with this
-module, on first use."""
+"""The compiled pass of the correctly rounded libm model (eval/libm.py, `cr`): RN_w(f(a)) from a
+binary64 value of f where it decides, a flag where MPFR must. The binary64 value is elem64's (exp,
+expm1, log, log1p, tanh, with proven bounds far below libm.B) where its domain holds, else the host's
+C function. numba is imported with this module, on first use."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ import math
 import numba
 import numpy as np
 
+from mishaudit.eval import elem64
 from mishaudit.eval.clib_loops import _c1d, _c2d
+from mishaudit.eval.elem64 import EXP, EXPM1, LOG, LOG1P, TANH  # noqa: F401 - the operation codes
 
-# exact shortcuts by operation (libm.SHORTCUTS names the codes); -1: none
-EXP, EXPM1, LOG, LOG1P, TANH = 0, 1, 2, 3, 4
+# exact shortcuts by operation (libm.SHORTCUTS names the codes: elem64's); -1: none
 _LN2 = 0.6931471805599453  # ln 2 to binary64 (the shortcuts below keep a margin of 1e-6)
 
 
@@ -40,7 +42,9 @@ def kernel(op, addr, nargs, a, b, p, emin, emax, margin, rel, out, flag):
       expm1: a < -(p + 1) ln2 -> -1 (e^a < 2^-(p+1), half an ulp of the values just above -1);
       tanh: |a| > 0.35 (p + 2) -> +-1 (1 - |tanh a| < 2 e^(-2|a|) < 2^-(p+1));
       a repeating the previous argument: the previous answer.
-    Otherwise y = the host's binary64 value, within B of the truth (libm.py), and the answer is
+    Otherwise y = f's binary64 value: elem64's where it covers the argument, within its proven
+    bound (elem64.MAX_BOUND, the margins `_OWN_MARGIN`, `_OWN_REL`), else the host's, within B
+    (libm.py, the margins `margin`, `rel`); the answer is
     decided when no rounding boundary of the format lies within B'|y|:
       y non-finite: IEEE's answer; |y| < 2^-1000: a zero of y's sign;
       normal range [2^emin, max + ulp(max)/2): the 53 - p low significand bits of y are not
@@ -69,62 +73,87 @@ def kernel(op, addr, nargs, a, b, p, emin, emax, margin, rel, out, flag):
         last_flag = fl
 
 
+_OWN_BW = elem64.MAX_BOUND + 2.0**-52  # elem64's bound plus the rounding of |y|(1 +- bound), as libm._BW
+_OWN_MARGIN = int(_OWN_BW * 2.0**53) + 2  # in binary64 ulps, as libm._M
+_OWN_REL = 2 * elem64.MAX_BOUND  # relative, above _OWN_BW, as libm._REL
+
+
 @numba.njit(cache=True, nogil=True)
 def constants(p, emin, emax, margin, rel):
-    """The format's decision constants `one` takes (computed once per format, not per call)."""
+    """The format's decision constants `one` takes (computed once per format, not per call); the
+    margins (margin, rel) for the host's values, and the narrower ones of elem64's proven bound."""
     L = 53 - p
     q0 = emin - p + 1
     return ((np.int64(1) << L) - 1, np.int64(1) << (L - 1), 2.0 ** (-q0), 2.0**q0, 2.0**emin,
             (2.0 - 2.0 ** (-p)) * 2.0**emax,  # max + half an ulp of max
             2.0 ** (-(p + 2)),
             (emax + 1) * _LN2 + 1e-6, (emin - p) * _LN2 - 1e-6,  # margins far above these products' rounding
-            -(p + 1) * _LN2 - 1e-6, 0.35 * (p + 2), np.int64(margin), rel)
+            -(p + 1) * _LN2 - 1e-6, 0.35 * (p + 2), np.int64(margin), rel, np.int64(_OWN_MARGIN), _OWN_REL)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def shortcut(op, v, c):
+    """(True, the exact answer) where one of `kernel`'s exact shortcuts applies to op(v), else (False, 0)."""
+    tiny_arg, exp_over, exp_under, m1_under, tanh_sat = c[6], c[7], c[8], c[9], c[10]
+    av = abs(v)
+    if (op == EXP or op == EXPM1 or op == LOG1P or op == TANH) and av <= tiny_arg and v != 0.0:
+        return True, (1.0 if op == EXP else v)
+    if (op == EXP or op == EXPM1) and v > exp_over:
+        return True, np.inf
+    if op == EXP and v < exp_under:
+        return True, 0.0
+    if op == EXPM1 and v < m1_under:
+        return True, -1.0
+    if op == TANH and av > tanh_sat:
+        return True, math.copysign(1.0, v)
+    return False, 0.0
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def undecided(y, own, c):
+    """1 where no answer can be read from the binary64 value y (`kernel`'s decision: a rounding
+    boundary of the format within the margin of y), else 0. `own`: y is elem64's, within its
+    proven bound (the narrower margins), else the host's, within B."""
+    lowmask, half, sub_scale, minnorm, boundary = c[0], c[1], c[2], c[4], c[5]
+    margin, rel = (c[13], c[14]) if own else (c[11], c[12])
+    ay = abs(y)
+    if not (ay < np.inf) or ay < 2.0**-1000:  # inf or NaN; a zero of y's sign
+        return 0
+    if ay < minnorm:
+        s = ay * sub_scale
+        return 0 if abs(s - math.floor(s) - 0.5) > s * rel + 2.0**-60 else 1
+    if ay < boundary:
+        return 0 if abs((np.float64(ay).view(np.int64) & lowmask) - half) > margin else 1
+    return 0 if ay * (1.0 - rel) > boundary else 1
+
+
+@numba.njit(cache=True, nogil=True)
+def rounded(y, c):
+    """RN(y) in the format, y in binary64 (RN rounds the normal and subnormal ranges' halfway
+    cases up, which `undecided` never leaves to it): the answer where `undecided` is 0."""
+    lowmask, half, sub_scale, quantum, minnorm, boundary = c[0], c[1], c[2], c[3], c[4], c[5]
+    ay = abs(y)
+    if not (ay < np.inf):
+        return y
+    if ay < 2.0**-1000:
+        return math.copysign(0.0, y)
+    if ay < minnorm:
+        return math.copysign(math.floor(ay * sub_scale + 0.5) * quantum, y)
+    if ay < boundary:
+        return math.copysign(np.int64((np.float64(ay).view(np.int64) + half) & ~lowmask).view(np.float64), y)
+    return math.copysign(np.inf, y)
 
 
 @numba.njit(cache=True, nogil=True)
 def one(op, addr, nargs, v, w, c):
     """(RN(f(v[, w])), 0), or (garbage, 1) where MPFR must decide: `kernel`'s decision for one
-    argument (its docstring) with the format's `constants`, shared with the fused sweep pass
-    (eval/fused32.py)."""
-    lowmask, half, sub_scale, quantum, minnorm, boundary, tiny_arg, exp_over, exp_under, m1_under, tanh_sat, \
-        margin, rel = c
-    res = 0.0
-    fl = 0
-    av = abs(v)
-    if (op == EXP or op == EXPM1 or op == LOG1P or op == TANH) and av <= tiny_arg and v != 0.0:
-        return (1.0 if op == EXP else v), 0
-    if (op == EXP or op == EXPM1) and v > exp_over:
-        return np.inf, 0
-    if op == EXP and v < exp_under:
-        return 0.0, 0
-    if op == EXPM1 and v < m1_under:
-        return -1.0, 0
-    if op == TANH and av > tanh_sat:
-        return math.copysign(1.0, v), 0
-    y = _raw(addr, nargs, v, w)
-    ay = abs(y)
-    if not (ay < np.inf):  # inf or NaN
-        res = y
-    elif ay < 2.0**-1000:
-        res = math.copysign(0.0, y)
-    elif ay < minnorm:
-        s = ay * sub_scale
-        h = s - math.floor(s) - 0.5
-        if abs(h) > s * rel + 2.0**-60:
-            res = math.copysign(math.floor(s + 0.5) * quantum, y)
-        else:
-            fl = 1
-    elif ay < boundary:
-        bits = np.float64(ay).view(np.int64)
-        if abs((bits & lowmask) - half) > margin:
-            res = math.copysign(np.int64((bits + half) & ~lowmask).view(np.float64), y)
-        else:
-            fl = 1
-    elif ay * (1.0 - rel) > boundary:
-        res = math.copysign(np.inf, y)
-    else:
-        fl = 1
-    return res, fl
+    argument (its docstring) with the format's `constants`."""
+    hit, res = shortcut(op, v, c)
+    if hit:
+        return res, 0
+    own = elem64.covered(op, v)
+    y = elem64.value(op, addr, nargs, v, w)
+    return rounded(y, c), undecided(y, own, c)
 
 
 @numba.njit(cache=True, nogil=True)

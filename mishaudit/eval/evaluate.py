@@ -136,6 +136,19 @@ def round_exact(v, fmt: Format) -> float:
     return v if isinstance(v, float) else round_fraction(v, fmt)
 
 
+def fmax(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """fmax: the first operand unless the second is larger or the first is NaN (C's fmax as glibc
+    computes it; on equal operands, +0 and -0, the first). numpy's fmax leaves that tie to its code
+    path: its SIMD loop returns +0 and its scalar loop the first operand, so its bits would depend
+    on the array's length and the CPU."""
+    return np.where((b > a) | np.isnan(a), b, a)
+
+
+def fmin(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """fmin: the first operand unless the second is smaller or the first is NaN (fmax's rule)."""
+    return np.where((b < a) | np.isnan(a), b, a)
+
+
 def fma_round_to_odd(a: np.ndarray, b: np.ndarray, c: np.ndarray, fmt: Format) -> np.ndarray:
     """RN_fmt(a*b + c) for operands of a format with p <= 24, via binary64 round-to-odd."""
     p = a * b  # exact: at most 48 significant bits, no overflow for p <= 24 formats
@@ -214,9 +227,9 @@ class Evaluator:
         if op == "copysign":
             return np.copysign(args[0], args[1])
         if op == "fmax":
-            return np.fmax(args[0], args[1])
+            return fmax(args[0], args[1])
         if op == "fmin":
-            return np.fmin(args[0], args[1])
+            return fmin(args[0], args[1])
         if op == "fma":
             a, b, c = args
             y = fma_round_to_odd(a, b, c, fmt) if fmt.p <= 24 else libm.fma(a, b, c, fmt)

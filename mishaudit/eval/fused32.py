@@ -7,8 +7,7 @@ with the operations the evaluator (evaluate.py) uses in binary32, so its outputs
 sign nor its payload, and every summary counts it as nonfinite alike):
   + - * / sqrt      binary32 IEEE operations (numba without fastmath: no contraction, no reassociation)
   neg fabs copysign sign-bit operations; fmax/fmin: the first operand unless the second is larger
-                    or the first is NaN (numpy's float64 loops, the evaluator's, on the zero ties
-                    the tests cover)
+                    (smaller) or the first is NaN (evaluate.fmax, fmin)
   fma               round to odd in binary64, then one rounding (evaluate.fma_round_to_odd)
   < > <= >= == !=   binary32 comparisons (NaN compares false; != true), chains pairwise
   and or not if let as in the evaluator (an if computes its taken arm only: no side effects)
@@ -27,6 +26,7 @@ the cache folder (cache.py), named by its own digest, and numba caches its compi
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import math
@@ -36,13 +36,16 @@ import tempfile
 
 import numba
 import numpy as np
+from llvmlite import ir
+from numba.core import cgutils, types
+from numba.extending import intrinsic
 
-from mishaudit.eval import crkernel
-from mishaudit.eval.clib_loops import _c1f, _c2f  # noqa: F401 - the generated modules import them from here
+from mishaudit.eval import crkernel, elem64
+from mishaudit.eval.clib_loops import _c1d, _c1f, _c2f  # noqa: F401 - the generated modules import _c1f, _c2f from here
 from mishaudit.formats import FP32, round_fraction
 from mishaudit.lang import fpcore as fc
 
-GEN_VERSION = 1
+GEN_VERSION = 2
 _BINARY = {"+": "+", "-": "-", "*": "*", "/": "/"}
 _CMP = {"<": "<", ">": ">", "<=": "<=", ">=": ">=", "==": "==", "!=": "!="}
 _EXACT = {"fabs": "abs({0})", "copysign": "_copysign({0}, {1})", "fmax": "_fmax({0}, {1})",
@@ -55,19 +58,19 @@ _ELEMENTARY = ("exp", "exp2", "expm1", "log", "log1p", "tanh", "pow")  # libm.EL
 
 # ---------------------------------------------------------------- scalar operations (compiled)
 
-@numba.njit(cache=True, nogil=True)
-def _fma(a, b, c):  # pragma: no cover - compiled
-    """RN_binary32(a*b + c): program32._fma32's steps on one element."""
-    p = np.float64(a) * np.float64(b)
-    s = p + np.float64(c)
-    bb = s - p
-    t = (p - (s - bb)) + (np.float64(c) - bb)
-    if t != 0.0 and s - s == 0.0:
-        bits = np.float64(s).view(np.int64)
-        if (bits & 1) == 0:
-            bits += 1 if (t > 0) == (s > 0) else -1
-            s = np.int64(bits).view(np.float64)
-    return np.float32(s)
+@intrinsic
+def _fma(typingctx, a, b, c):  # pragma: no cover - compiled
+    """RN_binary32(a*b + c), one rounding: LLVM's llvm.fma.f32, whose semantics are C's fmaf (never
+    unfused; the FMA instruction where the CPU has one, else the C library's correctly rounded fmaf),
+    the value evaluate.fma_round_to_odd computes (tests/test_fused32.py compares them)."""
+    sig = types.float32(types.float32, types.float32, types.float32)
+
+    def codegen(context, builder, signature, args):
+        f = ir.FloatType()
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(f, [f, f, f]), "llvm.fma.f32")
+        return builder.call(fn, [context.cast(builder, v, t, types.float32) for v, t in zip(args, signature.args)])
+
+    return sig, codegen
 
 
 @numba.njit(cache=True, nogil=True)
@@ -100,9 +103,43 @@ def _sqrt(a):  # pragma: no cover - compiled
 
 @numba.njit(cache=True, nogil=True)
 def _cr(op, addr, nargs, a, b):  # pragma: no cover - compiled
-    """(RN_binary32(f(a[, b])), flag) under the cr model (crkernel.one; flag 1: MPFR must decide)."""
-    res, fl = crkernel.one(op, addr, nargs, np.float64(a), np.float64(b), _C32)
-    return np.float32(res), fl
+    """(RN_binary32(f(a[, b])), flag) under the cr model: crkernel.one's decision (flag 1: MPFR must decide),
+    the answer read as the hardware's RN of the binary64 value, which is crkernel.rounded's for
+    p = 24 wherever `undecided` is 0 (both round to nearest; they differ only on ties, undecided),
+    one conversion on the path from argument to answer instead of rounded's integer steps. The
+    operations elem64 computes have their own entry points below (the code knows its operation)."""
+    v = np.float64(a)
+    hit, res = crkernel.shortcut(op, v, _C32)
+    if hit:
+        return np.float32(res), 0
+    return _decide(elem64.value(op, addr, nargs, v, np.float64(b)), elem64.covered(op, v))
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _decide(y, own):  # pragma: no cover - compiled
+    return np.float32(y), crkernel.undecided(y, own, _C32)
+
+
+@numba.njit(cache=True, nogil=True)
+def _cr1(op, addr, a):  # pragma: no cover - compiled
+    """_cr for a unary operation elem64 computes, compiled for each `op` (a literal: its branches
+    fold away): the shortcuts, small enough for LLVM to inline at the call site, else _cr1v."""
+    numba.literally(op)
+    v = np.float64(a)
+    hit, res = crkernel.shortcut(op, v, _C32)
+    if hit:
+        return np.float32(res), 0
+    return _cr1v(op, addr, v)
+
+
+@numba.njit(cache=True, nogil=True)
+def _cr1v(op, addr, v):  # pragma: no cover - compiled
+    numba.literally(op)
+    if elem64.covered(op, v):
+        return _decide(elem64.ours(op, v), True)
+    return _decide(_c1d(addr, v), False)
+
+
 
 
 @numba.njit(cache=True, nogil=True)
@@ -192,8 +229,9 @@ class _Gen:
         return self.addr_ops.index(op)
 
 
-def _formula_code(g: _Gen, f, depth: int) -> None:
-    """Statements computing formulation f's output into y[i] and its flag into fl[i].
+def _walker(g: _Gen, f, keys: dict):
+    """The statement writer of formulation f's expressions: walk(e, env, depth) emits the statements
+    computing e and returns the name holding its value.
 
     Every elementary call node is a memo slot: the run's slot table (rows of M, H, Q; local slot s
     is row sm[s]) holds its value for input i in M[row, i], H[row, i] whether it is computed yet
@@ -201,12 +239,9 @@ def _formula_code(g: _Gen, f, depth: int) -> None:
     is flagged too). Formulations with the same canonical key share the row, so exp(x) is
     computed once per input for all of them."""
     from mishaudit.eval.evaluate import const_value, round_exact
-    from mishaudit.eval.program32 import subexpression_keys
 
-    keys = subexpression_keys(f)
     consts = {k: round_fraction(v, FP32) for k, v in f.constant_values(FP32).items()}
     flag = "fv"
-    g.emit(depth, f"{flag} = 0")
     open_slots: list[int] = []  # slots whose computation encloses the node being written
 
     def raise_flag(depth: int, fv: str) -> None:
@@ -220,7 +255,6 @@ def _formula_code(g: _Gen, f, depth: int) -> None:
             k = keys[id(e)]
             s = g.slots.setdefault(k, len(g.slots))
             t = g.tmp()
-            g.emit(depth, f"r{s} = sm[{s}]")
             g.emit(depth, f"if r{s} < 0 or H[r{s}, i] == 0:")  # not shared in this run, or not computed yet
             g.emit(depth + 1, f"q{s} = 0")
             open_slots.append(s)
@@ -292,10 +326,17 @@ def _formula_code(g: _Gen, f, depth: int) -> None:
                 raise_flag(depth, fv)
         return t
 
+    return walk
+
+
+def _formula_code(g: _Gen, f, keys: dict, depth: int) -> None:
+    """Statements computing formulation f's output into y[i] and its flag into fl[i]."""
+    walk = _walker(g, f, keys)
+    g.emit(depth, "fv = 0")
     y = walk(f.body, {f.arg: "xv"}, depth)
     g.emit(depth, f"y[i] = {y}")
     if g.model == "cr":
-        g.emit(depth, f"fl[i] = {flag}")
+        g.emit(depth, "fl[i] = fv")
 
 
 def _call(g: _Gen, op: str, args: list, t: str, depth: int):
@@ -326,7 +367,9 @@ def _call(g: _Gen, op: str, args: list, t: str, depth: int):
             g.emit(d, "else:")
             g.emit(d + 1, f"{t}, {fv} = _cr({code}, addrs[{g.addr(op)}], 2, {a}, {b})")
         else:
-            g.emit(d, f"{t}, {fv} = _cr({code}, addrs[{g.addr(op)}], {len(args)}, {a}, {b})")
+            call = (f"_cr1({code}, addrs[{g.addr(op)}], {a})" if op in elem64.OPS
+                    else f"_cr({code}, addrs[{g.addr(op)}], {len(args)}, {a}, {b})")
+            g.emit(d, f"{t}, {fv} = {call}")
         g.emit(d, f"lg{s} = {fv}")
     g.emit(d, f"la{s} = {a}")
     if len(args) == 2:
@@ -335,33 +378,62 @@ def _call(g: _Gen, op: str, args: list, t: str, depth: int):
     return fv
 
 
+def _function(g: _Gen, name: str, params: str) -> list:
+    """The lines of one compiled function of the module from g's current statements (the loop body)
+    and call sites."""
+    lines = ["", "@numba.njit(cache=True, nogil=True, error_model='numpy')", f"def {name}({params}):"]
+    lines += [f"    r{s} = sm[{s}]" for s in sorted(g.slots.values())]  # the rows of the slots, read once
+    for s, (_op, nargs) in enumerate(g.sites):
+        lines.append(f"    la{s} = _NAN")
+        lines.append(f"    lr{s} = np.float32(0.0)")
+        if nargs == 2:
+            lines.append(f"    lb{s} = _NAN")
+        if g.model == "cr":
+            lines.append(f"    lg{s} = 0")
+    lines += ["    for i in range(len(x)):", "        xv = x[i]"] + g.lines
+    g.lines, g.sites = [], []
+    return lines
+
+
 def generate(formula, model: str) -> tuple[str, list, list]:
     """(module source, its slot keys in local order, the libm functions whose addresses `run` takes,
-    in order) for one formulation. The source depends on the formula and the model only, so its
-    compiled code serves every run that holds the formulation."""
+    in order) for one formulation: `run(x, y, fl, addrs, M, H, Q, sm)`, the formulation's loop. The
+    source depends on the formula and the model only, so its compiled code serves every run that
+    holds the formulation."""
+    from mishaudit.eval.program32 import subexpression_keys
+
     g = _Gen(model)
-    _formula_code(g, formula, 2)
+    _formula_code(g, formula, subexpression_keys(formula), 2)
+    funcs = _function(g, "run", "x, y, fl, addrs, M, H, Q, sm")
     head = ["# generated by mishaudit.eval.fused32 (GEN_VERSION %d): do not edit" % GEN_VERSION,
             "import numba", "import numpy as np",
-            "from mishaudit.eval.fused32 import _copysign, _cr, _same, _fma, _fmax, _fmin, _sqrt, _square, _c1f, _c2f",
+            "from mishaudit.eval.fused32 import _copysign, _cr, _same, _fma, _fmax, _fmin, _sqrt, _square, _c1f, _c2f, "
+            "_cr1",
             "_NAN = np.float32(np.nan)", "_INF = np.float32(np.inf)", "_NINF = np.float32(-np.inf)",
-            *[f"{name} = np.float32(float.fromhex('{h}'))" for h, name in g.consts.items()], "",
-            "@numba.njit(cache=True, nogil=True, error_model='numpy')",
-            "def run(x, y, fl, addrs, M, H, Q, sm):"]
-    init = []
-    for s, (_op, nargs) in enumerate(g.sites):
-        init.append(f"    la{s} = _NAN")
-        init.append(f"    lr{s} = np.float32(0.0)")
-        if nargs == 2:
-            init.append(f"    lb{s} = _NAN")
-        if model == "cr":
-            init.append(f"    lg{s} = 0")
-    body = ["    for i in range(len(x)):", "        xv = x[i]"]
-    keys = sorted(g.slots, key=g.slots.get)
-    return "\n".join(head + init + body + g.lines) + "\n", keys, list(g.addr_ops)
+            *[f"{name} = np.float32(float.fromhex('{h}'))" for h, name in g.consts.items()]]
+    return "\n".join(head + funcs) + "\n", sorted(g.slots, key=g.slots.get), list(g.addr_ops)
 
 
 _LOADED: dict = {}
+
+
+def code_digest(source: str) -> str:
+    """The name of a generated module's file and compiled code: its text, numba's version and the
+    modules it calls (_deps_digest)."""
+    return hashlib.sha256((source + numba.__version__ + _deps_digest()).encode()).hexdigest()[:20]
+
+
+@functools.lru_cache(maxsize=1)
+def _deps_digest() -> str:
+    """A digest of the modules whose compiled functions the generated code calls. numba's cache
+    checks only the generated file itself, so a change to one of these must change its name."""
+    from mishaudit.eval import clib_loops
+
+    h = hashlib.sha256()
+    for mod in (sys.modules[__name__], crkernel, clib_loops, elem64):
+        with open(mod.__file__, "rb") as fh:
+            h.update(fh.read())
+    return h.hexdigest()
 
 
 def _folders() -> list:
@@ -375,9 +447,9 @@ def _folders() -> list:
 
 
 def _load(source: str):
-    """The generated module's `run`, compiled (numba's cache beside the file), from the first folder of
+    """The generated module (its `run` compiled (numba's cache beside the file), from the first folder of
     _folders() that can be written; UserError when none can."""
-    digest = hashlib.sha256((source + numba.__version__).encode()).hexdigest()[:20]
+    digest = code_digest(source)
     if digest in _LOADED:
         return _LOADED[digest]
     from mishaudit.errors import UserError
@@ -406,8 +478,8 @@ def _load(source: str):
     mod = importlib.util.module_from_spec(spec)
     sys.modules[name] = mod
     spec.loader.exec_module(mod)
-    _LOADED[digest] = mod.run
-    return mod.run
+    _LOADED[digest] = mod
+    return mod
 
 
 class Fused:
@@ -441,7 +513,7 @@ class Fused:
                     libm.IMPLEMENTATIONS["glibc"][op][0])
 
             self._addrs = [np.array([address(op) for op in ops] or [0], dtype=np.int64) for _, _, ops in self.parts]
-            self._runs = [_load(src) for src, _, _ in self.parts]
+            self._runs = [_load(src).run for src, _, _ in self.parts]
         return self._runs
 
     def __call__(self, x32: np.ndarray):

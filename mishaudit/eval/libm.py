@@ -6,8 +6,10 @@ cr (the default): RN_w(f(a)), the correctly rounded value of the exact result (r
   nearest, ties to even; IEEE subnormals; overflow to inf; exact cases exact). This is the
   model of Herbie and CORE-MATH: it isolates a formulation's own error, and every CPU and
   numpy build gives the same bits. How it is computed:
-  - w with p <= 24 (binary16, bfloat16, binary32): y = f(a) by the host's binary64 libm
-    (numpy's float64 kernels), assumed to satisfy |y - f(a)| <= B |f(a)| with B = 2^-44
+  - w with p <= 24 (binary16, bfloat16, binary32): y = f(a) in binary64, by mishaudit's own exp,
+    expm1, log, log1p and tanh where their domains hold (eval/elem64.py: each within a proven
+    relative bound of at most 6e-15, decided with margins of that bound), else by the host's
+    binary64 libm, assumed to satisfy |y - f(a)| <= B |f(a)| with B = 2^-44
     (512 binary64 ulps; glibc documents at most 4 ulps for these functions in libm-test-ulps,
     numpy's own and SVML kernels at most 4 ulps). RN_w(f(a)) is decided when both ends of
     [|y|(1 - B'), |y|(1 + B')], B' = B + 2^-52 (the rounding of the two products), round to

@@ -25,6 +25,8 @@ from mishaudit.eval.evaluate import (
     Policy,
     const_value,
     fma_round_to_odd,
+    fmax,
+    fmin,
     round_exact,
     truth,
 )
@@ -33,7 +35,7 @@ from mishaudit.lang import fpcore as fc
 from mishaudit.lang.registry import Formula
 
 _F32_BINARY = {"+": np.add, "-": np.subtract, "*": np.multiply, "/": np.divide,
-               "copysign": np.copysign, "fmax": np.fmax, "fmin": np.fmin}
+               "copysign": np.copysign, "fmax": fmax, "fmin": fmin}
 _F32_UNARY = {"sqrt": np.sqrt, "fabs": np.abs}
 
 
