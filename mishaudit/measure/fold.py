@@ -27,7 +27,9 @@ import numba
 import numpy as np
 from numba.cpython.unsafe.numbers import trailing_zeros
 
-from mishaudit.measure.metrics import ULP_RES  # metrics imports no numba (compare's cached path needs none)
+from mishaudit.measure.metrics import (
+    ULP_RES,  # metrics imports no numba (compare's cached path needs none)
+)
 
 HIST_SUB = 2048  # histogram bins per binade of the ulp error (the top 11 significand bits)
 HIST_FLOOR = -30  # ulp errors in (0, 2^-30) share bin 1; bin 0 holds the errors read as 0

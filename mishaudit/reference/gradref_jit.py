@@ -45,7 +45,7 @@ import numba
 import numpy as np
 
 from mishaudit.formats import FP32, Format
-from mishaudit.reference import fastref, gradref
+from mishaudit.reference import gradref
 from mishaudit.reference.decide import D_RES, TINY_D
 from mishaudit.reference.fastref_jit import _down, _pow2, _round, _up
 from mishaudit.reference.fastref_jit import _exp_parts as _exp_parts_f
