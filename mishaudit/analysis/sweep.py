@@ -178,6 +178,7 @@ class Programs:
     fused: object | None  # fused32.Fused over `in_fused`, or None
     in_fused: list  # formula ids, in the fused pass's order
     single: dict  # formula id -> binary32 program (None: the evaluator), for the others
+    by_spec: list | None = None  # [(spec, formula ids)], set by summarize_block's first call
 
 
 _PROGRAMS: dict = {}
@@ -233,7 +234,10 @@ def summarize_block(x32: np.ndarray, formulas: list, progs: Programs, policy: Po
     if clock:
         clock("evaluate", time.perf_counter() - t)
     fallback = 0
-    for spec in dict.fromkeys(f.spec for f in formulas):  # one reference per spec in the run
+    if progs.by_spec is None:  # the formulations of each spec in the run (one reference each)
+        progs.by_spec = [(spec, [f.id for f in formulas if f.spec == spec])
+                         for spec in dict.fromkeys(f.spec for f in formulas)]
+    for spec, group in progs.by_spec:
         t = time.perf_counter()
         arr = reference_arrays(x, FP32, spec=spec)
         fallback += int(arr["fallback"])
@@ -241,8 +245,7 @@ def summarize_block(x32: np.ndarray, formulas: list, progs: Programs, policy: Po
         if clock:
             clock("reference", time.perf_counter() - t)
         t = time.perf_counter()
-        group = [f.id for f in formulas if f.spec == spec]
-        for ids in _same_outputs(group, ys):
+        for ids in (_same_outputs(group, ys) if len(group) > 1 else [group]):
             if len(ids) == 1:
                 accs[ids[0]].add_block(ys[ids[0]], x, rn, d, E, r64)
             else:
