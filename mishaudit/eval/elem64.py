@@ -6,7 +6,9 @@ function as before (its error then the assumed B, which verify_host_libm checks)
 
 u = 2^-53. Every + - * / below is one binary64 IEEE operation rounded to nearest (numba without
 fastmath: no contraction into fma, no reassociation), so fl(a op b) = (a op b)(1 + d), |d| <= u,
-for normal results (all results here are normal or exact zeros: the domains keep them so). The
+for normal results. Where an intermediate underflows (tiny or subnormal arguments: r^2, a^4, a^8,
+a * 64/ln2), its error is absolute, at most 2^-1075, in a sum of terms near 1 (and for subnormal a,
+expm1 and tanh return a exactly, as RN does): far inside every bound below. The
 polynomials p(t) = sum c_i t^i of degree n are evaluated by Estrin's scheme (a tree of + and *, with
 t^2, t^4, t^8 formed by squaring): the computed value is exactly sum c_i t^i (1 + theta_i), theta_i
 the product of the (1 + d) factors of the roundings on term i's path (those inside its power of t
@@ -22,7 +24,7 @@ exp(a), |a| <= 700 (EXP_BOUND = 1.6e-15 relative):
   + 2^17 2^-91 < 1.22e-18 of r*, so e^r is within 1.23e-18 relative of e^r*.
   p = Horner of the degree-5 Taylor polynomial of e^r (coefficients 1, 1, 1/2 exact, RN(1/6),
   RN(1/24), RN(1/120)): Horner's error <= gamma_10 e^0.00544 < 1.12e-15, the coefficients'
-  rounding < u 0.00543^3/6 < 3e-24, the truncation <= 0.00544^6/720 e^0.00544 < 3.6e-17; over
+  rounding < u 0.00543^3/6 < 3e-24, the truncation <= 0.00544^6/720 e^0.00544 < 3.7e-17; over
   e^r >= 0.9945: p within 1.17e-15 relative of e^r.
   T_j = 2^(j/64) (j = kd mod 64) to binary64 from 100-bit values: within 1.2e-16 relative.
   y = RN(T_j p) 2^m, m = (kd - j)/64 in [-1011, 1010] (the product by 2^m is exact: normal).
@@ -42,14 +44,15 @@ tanh(a), |a| <= 20 (TANH_BOUND = 6e-15): b = |a|, E = expm1(2b) (2b exact), y = 
 log(a), a normal positive finite (LOG_BOUND = 2.7e-15), and log1p(a), -1 < a <= 2^1000, |a| >= 2^-30
 (LOG1P_BOUND = 2.9e-15):
   log1p: s + c = 1 + a exactly (TwoSum: s = RN(1 + a), c its error, |c| <= u s); log: s = a, c = 0.
-  s = 2^e m with m in [sqrt(2)/2, sqrt(2)] (from its bits, exact); f = m - 1 exact (Sterbenz);
-  z = RN(f / RN(2 + f)), |z| <= 0.17158, within 2u + u^2 relative of f/(2 + f);
+  s = 2^e m with m in [RN(sqrt 2)/2, RN(sqrt 2)] (from its bits, exact); f = m - 1 exact (Sterbenz);
+  z = RN(f / RN(2 + f)), |z| <= 0.17158, within 2u/(1 - u) relative of f/(2 + f);
   log m = 2 atanh z = 2 z Q(z^2), Q(w) = sum w^i/(2i + 1); q = Horner of its terms i <= 9 in
   w = RN(z^2) (c_i = RN(1/(2i + 1))), w <= 0.02944: Horner <= gamma_18 Q(w) < 2.03e-15 (Q < 1.0101),
-  truncation <= w^10/21 / (1 - w) < 2.4e-17, w's rounding moves Q by < u w Q'(w) < 0.011 u;
-  lm = 2 RN(z q): within (2u + u^2)/(1 - z^2) (atanh's condition) + 2.06e-15 + u < 2.4e-15 of log m.
+  truncation <= w^10/21 / (1 - w) < 2.4e-17, the coefficients' rounding < u (Q - 1) < 1.2e-18, w's
+  rounding moves Q by < u w Q'(w) < 0.011 u;
+  lm = 2 RN(z q): within (2u/(1 - u))/(1 - z^2) (atanh's condition) + 2.06e-15 + u < 2.4e-15 of log m.
   L = RN(e LN2H + RN(e LN2L + lm)), ln2 = LN2H + LN2L + l, LN2H 42 bits (e LN2H exact, |e| <=
-  1075), |l| <= 2^-96. e = 0: L = lm exactly. e != 0: |log s| >= ln2 - 0.3466 = 0.3466, so the
+  1075), |l| <= 2^-96. e = 0: L = lm exactly. e != 0: |log s| >= ln2 - log RN(sqrt 2) > 0.34657, so the
   absolute errors (2.4e-15 0.3466 of lm, u 0.347 of the inner sum, u 1075 2^-42 of e LN2L,
   1075 2^-96) are < 2.52e-15 |log s|, and the outer rounding adds u: L within 2.7e-15 of log s.
   log1p adds RN(c / s) (within 1.01 u of log(1 + c/s), and u of it: < 1.5 u^2 absolute) with a
