@@ -23,6 +23,7 @@ from mishaudit.measure.fold import (
     SUM_BITS,
     SUM_ULP,
     WORST,
+    add_counts,
     fold,
 )
 from mishaudit.measure.metrics import ULP_RES
@@ -107,16 +108,7 @@ def _fold_reference(y, rn, d, E, counts, hist, out, keys):  # pragma: no cover -
             keys[i] = key
         else:
             hist[key] += 1
-    counts[0] += n
-    counts[1] += nonfin
-    counts[2] += cr
-    counts[3] += cr + fa
-    counts[4] += sz
-    counts[5] += cr
-    counts[6] += k1
-    counts[7] += k2
-    counts[8] += k3
-    counts[9] += n - nonfin - cr - k1 - k2 - k3
+    add_counts(counts, n, nonfin, cr, fa, sz, k1, k2, k3)  # the counts' layout only
     out[SUM_ULP] = s_ulp
     out[SUM_BITS] = s_bits
     out[MAX_ULP] = mu

@@ -143,6 +143,20 @@ def fold(y, rn, d, E, counts, hist, out, keys):  # pragma: no cover - compiled
             # every eighth chunk)
             direct = (nchg * 8 > m * 7) and (c0 // CHUNK) % 8 != 7
             hist[0] -= nf  # nonfinite outputs have key 0 in ks, and no key
+    add_counts(counts, n, nonfin, cr, fa, sz, k1, k2, k3)
+    out[SUM_ULP] = s_ulp
+    out[SUM_BITS] = s_bits
+    out[MAX_ULP] = _f64(mub) if mub >= 0 else -1.0
+    out[WORST] = wi
+    out[MAX_ABS200] = _f64(mab)
+    out[MAX_REL] = mr * 2.0**-100
+    out[MAX_DULP] = mk
+
+
+@numba.njit(nogil=True, inline="always")
+def add_counts(counts, n, nonfin, cr, fa, sz, k1, k2, k3):  # pragma: no cover - compiled
+    """fold's counts (int64[10], its docstring's order) from a pass's tallies: outputs, nonfinite, CR,
+    faithful but not CR, signed-zero mismatches, dULP 1, 2, 3."""
     counts[0] += n
     counts[1] += nonfin
     counts[2] += cr
@@ -153,13 +167,6 @@ def fold(y, rn, d, E, counts, hist, out, keys):  # pragma: no cover - compiled
     counts[7] += k2
     counts[8] += k3
     counts[9] += n - nonfin - cr - k1 - k2 - k3
-    out[SUM_ULP] = s_ulp
-    out[SUM_BITS] = s_bits
-    out[MAX_ULP] = _f64(mub) if mub >= 0 else -1.0
-    out[WORST] = wi
-    out[MAX_ABS200] = _f64(mab)
-    out[MAX_REL] = mr * 2.0**-100
-    out[MAX_DULP] = mk
 
 
 @numba.njit(nogil=True, error_model="numpy", boundscheck=False, inline="always")
