@@ -376,3 +376,17 @@ def test_one_error_chunks_after_sums_with_low_bits():
         d[5] = s0
         rn, E = np.full(len(d), 1.5), np.zeros(len(d), dtype=np.int64)
         assert_identical(np.full(len(d), np.float32(1.5)), rn, d, E)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 2000), st.data())
+def test_same_tells_equal_arrays_from_unequal(n, data):
+    """fold.same: equal word for word, or not; one differing word anywhere is found."""
+    from mishaudit.measure.fold import same
+
+    a = np.array(data.draw(st.lists(st.integers(0, 2**32 - 1), min_size=n, max_size=n)), dtype=np.uint32)
+    b = a.copy()
+    assert same(a, b)
+    i = data.draw(st.integers(0, n - 1))
+    b[i] ^= np.uint32(1 << data.draw(st.integers(0, 31)))
+    assert not same(a, b) and not same(b, a)

@@ -127,13 +127,15 @@ def test_generated_code_holds_no_text_of_the_formula():
     src, keys, ops = fused32.generate(f, "cr")
     assert "__import__" not in src and "system" not in src and "os" not in src.replace("ops", "")
     names = set(re.findall(r"[A-Za-z_][A-Za-z_0-9]*", re.sub(r"'[^']*'", "", src)))
-    ours = {n for n in names if re.fullmatch(r"(t|K|la|lb|lr|lg|gt|q|r)\d+", n)}
+    ours = {n for n in names if re.fullmatch(r"(t|K|la|lb|lr|lg|gt|q|r|k|v)\d+", n)}
     assert names - ours <= {"generated", "by", "mishaudit", "eval", "fused32", "GEN_VERSION", "do", "not", "edit",
                             "import", "numba", "numpy", "as", "np", "from", "_copysign", "_cr", "_cr1", "_same", "_fma",
                             "_fmax", "_fmin", "_sqrt", "_square", "_c1f", "_c2f", "_NAN", "_INF", "_NINF", "float32",
                             "nan", "inf", "float", "fromhex", "njit", "cache", "True", "nogil", "error_model", "def",
                             "run", "x", "y", "fl", "addrs", "M", "H", "Q", "sm", "for", "i", "in", "range", "len", "xv",
-                            "fv", "if", "else", "or", "and", "p", "e"}
+                            "fv", "if", "else", "or", "and", "p", "e", "_extremes", "_constancy", "DIRS", "array",
+                            "dtype", "int64", "n", "return", "imin", "imax", "rec", "full", "False", "it", "probe",
+                            "continue", "kc", "kv", "VIA", "reshape", "nk", "int"}
     check_equal([f], around(1.5), "cr")
 
 
@@ -246,3 +248,128 @@ def test_compiled_fma_is_the_evaluators_round_to_odd_fma():
     assert same.all(), (a[~same][:3], b[~same][:3], c[~same][:3])
     with np.errstate(all="ignore"):  # the test can fail: one rounding differs from two on some inputs
         assert np.count_nonzero(got != (a * b + c)) > 0
+
+
+# ---------------------------------------------------------------- call sites constant over a block
+
+@st.composite
+def monotone_trees(draw, depth: int = 4) -> str:
+    """Bodies built mostly by direction()'s rules (so that most have a direction), with a few
+    operations outside them."""
+    kind = draw(st.sampled_from(["x", "const", "f", "f", "neg", "add", "sub", "scale", "scale", "clamp", "other"]
+                                if depth else ["x", "x", "const"]))
+    if kind == "x":
+        return "x"
+    if kind == "const":
+        return draw(st.sampled_from(CONSTS + ["0", "-0", "INFINITY"]))
+    sub = monotone_trees(depth - 1)
+    if kind == "f":
+        return f"({draw(st.sampled_from(['exp', 'expm1', 'log1p', 'log', 'tanh']))} {draw(sub)})"
+    if kind == "neg":
+        return f"(- {draw(sub)})"
+    if kind in ("add", "sub"):
+        return f"({'+' if kind == 'add' else '-'} {draw(sub)} {draw(sub)})"
+    c = draw(st.sampled_from(CONSTS + ["0", "INFINITY"]))
+    if kind == "scale":
+        op = draw(st.sampled_from(["*", "/"]))
+        return f"({op} {draw(sub)} {c})" if op == "/" or draw(st.booleans()) else f"(* {c} {draw(sub)})"
+    if kind == "clamp":
+        return f"({draw(st.sampled_from(['fmax', 'fmin']))} {'x' if draw(st.booleans()) else draw(sub)} {c})"
+    return f"({draw(st.sampled_from(['fabs', 'sqrt']))} {draw(sub)})"
+
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(st.one_of(trees(), monotone_trees()), st.floats(-140, 127), st.booleans())
+def test_a_direction_is_the_evaluators(body, scale, negative):
+    """direction()'s claim, checked on the evaluator's values over sorted binary32 inputs: +1
+    nondecreasing, -1 nonincreasing, 0 one value, and NaN somewhere only where NaN at an end."""
+    from mishaudit.lang import fpcore as fc
+
+    f = load_text(f"(FPCore h (x) {body})", "<tree>", "h")
+    consts = {k: float(v) for k, v in f.constant_values(FP32).items()}
+    d = fused32.direction(f.body, {"x": 1}, lambda e: fused32.literal_value(e, consts), ("x",))
+    if d == fused32.UNKNOWN or isinstance(f.body, fc.If):
+        return
+    x = np.sort(np.concatenate([around((-1.0 if negative else 1.0) * 2.0**scale, 64),
+                                np.linspace(-30, 30, 64, dtype=np.float32)]))
+    y = evaluate(f, x.astype(np.float64), Policy(FP32)).y
+    if not np.isnan(y[0]) and not np.isnan(y[-1]):
+        assert not np.isnan(y).any(), (body, x[np.isnan(y)][:3])
+    v = y[~np.isnan(y)]
+    if d == 0:
+        assert len(np.unique(v.astype(np.float32).view(np.uint32))) <= 1, body
+    else:
+        assert ((v[1:] >= v[:-1]) if d == 1 else (v[1:] <= v[:-1])).all(), (body, d)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(st.lists(trees(), min_size=3, max_size=3), st.floats(-140, 127), st.booleans())
+def test_random_trees_on_consecutive_inputs_equal_the_evaluator(bodies, scale, negative):
+    """On a block of consecutive inputs (where call sites are found constant and skipped), random
+    trees still give the evaluator's bits."""
+    forms = [load_text(f"(FPCore c{i} (x) {b})", f"<tree {i}>", f"c{i}") for i, b in enumerate(bodies)]
+    check_equal(forms, around((-1.0 if negative else 1.0) * 2.0**scale, 256), "cr")
+
+
+@pytest.mark.parametrize("v, fid, want", [
+    (-200.0, "softplus-tanh", 3), (-1e30, "softplus-tanh", 3), (1020.0, "softplus-tanh", 3),
+    (3e38, "softplus-tanh", 3), (2.0**-40, "softplus-tanh", 3), (-2.0**-40, "softplus-tanh", 3),
+    (12.0, "softplus-tanh", 1), (-0.75, "softplus-tanh", 0), (0.0, "softplus-tanh", 2),
+    (-200.0, "exp-rational-clamped", 1), (40.0, "exp-rational", 0), (100.0, "exp-rational", 1),
+    (-3e38, "coreml-2359-workaround", 3)])
+def test_sites_constant_over_a_block_are_found_and_keep_the_bits(v, fid, want):
+    """The sites a saturated block holds constant (exp's 0, inf or 1, and what follows from them;
+    tanh's 1 beyond 9.01; around 0, log1p(1) and tanh of it, not exp, whose argument changes sign
+    there) are found, and the outputs stay the evaluator's."""
+    pol = Policy(FP32)
+    fz = fused32.Fused([REG[fid]], pol)
+    x = around(v, 4096)
+    ys = fused32.fused_outputs(fz, x, pol)
+    assert fz.constant == [want]
+    want_y = evaluate(REG[fid], x.astype(np.float64), pol).y.astype(np.float32)
+    assert np.array_equal(ys[0].view(np.uint32), want_y.view(np.uint32))
+
+
+def test_constancy_rules():
+    """_constancy on hand-made probes: rule (b) needs both arguments nonzero, of one sign, not NaN,
+    and equal values; rule (a) follows constant inner sites, numbered before or after; a flagged
+    probe turns every site off."""
+    nan = np.nan
+    one = np.float32(1.0)
+    dirs = np.array([1, 1, 1, -1, fused32.UNKNOWN], dtype=np.int64)
+    via = np.array([[-2], [-2], [-2], [-2], [-2]], dtype=np.int64)
+
+    def run(rec, via=via, off=False):
+        kc, kv = fused32._constancy(np.array(rec, dtype=np.float32), dirs, via, off)
+        return list(kc)
+
+    same = [-5.0, -4.0, 1.0, 1.0]
+    assert run([same] * 5) == [1, 1, 1, 1, 0]  # no direction: never by (b)
+    assert run([[-5.0, 0.0, 1.0, 1.0], [-0.0, 4.0, 1.0, 1.0], [-1.0, 4.0, 1.0, 1.0], [nan, 4.0, 1.0, 1.0],
+                same]) == [0, 0, 0, 0, 0]
+    assert run([[-5.0, -4.0, 1.0, np.nextafter(one, np.float32(2))], [-5.0, -4.0, 0.0, -0.0],
+                [-5.0, -4.0, nan, nan], same, same]) == [0, 0, 0, 1, 0]
+    assert run([same] * 5, off=True) == [0, 0, 0, 0, 0]
+    # site 4 (no direction) reached by x only through sites 0 and 3; site 0 through site 2
+    chain = np.array([[2, -1], [-2, -1], [-2, -1], [-2, -1], [0, 3]], dtype=np.int64)
+    odd = [-1.0, 4.0, 7.0, 7.0]  # (b) fails: the arguments change sign
+    assert run([odd, odd, same, same, odd], via=chain) == [1, 0, 1, 1, 1]
+    assert run([odd, odd, odd, same, odd], via=chain) == [0, 0, 0, 1, 0]
+
+
+def test_a_sum_of_two_varying_operands_has_no_direction():
+    """inf + -inf at one interior input only: a sum of two operands that both vary is never taken
+    as monotone (else tanh(exp(a + b) + 10) reads 1 at both ends of this block and would be skipped
+    where the evaluator gives NaN, at x = 2^28)."""
+    f = load_text("(FPCore h (x) (tanh (+ (exp (+ (* x 1267650600228229401496703205376) "
+                  "(log (- (fmax x 268435456) 268435456)))) 10)))", "<sum>", "h")
+    pol = Policy(FP32)
+    fz = fused32.Fused([f], pol)
+    x = around(2.0**28, 8)
+    ys = fused32.fused_outputs(fz, x, pol)
+    assert fz.constant == [0]
+    assert np.isnan(ys[0][x == 2.0**28]).all()
+    check_equal([f], x, "cr")
+    assert fused32.direction(load_text("(FPCore g (x) (+ x (exp x)))", "<g>", "g").body, {"x": 1},
+                             lambda e: None, ("x",)) == fused32.UNKNOWN

@@ -258,19 +258,20 @@ def summarize_block(x32: np.ndarray, formulas: list, progs: Programs, policy: Po
 
 
 def _same_outputs(ids: list, ys: dict) -> list:
-    """`ids` grouped by bit-identical outputs (a digest of each, then an exact comparison)."""
-    from mishaudit.measure.fold import digest
+    """`ids` grouped by bit-identical outputs (each compared with the first of every group so far,
+    fold.same, which stops at the first 512 words that differ), in `ids`' order."""
+    from mishaudit.measure.fold import same
 
-    groups: dict = {}
+    groups: list = []
     for fid in ids:
         y = ys[fid].view(np.uint32)
-        for members in groups.setdefault(digest(y), []):
-            if np.array_equal(ys[members[0]].view(np.uint32), y):
+        for members in groups:
+            if same(ys[members[0]].view(np.uint32), y):
                 members.append(fid)
                 break
         else:
-            groups[digest(y)].append([fid])
-    return [m for ms in groups.values() for m in ms]
+            groups.append([fid])
+    return groups
 
 
 def _worker_init():

@@ -17,7 +17,11 @@ sign nor its payload, and every summary counts it as nonfinite alike):
 Subexpressions common to several formulations (canonical keys of program32.subexpression_keys:
 exp(x), log1p(exp(x)), ...) are computed once per input when an earlier formulation computes them
 unconditionally; each elementary call site also repeats its previous answer when its argument
-repeats (crkernel's shortcut), which makes the long runs of saturated inputs cheap.
+repeats (crkernel's shortcut). Under cr, a call site is skipped, its argument's computation too,
+on a block where it is proven constant: its argument is monotone in x (direction()) and takes, at
+the block's smallest and largest input, nonzero values of one sign whose answers are the same, or x
+reaches its argument only through sites proven constant (_constancy). That makes the long runs of
+saturated inputs (exp at 0, 1 or inf, tanh at 1) cheap.
 
 The generated text holds only names of our own (t0, t1, ...), binary32 constants as hex literals
 and operations from the fixed table below: nothing of a formula file is executed. It is written to
@@ -45,7 +49,7 @@ from mishaudit.eval.clib_loops import _c1d, _c1f, _c2f  # noqa: F401 - the gener
 from mishaudit.formats import FP32, round_fraction
 from mishaudit.lang import fpcore as fc
 
-GEN_VERSION = 2
+GEN_VERSION = 3
 _BINARY = {"+": "+", "-": "-", "*": "*", "/": "/"}
 _CMP = {"<": "<", ">": ">", "<=": "<=", ">=": ">=", "==": "==", "!=": "!="}
 _EXACT = {"fabs": "abs({0})", "copysign": "_copysign({0}, {1})", "fmax": "_fmax({0}, {1})",
@@ -53,6 +57,8 @@ _EXACT = {"fabs": "abs({0})", "copysign": "_copysign({0}, {1})", "fmax": "_fmax(
 _SHORTCUT = {"exp": crkernel.EXP, "expm1": crkernel.EXPM1, "log": crkernel.LOG, "log1p": crkernel.LOG1P,
              "tanh": crkernel.TANH}
 MODELS = ("cr", "glibc")
+_INCREASING = ("exp", "exp2", "expm1", "log", "log1p", "tanh")  # nondecreasing on the reals: so is RN of them
+UNKNOWN = 2  # a direction: not shown monotone
 _ELEMENTARY = ("exp", "exp2", "expm1", "log", "log1p", "tanh", "pow")  # libm.ELEMENTARY (checked in tests)
 
 
@@ -148,6 +154,75 @@ def _square(a):  # pragma: no cover - compiled
     return np.float32(np.float64(a) * np.float64(a))
 
 
+@numba.njit(cache=True, nogil=True)
+def _extremes(x):  # pragma: no cover - compiled
+    """The indices of the smallest and the largest value of x (n >= 1; the first of equals), or
+    (-1, -1) when x holds a NaN."""
+    lo = hi = 0
+    for i in range(len(x)):
+        v = x[i]
+        if v != v:
+            return -1, -1
+        if v < x[lo]:
+            lo = i
+        if v > x[hi]:
+            hi = i
+    return lo, hi
+
+
+@numba.njit(cache=True, nogil=True)
+def _constancy(rec, dirs, via, off):  # pragma: no cover - compiled
+    """(kc, kv): per call site, whether it is constant over the block (1) and its value there, from
+    the probes at the block's smallest and largest input x0 <= x1 (rec[s] = its argument at x0 and
+    x1, its value at x0 and x1; NaN where a probe did not reach it); `dirs`: its argument's
+    direction (direction()); `via`: the sites through which alone x reaches its argument (row s,
+    -1 padding; -2 first: x reaches it directly). None when `off` (a probe flagged for MPFR: its
+    values are not proven). Sites are numbered outside in, so a site's inner sites come after it:
+    they are decided first.
+
+    Site s is constant, its value v0, where v0 and v1 are equal encodings, not NaN, and
+    (a) every site of via[s] is constant: then its argument is one value for every input of the
+    block (an expression of constants), a0, and its value RN(f(a0)); or
+    (b) its direction is +-1 and a0, a1 are neither NaN nor zero and of one sign. Proof: the
+    argument A(x) is monotone in x, so A(x) lies between A(x0) and A(x1) for every input x of the
+    block: not zero, not NaN (a NaN of A holds up to an end of the block: direction()), of their
+    sign. The site's function f is nondecreasing, so RN(f(A(x))) lies between the two equal
+    values: it is that value; a zero value keeps its sign, as f's exact value has one sign there
+    (f is zero at a nonzero argument only as log(1) = +0)."""
+    ns = len(dirs)
+    kc = np.zeros(ns, dtype=np.uint8)
+    kv = np.zeros(ns, dtype=np.float32)
+    if off:
+        return kc, kv
+    changed = True
+    while changed:  # until no site is added (a site's via may hold sites numbered before it or after)
+        changed = False
+        for s in range(ns):
+            if kc[s] == 0 and _constant(s, rec, dirs, via, kc):
+                kc[s] = 1
+                kv[s] = rec[s, 2]
+                changed = True
+    return kc, kv
+
+
+@numba.njit(cache=True, nogil=True)
+def _constant(s, rec, dirs, via, kc):  # pragma: no cover - compiled
+    """_constancy's rules (a) and (b) for site s, given the sites found constant so far (kc)."""
+    d = dirs[s]
+    a0, a1, v0, v1 = rec[s, 0], rec[s, 1], rec[s, 2], rec[s, 3]
+    if v0 != v0 or np.float32(v0).view(np.uint32) != np.float32(v1).view(np.uint32):
+        return False
+    if via[s, 0] != -2:  # (a)
+        inner = True
+        for j in range(via.shape[1]):
+            if via[s, j] >= 0 and kc[via[s, j]] == 0:
+                inner = False
+        if inner:
+            return True
+    # (b)
+    return (d == 1 or d == -1) and a0 == a0 and a1 == a1 and a0 != 0 and a1 != 0 and (a0 < 0) == (a1 < 0)
+
+
 def _margins():
     from mishaudit.eval import libm
 
@@ -200,9 +275,12 @@ class _Gen:
 
     def __init__(self, model: str):
         self.model = model
-        self.lines: list[str] = []
+        self.lines: list[tuple[str, str]] = []  # (which loop: "" both, "probe" or "main" only, text)
         self.n = 0
         self.sites: list[tuple[str, int]] = []  # (op, nargs) per elementary call site
+        self.dirs: list[int] = []  # per call site: its argument's direction (direction()), UNKNOWN: never constant
+        self.via: list = []  # per call site: the sites through which alone x reaches its arguments (None: directly)
+        self.capable: list[bool] = []  # per call site: whether a block may show it constant (_constancy)
         self.addr_ops: list[str] = []  # the functions whose addresses the run passes, by index
         self.consts: dict[str, str] = {}  # hex text -> the module-level name of a binary32 constant
         self.slots: dict[str, int] = {}  # canonical key of an elementary call node -> local slot
@@ -220,13 +298,157 @@ class _Gen:
         self.n += 1
         return f"t{self.n}"
 
-    def emit(self, depth: int, text: str) -> None:
-        self.lines.append("    " * depth + text)
+    def emit(self, depth: int, text: str, loop: str = "") -> None:
+        self.lines.append((loop, "    " * depth + text))
+
+    def body(self, loop: str, indent: int) -> list[str]:
+        """The statements of one loop ("probe" or "main"), indented by `indent` levels more."""
+        return ["    " * indent + text for which, text in self.lines if which in ("", loop)]
+
+    def site(self, op: str, nargs: int, d: int, capable: bool) -> int:
+        """A new elementary call site (its argument's direction d; whether it may be found constant
+        over a block); its index."""
+        self.sites.append((op, nargs))
+        self.dirs.append(d)
+        self.capable.append(capable)
+        self.via.append(None)
+        return len(self.sites) - 1
 
     def addr(self, op: str) -> int:
         if op not in self.addr_ops:
             self.addr_ops.append(op)
         return self.addr_ops.index(op)
+
+
+
+
+def direction(e, names: dict, literal, plain=()) -> int:
+    """How e's value (the evaluator's: every operation rounded as it rounds it) moves with the input
+    x, read off the tree: +1 nondecreasing, -1 nonincreasing, 0 independent of x, UNKNOWN where
+    this proof does not reach. `names` maps a bound name to its direction (x: +1), `literal(e)`
+    is a constant's binary32 value or None; `plain` names the input (never NaN in a block that is
+    probed: _extremes). The rules: RN is nondecreasing, so RN(a + c) and RN(a - c) follow a's
+    direction for an operand c independent of x, RN(a*c) and RN(a/c) for a constant c > 0
+    (reversed for c < 0; c finite and nonzero: no 0*inf, 0/0 or inf/inf), RN(f(a)) follows a's
+    for f in _INCREASING, and
+    fmax(x, c), fmin(x, c) (either order; x the input, c a constant, not NaN) follow x's (fmax and
+    fmin hide a NaN operand, so only the input, never NaN, is taken); if, comparisons, fabs,
+    copysign, fma, pow, fmax and fmin of other operands, and sums of two operands that both vary
+    are UNKNOWN: a + b with a reaching +inf at the x where b leaves -inf is NaN there alone,
+    while by these rules every other NaN of a node holds from some x to an end of the block (an
+    operand outside an operation's domain, or infinite against c, stays so towards one end) and
+    reaches every node above it, all of which pass NaN on."""
+    def both(a: int, b: int) -> int:  # a sum: one operand independent of x (see the docstring)
+        if UNKNOWN in (a, b):
+            return UNKNOWN
+        return b if a == 0 else a if b == 0 else UNKNOWN
+
+    def scaled(a: int, c) -> int:
+        if a == 0:
+            return 0
+        if c is None or not math.isfinite(c) or c == 0 or a == UNKNOWN:
+            return UNKNOWN
+        return a if c > 0 else -a
+
+    def go(e, nd: dict, plain: frozenset) -> int:
+        if isinstance(e, (fc.Num, fc.Const)):
+            return 0
+        if isinstance(e, fc.Var):
+            return nd.get(e.name, 0)  # a formula constant when not bound
+        if isinstance(e, fc.Annot):
+            return go(e.body, nd, plain)
+        if isinstance(e, fc.Let):
+            inner, after = dict(nd), plain
+            for name, sub in e.bindings:
+                inner[name] = go(sub, inner, after) if e.sequential else go(sub, nd, plain)
+                after = after - {name}
+            return go(e.body, inner, after)
+        if not isinstance(e, fc.Op):
+            return UNKNOWN
+        ds = [go(a, nd, plain) for a in e.args]
+
+        def lit(a):  # a bound name is no literal, even one named as a formula constant
+            return None if isinstance(_bare(a), fc.Var) and _bare(a).name in nd else literal(a)
+
+        if all(d == 0 for d in ds):
+            return 0
+        op = e.op
+        if op == "-" and len(ds) == 1:
+            return -ds[0] if ds[0] != UNKNOWN else UNKNOWN
+        if op == "+":
+            return both(*ds)
+        if op == "-":
+            return both(ds[0], -ds[1] if ds[1] != UNKNOWN else UNKNOWN)
+        if op == "*":
+            return scaled(ds[0], lit(e.args[1])) if ds[1] == 0 else (
+                scaled(ds[1], lit(e.args[0])) if ds[0] == 0 else UNKNOWN)
+        if op == "/":
+            return scaled(ds[0], lit(e.args[1])) if ds[1] == 0 else UNKNOWN
+        if op in _INCREASING and len(ds) == 1:
+            return ds[0]
+        if op in ("fmax", "fmin"):
+            a, b = e.args
+            if ds[1] != 0:
+                a, b = b, a
+            c = lit(b)
+            if isinstance(_bare(a), fc.Var) and _bare(a).name in plain and c is not None and not math.isnan(c):
+                return 1
+        return UNKNOWN
+
+    return go(e, names, frozenset(plain))
+
+
+def literal_value(e, consts: dict):
+    """A literal's binary32 value (a number, a named constant, a formula constant of `consts`: name
+    -> its binary32 value), else None."""
+    from mishaudit.eval.evaluate import const_value, round_exact
+
+    e = _bare(e)
+    if isinstance(e, fc.Num):
+        return float(round_exact(e.value, FP32))
+    if isinstance(e, fc.Const) and e.name not in ("TRUE", "FALSE"):
+        return float(round_exact(const_value(e.name), FP32))
+    if isinstance(e, fc.Var) and e.name in consts:
+        return float(consts[e.name])
+    return None
+
+
+def _bare(e):
+    """e without its annotations."""
+    while isinstance(e, fc.Annot):
+        e = e.body
+    return e
+
+
+def through_sites(e, names: dict, site_of: dict):
+    """The call sites (site_of: id of an elementary node -> its site) through which alone the input
+    reaches e's value, or None where x reaches it directly (outside every call site). `names` maps a
+    bound name to its own such set (x: None). Where every site of the set is constant over a block,
+    so is e. site_of None: whether x reaches e directly only (None, else a set standing for sites
+    not numbered yet)."""
+    def union(parts):
+        out = set()
+        for part in parts:
+            if part is None:
+                return None
+            out |= part
+        return out
+
+    def go(e, nd: dict):
+        if isinstance(e, (fc.Num, fc.Const)):
+            return set()
+        if isinstance(e, fc.Var):
+            return nd.get(e.name, set())  # a formula constant when not bound
+        if isinstance(e, fc.Op) and (e.op in _ELEMENTARY if site_of is None else id(e) in site_of):
+            return {site_of[id(e)] if site_of is not None else -1}
+        if isinstance(e, fc.Let):
+            inner = dict(nd)
+            for name, sub in e.bindings:
+                inner[name] = go(sub, inner if e.sequential else nd)
+            return go(e.body, inner)
+        return union(go(c, nd) for c in fc.children(e))
+
+    return go(e, names)
 
 
 def _walker(g: _Gen, f, keys: dict):
@@ -243,6 +465,18 @@ def _walker(g: _Gen, f, keys: dict):
     consts = {k: round_fraction(v, FP32) for k, v in f.constant_values(FP32).items()}
     flag = "fv"
     open_slots: list[int] = []  # slots whose computation encloses the node being written
+    tdir = {"xv": 1}  # a temporary holding a let-bound value -> that value's direction
+    tvia = {"xv": None}  # ... -> the call sites through which alone x reaches it (through_sites)
+    site_of: dict = {}  # id of an elementary call node written -> its site
+
+    literal = functools.partial(literal_value, consts=consts)
+
+    def names(env: dict) -> dict:
+        return {n: tdir.get(t, UNKNOWN) for n, t in env.items()}
+
+    def plain(env: dict) -> tuple:
+        """The name of the input where it is not shadowed (direction's `plain`)."""
+        return (f.arg,) if env.get(f.arg) == "xv" else ()
 
     def raise_flag(depth: int, fv: str) -> None:
         """An undecided call flags the innermost slot being computed (which passes it outward when
@@ -255,7 +489,8 @@ def _walker(g: _Gen, f, keys: dict):
             k = keys[id(e)]
             s = g.slots.setdefault(k, len(g.slots))
             t = g.tmp()
-            g.emit(depth, f"if r{s} < 0 or H[r{s}, i] == 0:")  # not shared in this run, or not computed yet
+            g.emit(depth, f"if r{s} < 0 or H[r{s}, i] == 0:", "main")  # not shared in this run, or not computed yet
+            g.emit(depth, "if True:", "probe")  # a probe computes every site (_function)
             g.emit(depth + 1, f"q{s} = 0")
             open_slots.append(s)
             v = node(e, env, depth + 1)
@@ -288,9 +523,12 @@ def _walker(g: _Gen, f, keys: dict):
         if isinstance(e, fc.Let):
             inner = dict(env)
             for name, sub in e.bindings:
-                v = walk(sub, inner if e.sequential else env, depth)
+                scope = inner if e.sequential else env
+                v = walk(sub, scope, depth)
                 t = g.tmp()
                 g.emit(depth, f"{t} = {v}")
+                tdir[t] = direction(sub, names(scope), literal, plain(scope))
+                tvia[t] = through_sites(sub, {n: tvia.get(u, set()) for n, u in scope.items()}, site_of)
                 inner[name] = t
             return walk(e.body, inner, depth)
         if isinstance(e, fc.If):
@@ -301,6 +539,8 @@ def _walker(g: _Gen, f, keys: dict):
             g.emit(depth, "else:")
             g.emit(depth + 1, f"{t} = {walk(e.other, env, depth + 1)}")
             return t
+        if e.op in _ELEMENTARY:
+            return call_site(e, env, depth)
         args = [walk(a, env, depth) for a in e.args]
         t = g.tmp()
         op = e.op
@@ -320,10 +560,34 @@ def _walker(g: _Gen, f, keys: dict):
             g.emit(depth, f"{t} = " + _EXACT[op].format(*args))
         elif op == "fma":
             g.emit(depth, f"{t} = _fma({args[0]}, {args[1]}, {args[2]})")
-        else:  # an elementary function: the libm model, with the call site's repeat shortcut
-            fv = _call(g, op, args, t, depth)
-            if fv:
-                raise_flag(depth, fv)
+        return t
+
+    def call_site(e, env: dict, depth: int) -> str:
+        """An elementary function: the libm model, with the call site's repeat shortcut; under cr, a
+        site whose argument has a direction, or is reached by x through call sites only, is skipped,
+        its arguments too, where the block shows it constant (k{s}: its value v{s}, _constancy)."""
+        d = UNKNOWN
+        capable = False
+        if g.model == "cr":
+            if e.op in _INCREASING and len(e.args) == 1:
+                d = direction(e.args[0], names(env), literal, plain(env))
+            vias = {n: tvia.get(u, set()) for n, u in env.items()}
+            capable = d != UNKNOWN or all(through_sites(a, vias, None) is not None for a in e.args)
+        s = g.site(e.op, len(e.args), d, capable)
+        t = g.tmp()
+        if capable:
+            g.emit(depth, f"if k{s}:")
+            g.emit(depth + 1, f"{t} = v{s}")
+            g.emit(depth, "else:")
+            depth += 1
+        args = [walk(a, env, depth) for a in e.args]
+        site_of[id(e)] = s
+        if capable:
+            parts = [through_sites(a, vias, site_of) for a in e.args]
+            g.via[s] = None if None in parts else set().union(*parts)
+        fv = _call(g, s, e.op, args, t, depth)
+        if fv:
+            raise_flag(depth, fv)
         return t
 
     return walk
@@ -339,10 +603,10 @@ def _formula_code(g: _Gen, f, keys: dict, depth: int) -> None:
         g.emit(depth, "fl[i] = fv")
 
 
-def _call(g: _Gen, op: str, args: list, t: str, depth: int):
-    """An elementary call site: `t` = its value; returns the name of its flag (None: always decided)."""
-    s = len(g.sites)
-    g.sites.append((op, len(args)))
+def _call(g: _Gen, s: int, op: str, args: list, t: str, depth: int):
+    """Elementary call site s: `t` = its value; returns the name of its flag (None: always decided).
+    A probe records the argument and the value of a site that may be found constant (rec[s]:
+    _constancy)."""
     a, b = args[0], (args[1] if len(args) == 2 else args[0])
     same = f"_same({a}, la{s})"
     if len(args) == 2:
@@ -375,12 +639,19 @@ def _call(g: _Gen, op: str, args: list, t: str, depth: int):
     if len(args) == 2:
         g.emit(d, f"lb{s} = {b}")
     g.emit(d, f"lr{s} = {t}")
+    if g.capable[s]:
+        g.emit(depth, f"rec[{s}, p] = {a}", "probe")
+        g.emit(depth, f"rec[{s}, 2 + p] = {t}", "probe")
     return fv
 
 
 def _function(g: _Gen, name: str, params: str) -> list:
     """The lines of one compiled function of the module from g's current statements (the loop body)
-    and call sites."""
+    and call sites. Under cr, two probes come first: the body at the block's smallest and largest
+    input (_extremes), computing every site (no memo, no constant site) and recording the argument
+    and value of each site that may be found constant (g.capable); _constancy then tells which sites are constant over
+    the block, and the loop over the block takes their values (k{s}, v{s}) without computing them
+    or their arguments. It returns the number of constant sites."""
     lines = ["", "@numba.njit(cache=True, nogil=True, error_model='numpy')", f"def {name}({params}):"]
     lines += [f"    r{s} = sm[{s}]" for s in sorted(g.slots.values())]  # the rows of the slots, read once
     for s, (_op, nargs) in enumerate(g.sites):
@@ -390,25 +661,43 @@ def _function(g: _Gen, name: str, params: str) -> list:
             lines.append(f"    lb{s} = _NAN")
         if g.model == "cr":
             lines.append(f"    lg{s} = 0")
-    lines += ["    for i in range(len(x)):", "        xv = x[i]"] + g.lines
-    g.lines, g.sites = [], []
+    capable = [s for s, c in enumerate(g.capable) if c]
+    if g.model != "cr":
+        lines += ["    for i in range(len(x)):", "        xv = x[i]"] + g.body("main", 0) + ["    return 0"]
+    else:
+        lines += ["    n = len(x)", "    if n == 0:", "        return 0", "    imin, imax = _extremes(x)",
+                  f"    rec = np.full(({max(len(g.sites), 1)}, 4), _NAN)"]
+        lines += [f"    k{s} = False\n    v{s} = np.float32(0.0)" for s in capable]
+        lines += ["    for p in range(2 if imin >= 0 else 0):", "        i = imin if p == 0 else imax",
+                  "        xv = x[i]"] + g.body("probe", 0)
+        lines += ["    kc, kv = _constancy(rec, DIRS, VIA, imin < 0 or fl[imin] != 0 or fl[imax] != 0)"]
+        lines += [f"    k{s} = kc[{s}] != 0\n    v{s} = kv[{s}]" for s in capable]
+        lines += ["    for i in range(n):", "        xv = x[i]"] + g.body("main", 0)
+        lines += ["    return " + (" + ".join(f"int(k{s})" for s in capable) if capable else "0")]
+    g.lines, g.sites, g.dirs, g.via, g.capable = [], [], [], [], []
     return lines
 
 
 def generate(formula, model: str) -> tuple[str, list, list]:
     """(module source, its slot keys in local order, the libm functions whose addresses `run` takes,
-    in order) for one formulation: `run(x, y, fl, addrs, M, H, Q, sm)`, the formulation's loop. The
+    in order) for one formulation: `run(x, y, fl, addrs, M, H, Q, sm)`, the formulation's loop (it
+    returns the number of its call sites constant over the block: _function). The
     source depends on the formula and the model only, so its compiled code serves every run that
     holds the formulation."""
     from mishaudit.eval.program32 import subexpression_keys
 
     g = _Gen(model)
     _formula_code(g, formula, subexpression_keys(formula), 2)
+    dirs = list(g.dirs) or [UNKNOWN]
+    width = max([len(v) for v in g.via if v is not None] + [1])
+    via = [[-2] + [-1] * (width - 1) if v is None else sorted(v) + [-1] * (width - len(v)) for v in g.via] or [[-2]]
     funcs = _function(g, "run", "x, y, fl, addrs, M, H, Q, sm")
     head = ["# generated by mishaudit.eval.fused32 (GEN_VERSION %d): do not edit" % GEN_VERSION,
             "import numba", "import numpy as np",
             "from mishaudit.eval.fused32 import _copysign, _cr, _same, _fma, _fmax, _fmin, _sqrt, _square, _c1f, _c2f, "
-            "_cr1",
+            "_cr1, _extremes, _constancy",
+            f"DIRS = np.array({dirs}, dtype=np.int64)",
+            f"VIA = np.array({via}, dtype=np.int64).reshape({len(via)}, {width})",
             "_NAN = np.float32(np.nan)", "_INF = np.float32(np.inf)", "_NINF = np.float32(-np.inf)",
             *[f"{name} = np.float32(float.fromhex('{h}'))" for h, name in g.consts.items()]]
     return "\n".join(head + funcs) + "\n", sorted(g.slots, key=g.slots.get), list(g.addr_ops)
@@ -486,7 +775,8 @@ class Fused:
     """The fused pass of `formulas` (each `supported`) under `policy`: `self(x32)` -> (ys, flags),
     ys float32 [len(formulas), n] the outputs, flags uint8 of the same shape (1: the evaluator must
     redo that output, an undecided cr call on its path). Each formulation is one compiled loop over
-    the block; they share the memo slots of equal subexpressions (the rows of M, H, Q)."""
+    the block; they share the memo slots of equal subexpressions (the rows of M, H, Q).
+    `self.constant`: per formulation, its call sites found constant over the last block (_function)."""
 
     def __init__(self, formulas: list, policy):
         self.formulas = list(formulas)
@@ -525,8 +815,7 @@ class Fused:
         M = np.empty((self.slots, n), dtype=np.float32)
         H = np.zeros((self.slots, n), dtype=np.uint8)
         Q = np.zeros((self.slots, n), dtype=np.uint8)
-        for j, run in enumerate(runs):
-            run(x32, ys[j], fl[j], self._addrs[j], M, H, Q, self._maps[j])
+        self.constant = [run(x32, ys[j], fl[j], self._addrs[j], M, H, Q, self._maps[j]) for j, run in enumerate(runs)]
         return ys, fl
 
 
