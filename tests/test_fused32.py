@@ -373,3 +373,16 @@ def test_a_sum_of_two_varying_operands_has_no_direction():
     check_equal([f], x, "cr")
     assert fused32.direction(load_text("(FPCore g (x) (+ x (exp x)))", "<g>", "g").body, {"x": 1},
                              lambda e: None, ("x",)) == fused32.UNKNOWN
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.floats(width=32, allow_nan=False), min_size=1, max_size=40), st.booleans(), st.booleans())
+def test_extremes_are_a_smallest_and_a_largest_value(xs, ascending, nan):
+    """_extremes: indices of a smallest and a largest value, ascending or not; (-1, -1) with a NaN."""
+    x = np.array(sorted(xs) if ascending else xs, dtype=np.float32)
+    if nan:
+        x[len(x) // 2] = np.nan
+        assert fused32._extremes(x) == (-1, -1)
+        return
+    lo, hi = fused32._extremes(x)
+    assert x[lo] == x.min() and x[hi] == x.max()

@@ -57,6 +57,7 @@ _EXACT = {"fabs": "abs({0})", "copysign": "_copysign({0}, {1})", "fmax": "_fmax(
 _SHORTCUT = {"exp": crkernel.EXP, "expm1": crkernel.EXPM1, "log": crkernel.LOG, "log1p": crkernel.LOG1P,
              "tanh": crkernel.TANH}
 MODELS = ("cr", "glibc")
+LOOPS = frozenset({"probe", "main", "fast"})  # the loops of a generated function (_function)
 _INCREASING = ("exp", "exp2", "expm1", "log", "log1p", "tanh")  # nondecreasing on the reals: so is RN of them
 UNKNOWN = 2  # a direction: not shown monotone
 _ELEMENTARY = ("exp", "exp2", "expm1", "log", "log1p", "tanh", "pow")  # libm.ELEMENTARY (checked in tests)
@@ -156,8 +157,15 @@ def _square(a):  # pragma: no cover - compiled
 
 @numba.njit(cache=True, nogil=True)
 def _extremes(x):  # pragma: no cover - compiled
-    """The indices of the smallest and the largest value of x (n >= 1; the first of equals), or
-    (-1, -1) when x holds a NaN."""
+    """The indices of a smallest and a largest value of x (n >= 1), or (-1, -1) when x holds a
+    NaN: 0 and n - 1 where x ascends (a sweep's blocks; checked by a loop the compiler vectorises,
+    which counts a NaN as out of order), else the first of equals, found one by one."""
+    n = len(x)
+    out = 0
+    for i in range(n - 1):
+        out += not (x[i] <= x[i + 1])
+    if out == 0 and x[0] == x[0]:
+        return 0, n - 1
     lo = hi = 0
     for i in range(len(x)):
         v = x[i]
@@ -275,7 +283,9 @@ class _Gen:
 
     def __init__(self, model: str):
         self.model = model
-        self.lines: list[tuple[str, str]] = []  # (which loop: "" both, "probe" or "main" only, text)
+        self.lines: list[tuple[frozenset, str]] = []  # (the loops holding it: LOOPS, text)
+        self.nofast = 0  # > 0 while writing what a site constant over the block skips (no "fast" loop)
+        self.outer: list[int] = []  # the sites that may be constant and lie in no other such site's argument
         self.n = 0
         self.sites: list[tuple[str, int]] = []  # (op, nargs) per elementary call site
         self.dirs: list[int] = []  # per call site: its argument's direction (direction()), UNKNOWN: never constant
@@ -298,12 +308,13 @@ class _Gen:
         self.n += 1
         return f"t{self.n}"
 
-    def emit(self, depth: int, text: str, loop: str = "") -> None:
-        self.lines.append((loop, "    " * depth + text))
+    def emit(self, depth: int, text: str, loops=None) -> None:
+        loops = LOOPS if loops is None else frozenset(loops)
+        self.lines.append((loops - {"fast"} if self.nofast else loops, "    " * depth + text))
 
-    def body(self, loop: str, indent: int) -> list[str]:
-        """The statements of one loop ("probe" or "main"), indented by `indent` levels more."""
-        return ["    " * indent + text for which, text in self.lines if which in ("", loop)]
+    def body(self, loop: str) -> list[str]:
+        """The statements of one loop (LOOPS)."""
+        return [text for which, text in self.lines if loop in which]
 
     def site(self, op: str, nargs: int, d: int, capable: bool) -> int:
         """A new elementary call site (its argument's direction d; whether it may be found constant
@@ -489,8 +500,14 @@ def _walker(g: _Gen, f, keys: dict):
             k = keys[id(e)]
             s = g.slots.setdefault(k, len(g.slots))
             t = g.tmp()
-            g.emit(depth, f"if r{s} < 0 or H[r{s}, i] == 0:", "main")  # not shared in this run, or not computed yet
-            g.emit(depth, "if True:", "probe")  # a probe computes every site (_function)
+            site, capable = plan(e, env)
+            outer = capable and not g.nofast
+            if outer:  # the fast loop takes its value and nothing of the memo or of its argument
+                g.outer.append(site)
+                g.emit(depth, f"{t} = v{site}", ("fast",))
+                g.nofast += 1
+            g.emit(depth, f"if r{s} < 0 or H[r{s}, i] == 0:", ("main", "fast"))  # not shared in this run, or
+            g.emit(depth, "if True:", ("probe",))  # not computed yet; a probe computes every site (_function)
             g.emit(depth + 1, f"q{s} = 0")
             open_slots.append(s)
             v = node(e, env, depth + 1)
@@ -506,6 +523,8 @@ def _walker(g: _Gen, f, keys: dict):
             if g.model == "cr":
                 g.emit(depth + 1, f"q{s} = Q[r{s}, i]")
             raise_flag(depth, f"q{s}")
+            if outer:
+                g.nofast -= 1
             return t
         return node(e, env, depth)
 
@@ -562,10 +581,11 @@ def _walker(g: _Gen, f, keys: dict):
             g.emit(depth, f"{t} = _fma({args[0]}, {args[1]}, {args[2]})")
         return t
 
-    def call_site(e, env: dict, depth: int) -> str:
-        """An elementary function: the libm model, with the call site's repeat shortcut; under cr, a
-        site whose argument has a direction, or is reached by x through call sites only, is skipped,
-        its arguments too, where the block shows it constant (k{s}: its value v{s}, _constancy)."""
+    planned: dict = {}  # id of an elementary node -> its site, while its memo slot is written
+
+    def plan(e, env: dict) -> tuple[int, bool]:
+        """Elementary node e's call site (a new one) and whether a block may show it constant: under
+        cr, where its argument has a direction, or x reaches its arguments through call sites only."""
         d = UNKNOWN
         capable = False
         if g.model == "cr":
@@ -574,6 +594,15 @@ def _walker(g: _Gen, f, keys: dict):
             vias = {n: tvia.get(u, set()) for n, u in env.items()}
             capable = d != UNKNOWN or all(through_sites(a, vias, None) is not None for a in e.args)
         s = g.site(e.op, len(e.args), d, capable)
+        planned[id(e)] = s
+        return s, capable
+
+    def call_site(e, env: dict, depth: int) -> str:
+        """An elementary function: the libm model, with the call site's repeat shortcut; a site that
+        may be constant (plan) is skipped, its arguments too, where the block shows it constant
+        (k{s}: its value v{s}, _constancy)."""
+        s = planned.pop(id(e))
+        capable = g.capable[s]
         t = g.tmp()
         if capable:
             g.emit(depth, f"if k{s}:")
@@ -583,6 +612,7 @@ def _walker(g: _Gen, f, keys: dict):
         args = [walk(a, env, depth) for a in e.args]
         site_of[id(e)] = s
         if capable:
+            vias = {n: tvia.get(u, set()) for n, u in env.items()}
             parts = [through_sites(a, vias, site_of) for a in e.args]
             g.via[s] = None if None in parts else set().union(*parts)
         fv = _call(g, s, e.op, args, t, depth)
@@ -640,8 +670,8 @@ def _call(g: _Gen, s: int, op: str, args: list, t: str, depth: int):
         g.emit(d, f"lb{s} = {b}")
     g.emit(d, f"lr{s} = {t}")
     if g.capable[s]:
-        g.emit(depth, f"rec[{s}, p] = {a}", "probe")
-        g.emit(depth, f"rec[{s}, 2 + p] = {t}", "probe")
+        g.emit(depth, f"rec[{s}, p] = {a}", ("probe",))
+        g.emit(depth, f"rec[{s}, 2 + p] = {t}", ("probe",))
     return fv
 
 
@@ -649,9 +679,12 @@ def _function(g: _Gen, name: str, params: str) -> list:
     """The lines of one compiled function of the module from g's current statements (the loop body)
     and call sites. Under cr, two probes come first: the body at the block's smallest and largest
     input (_extremes), computing every site (no memo, no constant site) and recording the argument
-    and value of each site that may be found constant (g.capable); _constancy then tells which sites are constant over
-    the block, and the loop over the block takes their values (k{s}, v{s}) without computing them
-    or their arguments. It returns the number of constant sites."""
+    and value of each site that may be found constant (g.capable); _constancy then tells which sites
+    are constant over the block, and the loop over the block takes their values (k{s}, v{s})
+    without computing them or their arguments. Where every outer such site (g.outer: in no other's
+    argument) is constant, a loop written without them and their arguments runs instead (the
+    "fast" loop: no branch on k{s}, so the compiler may vectorise it). It returns the number of
+    constant sites."""
     lines = ["", "@numba.njit(cache=True, nogil=True, error_model='numpy')", f"def {name}({params}):"]
     lines += [f"    r{s} = sm[{s}]" for s in sorted(g.slots.values())]  # the rows of the slots, read once
     for s, (_op, nargs) in enumerate(g.sites):
@@ -663,18 +696,21 @@ def _function(g: _Gen, name: str, params: str) -> list:
             lines.append(f"    lg{s} = 0")
     capable = [s for s, c in enumerate(g.capable) if c]
     if g.model != "cr":
-        lines += ["    for i in range(len(x)):", "        xv = x[i]"] + g.body("main", 0) + ["    return 0"]
+        lines += ["    for i in range(len(x)):", "        xv = x[i]"] + g.body("main") + ["    return 0"]
     else:
         lines += ["    n = len(x)", "    if n == 0:", "        return 0", "    imin, imax = _extremes(x)",
                   f"    rec = np.full(({max(len(g.sites), 1)}, 4), _NAN)"]
         lines += [f"    k{s} = False\n    v{s} = np.float32(0.0)" for s in capable]
         lines += ["    for p in range(2 if imin >= 0 else 0):", "        i = imin if p == 0 else imax",
-                  "        xv = x[i]"] + g.body("probe", 0)
+                  "        xv = x[i]"] + g.body("probe")
         lines += ["    kc, kv = _constancy(rec, DIRS, VIA, imin < 0 or fl[imin] != 0 or fl[imax] != 0)"]
         lines += [f"    k{s} = kc[{s}] != 0\n    v{s} = kv[{s}]" for s in capable]
-        lines += ["    for i in range(n):", "        xv = x[i]"] + g.body("main", 0)
+        if capable:  # every outer site that may be constant is: the loop without them and their arguments
+            lines += ["    if " + " and ".join(f"k{s}" for s in g.outer) + ":", "        for i in range(n):",
+                      "            xv = x[i]"] + ["    " + t for t in g.body("fast")] + ["    else:"]
+        lines += ["    " * bool(capable) + t for t in ["    for i in range(n):", "        xv = x[i]"] + g.body("main")]
         lines += ["    return " + (" + ".join(f"int(k{s})" for s in capable) if capable else "0")]
-    g.lines, g.sites, g.dirs, g.via, g.capable = [], [], [], [], []
+    g.lines, g.sites, g.dirs, g.via, g.capable, g.outer = [], [], [], [], [], []
     return lines
 
 
