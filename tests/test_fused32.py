@@ -135,7 +135,7 @@ def test_generated_code_holds_no_text_of_the_formula():
                             "run", "x", "y", "fl", "addrs", "M", "H", "Q", "sm", "for", "i", "in", "range", "len", "xv",
                             "fv", "if", "else", "or", "and", "p", "e", "_extremes", "_constancy", "DIRS", "array",
                             "dtype", "int64", "n", "return", "imin", "imax", "rec", "full", "False", "it", "probe",
-                            "continue", "kc", "kv", "VIA", "reshape", "nk", "int"}
+                            "continue", "kc", "kv", "VIA", "reshape", "nk", "int", "SIGNS", "row"}
     check_equal([f], around(1.5), "cr")
 
 
@@ -274,25 +274,29 @@ def monotone_trees(draw, depth: int = 4) -> str:
         op = draw(st.sampled_from(["*", "/"]))
         return f"({op} {draw(sub)} {c})" if op == "/" or draw(st.booleans()) else f"(* {c} {draw(sub)})"
     if kind == "clamp":
-        return f"({draw(st.sampled_from(['fmax', 'fmin']))} {'x' if draw(st.booleans()) else draw(sub)} {c})"
-    return f"({draw(st.sampled_from(['fabs', 'sqrt']))} {draw(sub)})"
+        a = "x" if draw(st.booleans()) else draw(sub)
+        return f"({draw(st.sampled_from(['fmax', 'fmin']))} {a} {c})" if draw(st.booleans()) else f"(fmax {c} {a})"
+    return f"({draw(st.sampled_from(['fabs', 'fabs', 'sqrt']))} {'x' if draw(st.booleans()) else draw(sub)})"
 
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(st.one_of(trees(), monotone_trees()), st.floats(-140, 127), st.booleans())
-def test_a_direction_is_the_evaluators(body, scale, negative):
-    """direction()'s claim, checked on the evaluator's values over sorted binary32 inputs: +1
-    nondecreasing, -1 nonincreasing, 0 one value, and NaN somewhere only where NaN at an end."""
+@given(st.one_of(trees(), monotone_trees()), st.floats(-140, 127), st.booleans(), st.sampled_from(fused32.SIGNS))
+def test_a_direction_is_the_evaluators(body, scale, negative, sign):
+    """direction()'s claim, checked on the evaluator's values over sorted binary32 inputs (of one
+    sign where `sign` says so): +1 nondecreasing, -1 nonincreasing, 0 one value, and NaN somewhere
+    only where NaN at an end."""
     from mishaudit.lang import fpcore as fc
 
     f = load_text(f"(FPCore h (x) {body})", "<tree>", "h")
     consts = {k: float(v) for k, v in f.constant_values(FP32).items()}
-    d = fused32.direction(f.body, {"x": 1}, lambda e: fused32.literal_value(e, consts), ("x",))
+    d = fused32.direction(f.body, {"x": 1}, lambda e: fused32.literal_value(e, consts), ("x",), sign)
     if d == fused32.UNKNOWN or isinstance(f.body, fc.If):
         return
     x = np.sort(np.concatenate([around((-1.0 if negative else 1.0) * 2.0**scale, 64),
                                 np.linspace(-30, 30, 64, dtype=np.float32)]))
+    if sign:
+        x = x[x * sign > 0]
     y = evaluate(f, x.astype(np.float64), Policy(FP32)).y
     if not np.isnan(y[0]) and not np.isnan(y[-1]):
         assert not np.isnan(y).any(), (body, x[np.isnan(y)][:3])
@@ -317,11 +321,14 @@ def test_random_trees_on_consecutive_inputs_equal_the_evaluator(bodies, scale, n
     (3e38, "softplus-tanh", 3), (2.0**-40, "softplus-tanh", 3), (-2.0**-40, "softplus-tanh", 3),
     (12.0, "softplus-tanh", 1), (-0.75, "softplus-tanh", 0), (0.0, "softplus-tanh", 2),
     (-200.0, "exp-rational-clamped", 1), (40.0, "exp-rational", 0), (100.0, "exp-rational", 1),
-    (-3e38, "coreml-2359-workaround", 3)])
+    (-3e38, "coreml-2359-workaround", 3), (-200.0, "stable-softplus", 2), (-1e30, "coreml-2725", 2),
+    (1e30, "stable-softplus", 2)])
 def test_sites_constant_over_a_block_are_found_and_keep_the_bits(v, fid, want):
     """The sites a saturated block holds constant (exp's 0, inf or 1, and what follows from them;
     tanh's 1 beyond 9.01; around 0, log1p(1) and tanh of it, not exp, whose argument changes sign
-    there) are found, and the outputs stay the evaluator's."""
+    there; exp(-|x|) on blocks of one sign, though not tanh of fmax(x, 0) + 0 = +0, a zero argument,
+    nor of x + log1p(exp(-|x|)), a sum of two varying terms) are found, and the outputs stay the
+    evaluator's."""
     pol = Policy(FP32)
     fz = fused32.Fused([REG[fid]], pol)
     x = around(v, 4096)
@@ -341,7 +348,7 @@ def test_constancy_rules():
     via = np.array([[-2], [-2], [-2], [-2], [-2]], dtype=np.int64)
 
     def run(rec, via=via, off=False):
-        kc, kv = fused32._constancy(np.array(rec, dtype=np.float32), dirs, via, off)
+        kc, kv = fused32._constancy(np.array(rec, dtype=np.float32), dirs.reshape(1, -1), via, off, 0)
         return list(kc)
 
     same = [-5.0, -4.0, 1.0, 1.0]

@@ -18,7 +18,8 @@ Subexpressions common to several formulations (canonical keys of program32.subex
 exp(x), log1p(exp(x)), ...) are computed once per input when an earlier formulation computes them
 unconditionally; each elementary call site also repeats its previous answer when its argument
 repeats (crkernel's shortcut). Under cr, a call site is skipped, its argument's computation too,
-on a block where it is proven constant: its argument is monotone in x (direction()) and takes, at
+on a block where it is proven constant: its argument is monotone in x (direction(), knowing the
+sign of the block's inputs where they have one: |x| and fmax(x, 0) follow it) and takes, at
 the block's smallest and largest input, nonzero values of one sign whose answers are the same, or x
 reaches its argument only through sites proven constant (_constancy). That makes the long runs of
 saturated inputs (exp at 0, 1 or inf, tanh at 1) cheap.
@@ -179,14 +180,14 @@ def _extremes(x):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def _constancy(rec, dirs, via, off):  # pragma: no cover - compiled
+def _constancy(rec, dirs, via, off, row):  # pragma: no cover - compiled
     """(kc, kv): per call site, whether it is constant over the block (1) and its value there, from
     the probes at the block's smallest and largest input x0 <= x1 (rec[s] = its argument at x0 and
-    x1, its value at x0 and x1; NaN where a probe did not reach it); `dirs`: its argument's
-    direction (direction()); `via`: the sites through which alone x reaches its argument (row s,
-    -1 padding; -2 first: x reaches it directly). None when `off` (a probe flagged for MPFR: its
-    values are not proven). Sites are numbered outside in, so a site's inner sites come after it:
-    they are decided first.
+    x1, its value at x0 and x1; NaN where a probe did not reach it); `dirs[row, s]`: its argument's
+    direction (direction(), for the inputs' sign SIGNS[row] over the block); `via`: the sites
+    through which alone x reaches its argument (row s, -1 padding; -2 first: x reaches it
+    directly). None when `off` (a probe flagged for MPFR: its values are not proven). A site's
+    via may hold sites numbered before it or after it: the rules run until none is added.
 
     Site s is constant, its value v0, where v0 and v1 are equal encodings, not NaN, and
     (a) every site of via[s] is constant: then its argument is one value for every input of the
@@ -197,16 +198,16 @@ def _constancy(rec, dirs, via, off):  # pragma: no cover - compiled
     sign. The site's function f is nondecreasing, so RN(f(A(x))) lies between the two equal
     values: it is that value; a zero value keeps its sign, as f's exact value has one sign there
     (f is zero at a nonzero argument only as log(1) = +0)."""
-    ns = len(dirs)
+    ns = dirs.shape[1]
     kc = np.zeros(ns, dtype=np.uint8)
     kv = np.zeros(ns, dtype=np.float32)
     if off:
         return kc, kv
     changed = True
-    while changed:  # until no site is added (a site's via may hold sites numbered before it or after)
+    while changed:  # until no site is added
         changed = False
         for s in range(ns):
-            if kc[s] == 0 and _constant(s, rec, dirs, via, kc):
+            if kc[s] == 0 and _constant(s, rec, dirs[row, s], via, kc):
                 kc[s] = 1
                 kv[s] = rec[s, 2]
                 changed = True
@@ -214,9 +215,9 @@ def _constancy(rec, dirs, via, off):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def _constant(s, rec, dirs, via, kc):  # pragma: no cover - compiled
-    """_constancy's rules (a) and (b) for site s, given the sites found constant so far (kc)."""
-    d = dirs[s]
+def _constant(s, rec, d, via, kc):  # pragma: no cover - compiled
+    """_constancy's rules (a) and (b) for site s (its argument's direction d), given the sites found
+    constant so far (kc)."""
     a0, a1, v0, v1 = rec[s, 0], rec[s, 1], rec[s, 2], rec[s, 3]
     if v0 != v0 or np.float32(v0).view(np.uint32) != np.float32(v1).view(np.uint32):
         return False
@@ -288,7 +289,7 @@ class _Gen:
         self.outer: list[int] = []  # the sites that may be constant and lie in no other such site's argument
         self.n = 0
         self.sites: list[tuple[str, int]] = []  # (op, nargs) per elementary call site
-        self.dirs: list[int] = []  # per call site: its argument's direction (direction()), UNKNOWN: never constant
+        self.dirs: list[tuple] = []  # per call site: its argument's direction for each of SIGNS (direction())
         self.via: list = []  # per call site: the sites through which alone x reaches its arguments (None: directly)
         self.capable: list[bool] = []  # per call site: whether a block may show it constant (_constancy)
         self.addr_ops: list[str] = []  # the functions whose addresses the run passes, by index
@@ -316,9 +317,9 @@ class _Gen:
         """The statements of one loop (LOOPS)."""
         return [text for which, text in self.lines if loop in which]
 
-    def site(self, op: str, nargs: int, d: int, capable: bool) -> int:
-        """A new elementary call site (its argument's direction d; whether it may be found constant
-        over a block); its index."""
+    def site(self, op: str, nargs: int, d: tuple, capable: bool) -> int:
+        """A new elementary call site (its argument's directions d, for SIGNS; whether it may be found
+        constant over a block); its index."""
         self.sites.append((op, nargs))
         self.dirs.append(d)
         self.capable.append(capable)
@@ -333,7 +334,10 @@ class _Gen:
 
 
 
-def direction(e, names: dict, literal, plain=()) -> int:
+SIGNS = (0, -1, 1)  # the sign of every input of a block, 0: not known (DIRS' rows, _constancy)
+
+
+def direction(e, names: dict, literal, plain=(), sign: int = 0) -> int:
     """How e's value (the evaluator's: every operation rounded as it rounds it) moves with the input
     x, read off the tree: +1 nondecreasing, -1 nonincreasing, 0 independent of x, UNKNOWN where
     this proof does not reach. `names` maps a bound name to its direction (x: +1), `literal(e)`
@@ -343,8 +347,10 @@ def direction(e, names: dict, literal, plain=()) -> int:
     (reversed for c < 0; c finite and nonzero: no 0*inf, 0/0 or inf/inf), RN(f(a)) follows a's
     for f in _INCREASING, and
     fmax(x, c), fmin(x, c) (either order; x the input, c a constant, not NaN) follow x's (fmax and
-    fmin hide a NaN operand, so only the input, never NaN, is taken); if, comparisons, fabs,
-    copysign, fma, pow, fmax and fmin of other operands, and sums of two operands that both vary
+    fmin hide a NaN operand, so only the input, never NaN, is taken). Where every input has the
+    sign `sign` (-1: x < 0, +1: x > 0; 0: not known), fabs(x) follows it, and fmax(x, c) is c
+    (direction 0) for x < 0 <= c, as fmin(x, c) is for c <= 0 < x. If, comparisons, copysign,
+    fma, pow, fabs, fmax and fmin of other operands, and sums of two operands that both vary
     are UNKNOWN: a + b with a reaching +inf at the x where b leaves -inf is NaN there alone,
     while by these rules every other NaN of a node holds from some x to an end of the block (an
     operand outside an operation's domain, or infinite against c, stays so towards one end) and
@@ -403,7 +409,11 @@ def direction(e, names: dict, literal, plain=()) -> int:
                 a, b = b, a
             c = lit(b)
             if isinstance(_bare(a), fc.Var) and _bare(a).name in plain and c is not None and not math.isnan(c):
+                if (op == "fmax" and sign < 0 <= c) or (op == "fmin" and c <= 0 < sign):
+                    return 0
                 return 1
+        if op == "fabs" and sign != 0 and isinstance(_bare(e.args[0]), fc.Var) and _bare(e.args[0]).name in plain:
+            return sign
         return UNKNOWN
 
     return go(e, names, frozenset(plain))
@@ -476,14 +486,18 @@ def _walker(g: _Gen, f, keys: dict):
     consts = {k: round_fraction(v, FP32) for k, v in f.constant_values(FP32).items()}
     flag = "fv"
     open_slots: list[int] = []  # slots whose computation encloses the node being written
-    tdir = {"xv": 1}  # a temporary holding a let-bound value -> that value's direction
+    tdir = {"xv": (1, 1, 1)}  # a temporary holding a let-bound value -> its direction for each of SIGNS
     tvia = {"xv": None}  # ... -> the call sites through which alone x reaches it (through_sites)
     site_of: dict = {}  # id of an elementary call node written -> its site
 
     literal = functools.partial(literal_value, consts=consts)
 
-    def names(env: dict) -> dict:
-        return {n: tdir.get(t, UNKNOWN) for n, t in env.items()}
+    def names(env: dict, k: int) -> dict:
+        return {n: tdir[t][k] if t in tdir else UNKNOWN for n, t in env.items()}
+
+    def directions(e, env: dict) -> tuple:
+        """e's direction for each of SIGNS."""
+        return tuple(direction(e, names(env, k), literal, plain(env), sign) for k, sign in enumerate(SIGNS))
 
     def plain(env: dict) -> tuple:
         """The name of the input where it is not shadowed (direction's `plain`)."""
@@ -546,7 +560,7 @@ def _walker(g: _Gen, f, keys: dict):
                 v = walk(sub, scope, depth)
                 t = g.tmp()
                 g.emit(depth, f"{t} = {v}")
-                tdir[t] = direction(sub, names(scope), literal, plain(scope))
+                tdir[t] = directions(sub, scope)
                 tvia[t] = through_sites(sub, {n: tvia.get(u, set()) for n, u in scope.items()}, site_of)
                 inner[name] = t
             return walk(e.body, inner, depth)
@@ -586,13 +600,13 @@ def _walker(g: _Gen, f, keys: dict):
     def plan(e, env: dict) -> tuple[int, bool]:
         """Elementary node e's call site (a new one) and whether a block may show it constant: under
         cr, where its argument has a direction, or x reaches its arguments through call sites only."""
-        d = UNKNOWN
+        d = (UNKNOWN,) * len(SIGNS)
         capable = False
         if g.model == "cr":
             if e.op in _INCREASING and len(e.args) == 1:
-                d = direction(e.args[0], names(env), literal, plain(env))
+                d = directions(e.args[0], env)
             vias = {n: tvia.get(u, set()) for n, u in env.items()}
-            capable = d != UNKNOWN or all(through_sites(a, vias, None) is not None for a in e.args)
+            capable = d != (UNKNOWN,) * len(SIGNS) or all(through_sites(a, vias, None) is not None for a in e.args)
         s = g.site(e.op, len(e.args), d, capable)
         planned[id(e)] = s
         return s, capable
@@ -703,7 +717,8 @@ def _function(g: _Gen, name: str, params: str) -> list:
         lines += [f"    k{s} = False\n    v{s} = np.float32(0.0)" for s in capable]
         lines += ["    for p in range(2 if imin >= 0 else 0):", "        i = imin if p == 0 else imax",
                   "        xv = x[i]"] + g.body("probe")
-        lines += ["    kc, kv = _constancy(rec, DIRS, VIA, imin < 0 or fl[imin] != 0 or fl[imax] != 0)"]
+        lines += ["    row = 0 if imin < 0 else (1 if x[imax] < 0 else (2 if x[imin] > 0 else 0))  # SIGNS",
+                  "    kc, kv = _constancy(rec, DIRS, VIA, imin < 0 or fl[imin] != 0 or fl[imax] != 0, row)"]
         lines += [f"    k{s} = kc[{s}] != 0\n    v{s} = kv[{s}]" for s in capable]
         if capable:  # every outer site that may be constant is: the loop without them and their arguments
             lines += ["    if " + " and ".join(f"k{s}" for s in g.outer) + ":", "        for i in range(n):",
@@ -724,7 +739,7 @@ def generate(formula, model: str) -> tuple[str, list, list]:
 
     g = _Gen(model)
     _formula_code(g, formula, subexpression_keys(formula), 2)
-    dirs = list(g.dirs) or [UNKNOWN]
+    dirs = [list(r) for r in zip(*g.dirs)] if g.dirs else [[UNKNOWN]] * len(SIGNS)  # [sign][site]
     width = max([len(v) for v in g.via if v is not None] + [1])
     via = [[-2] + [-1] * (width - 1) if v is None else sorted(v) + [-1] * (width - len(v)) for v in g.via] or [[-2]]
     funcs = _function(g, "run", "x, y, fl, addrs, M, H, Q, sm")
@@ -732,7 +747,7 @@ def generate(formula, model: str) -> tuple[str, list, list]:
             "import numba", "import numpy as np",
             "from mishaudit.eval.fused32 import _copysign, _cr, _same, _fma, _fmax, _fmin, _sqrt, _square, _c1f, _c2f, "
             "_cr1, _extremes, _constancy",
-            f"DIRS = np.array({dirs}, dtype=np.int64)",
+            f"DIRS = np.array({dirs}, dtype=np.int64).reshape({len(SIGNS)}, {len(dirs[0])})",
             f"VIA = np.array({via}, dtype=np.int64).reshape({len(via)}, {width})",
             "_NAN = np.float32(np.nan)", "_INF = np.float32(np.inf)", "_NINF = np.float32(-np.inf)",
             *[f"{name} = np.float32(float.fromhex('{h}'))" for h, name in g.consts.items()]]
