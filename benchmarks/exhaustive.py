@@ -19,7 +19,7 @@ Prints, and writes as JSON (the README's speed table is generated from it by scr
    2^15 consecutive inputs evenly spaced over binary32, for one formulation and for all;
 and the ratios of 2 and 3 to 1 and of 4 to the bare import. 1 and 2 run `--repeat` times,
 alternately, and the fastest of each counts (every run's seconds are kept): this machine's speed
-drifts by 10-20 % over minutes. Measures; asserts nothing.
+drifts by 10-25 % over minutes. Measures; asserts nothing.
 """
 
 from __future__ import annotations
