@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mishaudit.analysis.sweep import BLOCK, Sweep, programs, summarize_block, values
-from mishaudit.eval import crkernel, fused32, libm
+from mishaudit.eval import crkernel, directions, fused32, libm
 from mishaudit.eval.evaluate import Policy, evaluate
 from mishaudit.formats import BF16, FP16, FP32, all_finite
 from mishaudit.lang.registry import load_registry, load_text
@@ -133,9 +133,10 @@ def test_generated_code_holds_no_text_of_the_formula():
                             "_fmax", "_fmin", "_sqrt", "_square", "_c1f", "_c2f", "_NAN", "_INF", "_NINF", "float32",
                             "nan", "inf", "float", "fromhex", "njit", "cache", "True", "nogil", "error_model", "def",
                             "run", "x", "y", "fl", "addrs", "M", "H", "Q", "sm", "for", "i", "in", "range", "len", "xv",
-                            "fv", "if", "else", "or", "and", "p", "e", "_extremes", "_constancy", "DIRS", "array",
+                            "fv", "if", "else", "or", "and", "p", "e", "_extremes", "_constancy", "array", "directions",
                             "dtype", "int64", "n", "return", "imin", "imax", "rec", "full", "False", "it", "probe",
-                            "continue", "kc", "kv", "VIA", "reshape", "nk", "int", "SIGNS", "row"}
+                            "continue", "kc", "kv", "kd", "reshape", "nk", "int", "SIGNS", "sign", "DP", "DL", "SARG",
+                            "ENC", "COND", "crec", "float64"}
     check_equal([f], around(1.5), "cr")
 
 
@@ -281,7 +282,7 @@ def monotone_trees(draw, depth: int = 4) -> str:
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(st.one_of(trees(), monotone_trees()), st.floats(-140, 127), st.booleans(), st.sampled_from(fused32.SIGNS))
+@given(st.one_of(trees(), monotone_trees()), st.floats(-140, 127), st.booleans(), st.sampled_from(directions.SIGNS))
 def test_a_direction_is_the_evaluators(body, scale, negative, sign):
     """direction()'s claim, checked on the evaluator's values over sorted binary32 inputs (of one
     sign where `sign` says so): +1 nondecreasing, -1 nonincreasing, 0 one value, and NaN somewhere
@@ -290,8 +291,8 @@ def test_a_direction_is_the_evaluators(body, scale, negative, sign):
 
     f = load_text(f"(FPCore h (x) {body})", "<tree>", "h")
     consts = {k: float(v) for k, v in f.constant_values(FP32).items()}
-    d = fused32.direction(f.body, {"x": 1}, lambda e: fused32.literal_value(e, consts), ("x",), sign)
-    if d == fused32.UNKNOWN or isinstance(f.body, fc.If):
+    d = directions.direction(f.body, {"x": 1}, lambda e: directions.literal_value(e, consts), ("x",), sign)
+    if d == directions.UNKNOWN or isinstance(f.body, fc.If):
         return
     x = np.sort(np.concatenate([around((-1.0 if negative else 1.0) * 2.0**scale, 64),
                                 np.linspace(-30, 30, 64, dtype=np.float32)]))
@@ -305,6 +306,54 @@ def test_a_direction_is_the_evaluators(body, scale, negative, sign):
         assert len(np.unique(v.astype(np.float32).view(np.uint32))) <= 1, body
     else:
         assert ((v[1:] >= v[:-1]) if d == 1 else (v[1:] <= v[:-1])).all(), (body, d)
+
+
+@st.composite
+def armed_trees(draw) -> str:
+    """Bodies that bind an if of a monotone comparison and compute on with it (darknet's shape):
+    (let* ([s (if (OP a c) A B)]) (f (* s k))), a, A, B mostly monotone."""
+    op = draw(st.sampled_from(["<", ">", "<=", ">="]))
+    a = "x" if draw(st.booleans()) else draw(monotone_trees(2))
+    c = draw(st.sampled_from(CONSTS + ["0", "INFINITY", "NAN"]))
+    cmp = f"({op} {a} {c})" if draw(st.booleans()) else f"({op} {c} {a})"
+    arm = st.one_of(st.just("x"), monotone_trees(2))
+    f = draw(st.sampled_from(["exp", "tanh", "log1p", "expm1"]))
+    k = draw(st.sampled_from(["1", "-2", "0.5", "-1e-3"]))
+    return f"(let* ([s (if {cmp} {draw(arm)} {draw(arm)})]) (* x ({f} (* s {k}))))"
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(monotone_trees(), st.sampled_from(CONSTS + ["0", "-0", "INFINITY", "NAN"]), st.sampled_from(["<", ">", "<=", ">="]),
+       st.booleans(), st.floats(-140, 127), st.booleans(), st.sampled_from(directions.SIGNS))
+def test_a_steady_condition_is_the_evaluators(body, c, op, left, scale, negative, sign):
+    """_constancy's rule for a condition (OP a c), checked on the evaluator's values of a over sorted
+    binary32 inputs: where the rule, given a's direction and its values at the two ends, says the
+    comparison is constant, it is the same at every input."""
+    f = load_text(f"(FPCore h (x) {body})", "<tree>", "h")
+    consts = {k: float(v) for k, v in f.constant_values(FP32).items()}
+    d = directions.direction(f.body, {"x": 1}, lambda e: directions.literal_value(e, consts), ("x",), sign)
+    x = np.sort(np.concatenate([around((-1.0 if negative else 1.0) * 2.0**scale, 64),
+                                np.linspace(-30, 30, 64, dtype=np.float32)]))
+    if sign:
+        x = x[x * sign > 0]
+    a = evaluate(f, x.astype(np.float64), Policy(FP32)).y.astype(np.float32)
+    cv = np.float32(directions.literal_value(load_text(f"(FPCore k (x) {c})", "<c>", "k").body, {}))
+    tests = {"<": np.less, ">": np.greater, "<=": np.less_equal, ">=": np.greater_equal}
+    with np.errstate(invalid="ignore"):
+        got = tests[op](a, cv) if left else tests[op](cv, a)
+    lo, hi = (a[0], a[-1])
+    cr = np.array([lo, hi, cv, cv, got[0], got[-1]] if left else [cv, cv, lo, hi, got[0], got[-1]], dtype=np.float32)
+    if directions._steady(cr, d, 0) if left else directions._steady(cr, 0, d):
+        assert (got == got[0]).all(), (body, op, c, d)
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(st.lists(armed_trees(), min_size=3, max_size=3), st.floats(-140, 127), st.booleans())
+def test_ifs_constant_over_a_block_keep_the_evaluators_bits(bodies, scale, negative):
+    """On blocks of consecutive inputs, where a condition may be shown constant (its arm's sites and
+    what follows skipped, the other arm's never reached), random ifs still give the evaluator's bits."""
+    forms = [load_text(f"(FPCore a{i} (x) {b})", f"<tree {i}>", f"a{i}") for i, b in enumerate(bodies)]
+    check_equal(forms, around((-1.0 if negative else 1.0) * 2.0**scale, 256), "cr")
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -321,14 +370,17 @@ def test_random_trees_on_consecutive_inputs_equal_the_evaluator(bodies, scale, n
     (3e38, "softplus-tanh", 3), (2.0**-40, "softplus-tanh", 3), (-2.0**-40, "softplus-tanh", 3),
     (12.0, "softplus-tanh", 1), (-0.75, "softplus-tanh", 0), (0.0, "softplus-tanh", 2),
     (-200.0, "exp-rational-clamped", 1), (40.0, "exp-rational", 0), (100.0, "exp-rational", 1),
-    (-3e38, "coreml-2359-workaround", 3), (-200.0, "stable-softplus", 2), (-1e30, "coreml-2725", 2),
-    (1e30, "stable-softplus", 2)])
+    (-3e38, "coreml-2359-workaround", 3), (-200.0, "stable-softplus", 3), (-1e30, "coreml-2725", 3),
+    (1e30, "stable-softplus", 3), (200.0, "darknet-cpu", 1), (-200.0, "darknet-cpu", 2),
+    (1e30, "softplus-threshold", 1), (-1e30, "tf-softplus", 3), (-0.75, "tf-softplus", 1)])
 def test_sites_constant_over_a_block_are_found_and_keep_the_bits(v, fid, want):
     """The sites a saturated block holds constant (exp's 0, inf or 1, and what follows from them;
     tanh's 1 beyond 9.01; around 0, log1p(1) and tanh of it, not exp, whose argument changes sign
-    there; exp(-|x|) on blocks of one sign, though not tanh of fmax(x, 0) + 0 = +0, a zero argument,
-    nor of x + log1p(exp(-|x|)), a sum of two varying terms) are found, and the outputs stay the
-    evaluator's."""
+    there; exp(-|x|) on blocks of one sign, then log1p of its 0 and tanh of fmax(x, 0) + 0, whose
+    argument is one value (+0) on negative blocks and x + 0 on positive ones; the threshold ifs of
+    darknet, softplus-threshold and TensorFlow taking one arm over the block: exp(-2x) = 0 beyond
+    20, or exp(x) = 0 below -20 and exp(-2 * 0) = 1; tf-softplus's log(eps), an argument of
+    constants, everywhere) are found, and the outputs stay the evaluator's."""
     pol = Policy(FP32)
     fz = fused32.Fused([REG[fid]], pol)
     x = around(v, 4096)
@@ -338,17 +390,30 @@ def test_sites_constant_over_a_block_are_found_and_keep_the_bits(v, fid, want):
     assert np.array_equal(ys[0].view(np.uint32), want_y.view(np.uint32))
 
 
+def _program(rows):
+    return np.array(rows, dtype=np.int64).reshape(-1, 4), np.zeros(len(rows))
+
+
 def test_constancy_rules():
-    """_constancy on hand-made probes: rule (b) needs both arguments nonzero, of one sign, not NaN,
-    and equal values; rule (a) follows constant inner sites, numbered before or after; a flagged
-    probe turns every site off."""
+    """_constancy on hand-made probes and programs: rule (b) needs both arguments nonzero, of one
+    sign, not NaN, and equal values; a site whose argument x reaches only through constant sites
+    has direction 0 (rule (a)), those sites numbered before it or after; a flagged probe turns
+    every site off."""
+    dr = directions
     nan = np.nan
     one = np.float32(1.0)
-    dirs = np.array([1, 1, 1, -1, fused32.UNKNOWN], dtype=np.int64)
-    via = np.array([[-2], [-2], [-2], [-2], [-2]], dtype=np.int64)
+    # rows: 0 a constant, 1 x, 2 no direction, 3 -x, 4 site 2's value, 5 site 0's, 6 site 3's, 7 an
+    # operation of 5 and 6 with no direction (fma, say)
+    P, L = _program([(dr.CONST, -1, -1, -1), (dr.INPUT, -1, -1, -1), (dr.FIXED, -1, -1, dr.UNKNOWN),
+                     (dr.NEG, 1, -1, -1), (dr.SITE, 1, -1, 2), (dr.SITE, 4, -1, 0), (dr.SITE, 3, -1, 3),
+                     (dr.OTHER, 5, 6, -1)])
+    none = np.zeros((0, 3), dtype=np.int64)
+    crec = np.full((1, 6), np.nan, dtype=np.float32)
 
-    def run(rec, via=via, off=False):
-        kc, kv = fused32._constancy(np.array(rec, dtype=np.float32), dirs.reshape(1, -1), via, off, 0)
+    def run(rec, sarg=(1, 1, 1, 3, 2), off=False):
+        kc, kv, dead = dr._constancy(np.array(rec, dtype=np.float32), crec, P, L, np.array(sarg, dtype=np.int64),
+                                     none, np.full(len(sarg), -1, dtype=np.int64), off, 0)
+        assert not dead.any()
         return list(kc)
 
     same = [-5.0, -4.0, 1.0, 1.0]
@@ -358,11 +423,38 @@ def test_constancy_rules():
     assert run([[-5.0, -4.0, 1.0, np.nextafter(one, np.float32(2))], [-5.0, -4.0, 0.0, -0.0],
                 [-5.0, -4.0, nan, nan], same, same]) == [0, 0, 0, 1, 0]
     assert run([same] * 5, off=True) == [0, 0, 0, 0, 0]
-    # site 4 (no direction) reached by x only through sites 0 and 3; site 0 through site 2
-    chain = np.array([[2, -1], [-2, -1], [-2, -1], [-2, -1], [0, 3]], dtype=np.int64)
+    # site 0's argument is site 2's value; site 4's, an operation of sites 0 and 3
+    chain = (4, 1, 1, 3, 7)
     odd = [-1.0, 4.0, 7.0, 7.0]  # (b) fails: the arguments change sign
-    assert run([odd, odd, same, same, odd], via=chain) == [1, 0, 1, 1, 1]
-    assert run([odd, odd, odd, same, odd], via=chain) == [0, 0, 0, 1, 0]
+    assert run([odd, odd, same, same, odd], chain) == [1, 0, 1, 1, 1]
+    assert run([odd, odd, odd, same, odd], chain) == [0, 0, 0, 1, 0]
+
+
+def test_constant_conditions_choose_an_arm():
+    """A condition x < c is constant where both probes give one value and x is not NaN at either:
+    then an if of it has its arm's direction, and the other arm's sites are reached by no input;
+    a condition that changes over the block, or whose varying operand is NaN at an end, is not."""
+    dr = directions
+    nan = np.nan
+    # (if (< x c) (exp x) (log x)) as site 2's argument: sites 0 and 1 in the arms of condition 0
+    P, L = _program([(dr.CONST, -1, -1, -1), (dr.INPUT, -1, -1, -1), (dr.SITE, 1, -1, 0), (dr.SITE, 1, -1, 1),
+                     (dr.IF, 2, 3, 0)])
+    cond = np.array([[1, 0, -1]], dtype=np.int64)
+    enc = np.array([1, 0, -1], dtype=np.int64)
+    sarg = np.array([1, 1, 4], dtype=np.int64)
+    reached = [[-5.0, -4.0, 0.5, 0.5], [nan] * 4, [0.5, -0.5, 0.7, 0.7]]  # site 2's arguments change sign
+
+    def run(cr, rec=reached, off=False):
+        kc, kv, dead = dr._constancy(np.array(rec, dtype=np.float32), np.array([cr], dtype=np.float32), P, L, sarg,
+                                     cond, enc, off, 0)
+        return list(kc), list(dead)
+
+    assert run([-5.0, -4.0, 3.0, 3.0, 1.0, 1.0]) == ([1, 0, 1], [0, 1, 0])
+    assert run([-5.0, -4.0, 3.0, 3.0, 0.0, 0.0], [[nan] * 4, [-5.0, -4.0, 0.5, 0.5], [0.5, -0.5, 0.7, 0.7]]) == (
+        [0, 1, 1], [1, 0, 0])
+    assert run([-5.0, 4.0, 3.0, 3.0, 1.0, 0.0]) == ([1, 0, 0], [0, 0, 0])  # it changes: site 2 has no direction
+    assert run([nan, -4.0, 3.0, 3.0, 1.0, 1.0]) == ([1, 0, 0], [0, 0, 0])  # NaN at one end: not shown constant
+    assert run([-5.0, -4.0, 3.0, 3.0, 1.0, 1.0], off=True) == ([0, 0, 0], [0, 0, 0])
 
 
 def test_a_sum_of_two_varying_operands_has_no_direction():
@@ -378,8 +470,8 @@ def test_a_sum_of_two_varying_operands_has_no_direction():
     assert fz.constant == [0]
     assert np.isnan(ys[0][x == 2.0**28]).all()
     check_equal([f], x, "cr")
-    assert fused32.direction(load_text("(FPCore g (x) (+ x (exp x)))", "<g>", "g").body, {"x": 1},
-                             lambda e: None, ("x",)) == fused32.UNKNOWN
+    assert directions.direction(load_text("(FPCore g (x) (+ x (exp x)))", "<g>", "g").body, {"x": 1},
+                                lambda e: None, ("x",)) == directions.UNKNOWN
 
 
 @settings(max_examples=80, deadline=None)

@@ -147,8 +147,10 @@ class Summaries:
         for x32 in sweep.blocks(i):
             fallback += summarize_block(x32, sweep.formulas, progs, sweep.policy, accs)
             n += len(x32)
-        return {"fallback": fallback, "n": n, "formulas": {k: a.state() for k, a in accs.items()},
-                "seconds": time.perf_counter() - t}
+        states = {k: a.state() for k, a in accs.items()}
+        for k, a in accs.items():
+            a.release(states[k][1])
+        return {"fallback": fallback, "n": n, "formulas": states, "seconds": time.perf_counter() - t}
 
     def absorb(self, i: int, data: dict) -> None:
         self.seconds += data.get("seconds", 0.0)

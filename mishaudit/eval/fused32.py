@@ -45,12 +45,21 @@ from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
-from mishaudit.eval import crkernel, elem64
+from mishaudit.eval import crkernel, directions, elem64
 from mishaudit.eval.clib_loops import _c1d, _c1f, _c2f  # noqa: F401 - the generated modules import _c1f, _c2f from here
+from mishaudit.eval.directions import (
+    ELEMENTARY,
+    MONOTONE_TESTS,
+    SIGNS,
+    UNKNOWN,
+    Dirs,
+    bare,
+    literal_value,
+)
 from mishaudit.formats import FP32, round_fraction
 from mishaudit.lang import fpcore as fc
 
-GEN_VERSION = 3
+GEN_VERSION = 4
 _BINARY = {"+": "+", "-": "-", "*": "*", "/": "/"}
 _CMP = {"<": "<", ">": ">", "<=": "<=", ">=": ">=", "==": "==", "!=": "!="}
 _EXACT = {"fabs": "abs({0})", "copysign": "_copysign({0}, {1})", "fmax": "_fmax({0}, {1})",
@@ -59,9 +68,6 @@ _SHORTCUT = {"exp": crkernel.EXP, "expm1": crkernel.EXPM1, "log": crkernel.LOG, 
              "tanh": crkernel.TANH}
 MODELS = ("cr", "glibc")
 LOOPS = frozenset({"probe", "main", "fast"})  # the loops of a generated function (_function)
-_INCREASING = ("exp", "exp2", "expm1", "log", "log1p", "tanh")  # nondecreasing on the reals: so is RN of them
-UNKNOWN = 2  # a direction: not shown monotone
-_ELEMENTARY = ("exp", "exp2", "expm1", "log", "log1p", "tanh", "pow")  # libm.ELEMENTARY (checked in tests)
 
 
 # ---------------------------------------------------------------- scalar operations (compiled)
@@ -179,59 +185,6 @@ def _extremes(x):  # pragma: no cover - compiled
     return lo, hi
 
 
-@numba.njit(cache=True, nogil=True)
-def _constancy(rec, dirs, via, off, row):  # pragma: no cover - compiled
-    """(kc, kv): per call site, whether it is constant over the block (1) and its value there, from
-    the probes at the block's smallest and largest input x0 <= x1 (rec[s] = its argument at x0 and
-    x1, its value at x0 and x1; NaN where a probe did not reach it); `dirs[row, s]`: its argument's
-    direction (direction(), for the inputs' sign SIGNS[row] over the block); `via`: the sites
-    through which alone x reaches its argument (row s, -1 padding; -2 first: x reaches it
-    directly). None when `off` (a probe flagged for MPFR: its values are not proven). A site's
-    via may hold sites numbered before it or after it: the rules run until none is added.
-
-    Site s is constant, its value v0, where v0 and v1 are equal encodings, not NaN, and
-    (a) every site of via[s] is constant: then its argument is one value for every input of the
-    block (an expression of constants), a0, and its value RN(f(a0)); or
-    (b) its direction is +-1 and a0, a1 are neither NaN nor zero and of one sign. Proof: the
-    argument A(x) is monotone in x, so A(x) lies between A(x0) and A(x1) for every input x of the
-    block: not zero, not NaN (a NaN of A holds up to an end of the block: direction()), of their
-    sign. The site's function f is nondecreasing, so RN(f(A(x))) lies between the two equal
-    values: it is that value; a zero value keeps its sign, as f's exact value has one sign there
-    (f is zero at a nonzero argument only as log(1) = +0)."""
-    ns = dirs.shape[1]
-    kc = np.zeros(ns, dtype=np.uint8)
-    kv = np.zeros(ns, dtype=np.float32)
-    if off:
-        return kc, kv
-    changed = True
-    while changed:  # until no site is added
-        changed = False
-        for s in range(ns):
-            if kc[s] == 0 and _constant(s, rec, dirs[row, s], via, kc):
-                kc[s] = 1
-                kv[s] = rec[s, 2]
-                changed = True
-    return kc, kv
-
-
-@numba.njit(cache=True, nogil=True)
-def _constant(s, rec, d, via, kc):  # pragma: no cover - compiled
-    """_constancy's rules (a) and (b) for site s (its argument's direction d), given the sites found
-    constant so far (kc)."""
-    a0, a1, v0, v1 = rec[s, 0], rec[s, 1], rec[s, 2], rec[s, 3]
-    if v0 != v0 or np.float32(v0).view(np.uint32) != np.float32(v1).view(np.uint32):
-        return False
-    if via[s, 0] != -2:  # (a)
-        inner = True
-        for j in range(via.shape[1]):
-            if via[s, j] >= 0 and kc[via[s, j]] == 0:
-                inner = False
-        if inner:
-            return True
-    # (b)
-    return (d == 1 or d == -1) and a0 == a0 and a1 == a1 and a0 != 0 and a1 != 0 and (a0 < 0) == (a1 < 0)
-
-
 def _margins():
     from mishaudit.eval import libm
 
@@ -289,9 +242,11 @@ class _Gen:
         self.outer: list[int] = []  # the sites that may be constant and lie in no other such site's argument
         self.n = 0
         self.sites: list[tuple[str, int]] = []  # (op, nargs) per elementary call site
-        self.dirs: list[tuple] = []  # per call site: its argument's direction for each of SIGNS (direction())
-        self.via: list = []  # per call site: the sites through which alone x reaches its arguments (None: directly)
         self.capable: list[bool] = []  # per call site: whether a block may show it constant (_constancy)
+        self.arm: list[int] = []  # per call site: the arm of a condition holding it (_constancy's ENC)
+        self.conds: list[int] = []  # per condition a block may show constant: the arm holding it (COND)
+        self.arms: list[int] = []  # the arms being written (2 j + 1: condition j's first, 2 j: its second)
+        self.program = None  # (rows, literals, SARG, COND operand rows): the direction program (_walker)
         self.addr_ops: list[str] = []  # the functions whose addresses the run passes, by index
         self.consts: dict[str, str] = {}  # hex text -> the module-level name of a binary32 constant
         self.slots: dict[str, int] = {}  # canonical key of an elementary call node -> local slot
@@ -317,14 +272,17 @@ class _Gen:
         """The statements of one loop (LOOPS)."""
         return [text for which, text in self.lines if loop in which]
 
-    def site(self, op: str, nargs: int, d: tuple, capable: bool) -> int:
-        """A new elementary call site (its argument's directions d, for SIGNS; whether it may be found
-        constant over a block); its index."""
+    def site(self, op: str, nargs: int, capable: bool) -> int:
+        """A new elementary call site (whether it may be found constant over a block); its index."""
         self.sites.append((op, nargs))
-        self.dirs.append(d)
         self.capable.append(capable)
-        self.via.append(None)
+        self.arm.append(self.arms[-1] if self.arms else -1)
         return len(self.sites) - 1
+
+    def cond(self) -> int:
+        """A new condition a block may show constant; its index."""
+        self.conds.append(self.arms[-1] if self.arms else -1)
+        return len(self.conds) - 1
 
     def addr(self, op: str) -> int:
         if op not in self.addr_ops:
@@ -332,144 +290,6 @@ class _Gen:
         return self.addr_ops.index(op)
 
 
-
-
-SIGNS = (0, -1, 1)  # the sign of every input of a block, 0: not known (DIRS' rows, _constancy)
-
-
-def direction(e, names: dict, literal, plain=(), sign: int = 0) -> int:
-    """How e's value (the evaluator's: every operation rounded as it rounds it) moves with the input
-    x, read off the tree: +1 nondecreasing, -1 nonincreasing, 0 independent of x, UNKNOWN where
-    this proof does not reach. `names` maps a bound name to its direction (x: +1), `literal(e)`
-    is a constant's binary32 value or None; `plain` names the input (never NaN in a block that is
-    probed: _extremes). The rules: RN is nondecreasing, so RN(a + c) and RN(a - c) follow a's
-    direction for an operand c independent of x, RN(a*c) and RN(a/c) for a constant c > 0
-    (reversed for c < 0; c finite and nonzero: no 0*inf, 0/0 or inf/inf), RN(f(a)) follows a's
-    for f in _INCREASING, and
-    fmax(x, c), fmin(x, c) (either order; x the input, c a constant, not NaN) follow x's (fmax and
-    fmin hide a NaN operand, so only the input, never NaN, is taken). Where every input has the
-    sign `sign` (-1: x < 0, +1: x > 0; 0: not known), fabs(x) follows it, and fmax(x, c) is c
-    (direction 0) for x < 0 <= c, as fmin(x, c) is for c <= 0 < x. If, comparisons, copysign,
-    fma, pow, fabs, fmax and fmin of other operands, and sums of two operands that both vary
-    are UNKNOWN: a + b with a reaching +inf at the x where b leaves -inf is NaN there alone,
-    while by these rules every other NaN of a node holds from some x to an end of the block (an
-    operand outside an operation's domain, or infinite against c, stays so towards one end) and
-    reaches every node above it, all of which pass NaN on."""
-    def both(a: int, b: int) -> int:  # a sum: one operand independent of x (see the docstring)
-        if UNKNOWN in (a, b):
-            return UNKNOWN
-        return b if a == 0 else a if b == 0 else UNKNOWN
-
-    def scaled(a: int, c) -> int:
-        if a == 0:
-            return 0
-        if c is None or not math.isfinite(c) or c == 0 or a == UNKNOWN:
-            return UNKNOWN
-        return a if c > 0 else -a
-
-    def go(e, nd: dict, plain: frozenset) -> int:
-        if isinstance(e, (fc.Num, fc.Const)):
-            return 0
-        if isinstance(e, fc.Var):
-            return nd.get(e.name, 0)  # a formula constant when not bound
-        if isinstance(e, fc.Annot):
-            return go(e.body, nd, plain)
-        if isinstance(e, fc.Let):
-            inner, after = dict(nd), plain
-            for name, sub in e.bindings:
-                inner[name] = go(sub, inner, after) if e.sequential else go(sub, nd, plain)
-                after = after - {name}
-            return go(e.body, inner, after)
-        if not isinstance(e, fc.Op):
-            return UNKNOWN
-        ds = [go(a, nd, plain) for a in e.args]
-
-        def lit(a):  # a bound name is no literal, even one named as a formula constant
-            return None if isinstance(_bare(a), fc.Var) and _bare(a).name in nd else literal(a)
-
-        if all(d == 0 for d in ds):
-            return 0
-        op = e.op
-        if op == "-" and len(ds) == 1:
-            return -ds[0] if ds[0] != UNKNOWN else UNKNOWN
-        if op == "+":
-            return both(*ds)
-        if op == "-":
-            return both(ds[0], -ds[1] if ds[1] != UNKNOWN else UNKNOWN)
-        if op == "*":
-            return scaled(ds[0], lit(e.args[1])) if ds[1] == 0 else (
-                scaled(ds[1], lit(e.args[0])) if ds[0] == 0 else UNKNOWN)
-        if op == "/":
-            return scaled(ds[0], lit(e.args[1])) if ds[1] == 0 else UNKNOWN
-        if op in _INCREASING and len(ds) == 1:
-            return ds[0]
-        if op in ("fmax", "fmin"):
-            a, b = e.args
-            if ds[1] != 0:
-                a, b = b, a
-            c = lit(b)
-            if isinstance(_bare(a), fc.Var) and _bare(a).name in plain and c is not None and not math.isnan(c):
-                if (op == "fmax" and sign < 0 <= c) or (op == "fmin" and c <= 0 < sign):
-                    return 0
-                return 1
-        if op == "fabs" and sign != 0 and isinstance(_bare(e.args[0]), fc.Var) and _bare(e.args[0]).name in plain:
-            return sign
-        return UNKNOWN
-
-    return go(e, names, frozenset(plain))
-
-
-def literal_value(e, consts: dict):
-    """A literal's binary32 value (a number, a named constant, a formula constant of `consts`: name
-    -> its binary32 value), else None."""
-    from mishaudit.eval.evaluate import const_value, round_exact
-
-    e = _bare(e)
-    if isinstance(e, fc.Num):
-        return float(round_exact(e.value, FP32))
-    if isinstance(e, fc.Const) and e.name not in ("TRUE", "FALSE"):
-        return float(round_exact(const_value(e.name), FP32))
-    if isinstance(e, fc.Var) and e.name in consts:
-        return float(consts[e.name])
-    return None
-
-
-def _bare(e):
-    """e without its annotations."""
-    while isinstance(e, fc.Annot):
-        e = e.body
-    return e
-
-
-def through_sites(e, names: dict, site_of: dict):
-    """The call sites (site_of: id of an elementary node -> its site) through which alone the input
-    reaches e's value, or None where x reaches it directly (outside every call site). `names` maps a
-    bound name to its own such set (x: None). Where every site of the set is constant over a block,
-    so is e. site_of None: whether x reaches e directly only (None, else a set standing for sites
-    not numbered yet)."""
-    def union(parts):
-        out = set()
-        for part in parts:
-            if part is None:
-                return None
-            out |= part
-        return out
-
-    def go(e, nd: dict):
-        if isinstance(e, (fc.Num, fc.Const)):
-            return set()
-        if isinstance(e, fc.Var):
-            return nd.get(e.name, set())  # a formula constant when not bound
-        if isinstance(e, fc.Op) and (e.op in _ELEMENTARY if site_of is None else id(e) in site_of):
-            return {site_of[id(e)] if site_of is not None else -1}
-        if isinstance(e, fc.Let):
-            inner = dict(nd)
-            for name, sub in e.bindings:
-                inner[name] = go(sub, inner if e.sequential else nd)
-            return go(e.body, inner)
-        return union(go(c, nd) for c in fc.children(e))
-
-    return go(e, names)
 
 
 def _walker(g: _Gen, f, keys: dict):
@@ -486,22 +306,38 @@ def _walker(g: _Gen, f, keys: dict):
     consts = {k: round_fraction(v, FP32) for k, v in f.constant_values(FP32).items()}
     flag = "fv"
     open_slots: list[int] = []  # slots whose computation encloses the node being written
-    tdir = {"xv": (1, 1, 1)}  # a temporary holding a let-bound value -> its direction for each of SIGNS
-    tvia = {"xv": None}  # ... -> the call sites through which alone x reaches it (through_sites)
-    site_of: dict = {}  # id of an elementary call node written -> its site
+    tdef: dict = {}  # a temporary holding a let-bound value -> (its expression, the scope it is read in)
+    site_of: dict = {}  # id of an elementary call node -> its site
+    cond_of: dict = {}  # id of an if node whose condition a block may show constant -> the condition
+    at_site: list = []  # per site: (its node, the scope it is read in)
+    at_cond: list = []  # per condition: (its operands, the scope)
 
     literal = functools.partial(literal_value, consts=consts)
 
-    def names(env: dict, k: int) -> dict:
-        return {n: tdir[t][k] if t in tdir else UNKNOWN for n, t in env.items()}
+    def plain(env: dict) -> frozenset:
+        """The name of the input where it is not shadowed (Dirs.node's `plain`)."""
+        return frozenset((f.arg,) if env.get(f.arg) == "xv" else ())
 
-    def directions(e, env: dict) -> tuple:
-        """e's direction for each of SIGNS."""
-        return tuple(direction(e, names(env, k), literal, plain(env), sign) for k, sign in enumerate(SIGNS))
+    def rows(b: Dirs, env: dict) -> dict:
+        """The rows in program b of the names bound in env (a let-bound value's rows written once)."""
+        return {n: temp_row(b, t) for n, t in env.items()}
 
-    def plain(env: dict) -> tuple:
-        """The name of the input where it is not shadowed (direction's `plain`)."""
-        return (f.arg,) if env.get(f.arg) == "xv" else ()
+    def temp_row(b: Dirs, t: str) -> int:
+        if t == "xv":
+            return b.input
+        memo = b.__dict__.setdefault("temps", {})
+        if t not in memo:
+            sub, scope = tdef[t]
+            memo[t] = b.node(sub, rows(b, scope), plain(scope))
+        return memo[t]
+
+    def program() -> tuple:
+        """The direction program of every site and condition written: (rows, literals, the row of
+        each site's argument, the rows of each condition's operands)."""
+        b = Dirs(literal, site_of, cond_of)
+        sarg = [b.site(e, rows(b, env), plain(env)) for e, env in at_site]
+        ops = [[b.node(a, rows(b, env), plain(env)) for a in args] for args, env in at_cond]
+        return (*b.arrays(), sarg, ops)
 
     def raise_flag(depth: int, fv: str) -> None:
         """An undecided call flags the innermost slot being computed (which passes it outward when
@@ -510,7 +346,7 @@ def _walker(g: _Gen, f, keys: dict):
             g.emit(depth, f"{f'q{open_slots[-1]}' if open_slots else flag} |= {fv}")
 
     def walk(e, env: dict, depth: int) -> str:
-        if isinstance(e, fc.Op) and e.op in _ELEMENTARY:
+        if isinstance(e, fc.Op) and e.op in ELEMENTARY:
             k = keys[id(e)]
             s = g.slots.setdefault(k, len(g.slots))
             t = g.tmp()
@@ -560,19 +396,12 @@ def _walker(g: _Gen, f, keys: dict):
                 v = walk(sub, scope, depth)
                 t = g.tmp()
                 g.emit(depth, f"{t} = {v}")
-                tdir[t] = directions(sub, scope)
-                tvia[t] = through_sites(sub, {n: tvia.get(u, set()) for n, u in scope.items()}, site_of)
+                tdef[t] = (sub, dict(scope))  # as it stands here: a sequential let goes on binding in it
                 inner[name] = t
             return walk(e.body, inner, depth)
         if isinstance(e, fc.If):
-            c = walk(e.cond, env, depth)
-            t = g.tmp()
-            g.emit(depth, f"if {c}:")
-            g.emit(depth + 1, f"{t} = {walk(e.then, env, depth + 1)}")
-            g.emit(depth, "else:")
-            g.emit(depth + 1, f"{t} = {walk(e.other, env, depth + 1)}")
-            return t
-        if e.op in _ELEMENTARY:
+            return branch(e, env, depth)
+        if e.op in ELEMENTARY:
             return call_site(e, env, depth)
         args = [walk(a, env, depth) for a in e.args]
         t = g.tmp()
@@ -595,19 +424,50 @@ def _walker(g: _Gen, f, keys: dict):
             g.emit(depth, f"{t} = _fma({args[0]}, {args[1]}, {args[2]})")
         return t
 
+    def branch(e, env: dict, depth: int) -> str:
+        """An if; under cr, a monotone comparison as its condition is one a block may show constant:
+        the probes record its operands and value (crec[j], _constancy), and the sites of each arm
+        know the arm (a constant condition's other arm is reached by no input of the block)."""
+        cond = bare(e.cond)
+        j = None
+        if g.model == "cr" and isinstance(cond, fc.Op) and cond.op in MONOTONE_TESTS and len(cond.args) == 2:
+            j = g.cond()
+            cond_of[id(e)] = j
+            at_cond.append((cond.args, env))
+            a, b = (walk(arg, env, depth) for arg in cond.args)
+            c = g.tmp()
+            g.emit(depth, f"{c} = {a} {_CMP[cond.op]} {b}")
+            g.emit(depth, f"crec[{j}, p] = {a}", ("probe",))
+            g.emit(depth, f"crec[{j}, 2 + p] = {b}", ("probe",))
+            g.emit(depth, f"crec[{j}, 4 + p] = 1.0 if {c} else 0.0", ("probe",))
+        else:
+            c = walk(e.cond, env, depth)
+        t = g.tmp()
+        g.emit(depth, f"if {c}:")
+        for arm, sub in ((1, e.then), (0, e.other)):
+            if j is not None:
+                g.arms.append(2 * j + arm)
+            if arm == 0:
+                g.emit(depth, "else:")
+            g.emit(depth + 1, f"{t} = {walk(sub, env, depth + 1)}")
+            if j is not None:
+                g.arms.pop()
+        return t
+
     planned: dict = {}  # id of an elementary node -> its site, while its memo slot is written
 
     def plan(e, env: dict) -> tuple[int, bool]:
-        """Elementary node e's call site (a new one) and whether a block may show it constant: under
-        cr, where its argument has a direction, or x reaches its arguments through call sites only."""
-        d = (UNKNOWN,) * len(SIGNS)
+        """Elementary node e's call site (a new one) and whether some block may show it constant:
+        under cr, where its argument has a direction once every site in it is constant and either
+        arm of every if is taken (Dirs' optimistic program)."""
         capable = False
         if g.model == "cr":
-            if e.op in _INCREASING and len(e.args) == 1:
-                d = directions(e.args[0], env)
-            vias = {n: tvia.get(u, set()) for n, u in env.items()}
-            capable = d != (UNKNOWN,) * len(SIGNS) or all(through_sites(a, vias, None) is not None for a in e.args)
-        s = g.site(e.op, len(e.args), d, capable)
+            b = Dirs(literal, optimistic=True)
+            row = b.site(e, rows(b, env), plain(env))
+            capable = any(int(b.directions(sign)[row]) != UNKNOWN for sign in SIGNS)
+        s = g.site(e.op, len(e.args), capable)
+        site_of[id(e)] = s
+        at_site.append((e, env))
         planned[id(e)] = s
         return s, capable
 
@@ -624,27 +484,24 @@ def _walker(g: _Gen, f, keys: dict):
             g.emit(depth, "else:")
             depth += 1
         args = [walk(a, env, depth) for a in e.args]
-        site_of[id(e)] = s
-        if capable:
-            vias = {n: tvia.get(u, set()) for n, u in env.items()}
-            parts = [through_sites(a, vias, site_of) for a in e.args]
-            g.via[s] = None if None in parts else set().union(*parts)
         fv = _call(g, s, e.op, args, t, depth)
         if fv:
             raise_flag(depth, fv)
         return t
 
-    return walk
+    return walk, program
 
 
 def _formula_code(g: _Gen, f, keys: dict, depth: int) -> None:
-    """Statements computing formulation f's output into y[i] and its flag into fl[i]."""
-    walk = _walker(g, f, keys)
+    """Statements computing formulation f's output into y[i] and its flag into fl[i]; the direction
+    program of its sites and conditions into g.program."""
+    walk, program = _walker(g, f, keys)
     g.emit(depth, "fv = 0")
     y = walk(f.body, {f.arg: "xv"}, depth)
     g.emit(depth, f"y[i] = {y}")
     if g.model == "cr":
         g.emit(depth, "fl[i] = fv")
+    g.program = program()
 
 
 def _call(g: _Gen, s: int, op: str, args: list, t: str, depth: int):
@@ -713,19 +570,22 @@ def _function(g: _Gen, name: str, params: str) -> list:
         lines += ["    for i in range(len(x)):", "        xv = x[i]"] + g.body("main") + ["    return 0"]
     else:
         lines += ["    n = len(x)", "    if n == 0:", "        return 0", "    imin, imax = _extremes(x)",
-                  f"    rec = np.full(({max(len(g.sites), 1)}, 4), _NAN)"]
+                  f"    rec = np.full(({max(len(g.sites), 1)}, 4), _NAN)",
+                  f"    crec = np.full(({max(len(g.conds), 1)}, 6), _NAN)"]
         lines += [f"    k{s} = False\n    v{s} = np.float32(0.0)" for s in capable]
         lines += ["    for p in range(2 if imin >= 0 else 0):", "        i = imin if p == 0 else imax",
                   "        xv = x[i]"] + g.body("probe")
-        lines += ["    row = 0 if imin < 0 else (1 if x[imax] < 0 else (2 if x[imin] > 0 else 0))  # SIGNS",
-                  "    kc, kv = _constancy(rec, DIRS, VIA, imin < 0 or fl[imin] != 0 or fl[imax] != 0, row)"]
+        lines += ["    sign = 0 if imin < 0 else (-1 if x[imax] < 0 else (1 if x[imin] > 0 else 0))  # SIGNS",
+                  "    kc, kv, kd = _constancy(rec, crec, DP, DL, SARG, COND, ENC, "
+                  "imin < 0 or fl[imin] != 0 or fl[imax] != 0, sign)"]
         lines += [f"    k{s} = kc[{s}] != 0\n    v{s} = kv[{s}]" for s in capable]
-        if capable:  # every outer site that may be constant is: the loop without them and their arguments
-            lines += ["    if " + " and ".join(f"k{s}" for s in g.outer) + ":", "        for i in range(n):",
+        if capable:  # every outer site that may be constant is, or no input reaches it: the loop without them
+            lines += ["    if " + " and ".join(f"(k{s} or kd[{s}] != 0)" for s in g.outer) + ":",
+                      "        for i in range(n):",
                       "            xv = x[i]"] + ["    " + t for t in g.body("fast")] + ["    else:"]
         lines += ["    " * bool(capable) + t for t in ["    for i in range(n):", "        xv = x[i]"] + g.body("main")]
         lines += ["    return " + (" + ".join(f"int(k{s})" for s in capable) if capable else "0")]
-    g.lines, g.sites, g.dirs, g.via, g.capable, g.outer = [], [], [], [], [], []
+    g.lines, g.sites, g.capable, g.outer = [], [], [], []
     return lines
 
 
@@ -739,16 +599,19 @@ def generate(formula, model: str) -> tuple[str, list, list]:
 
     g = _Gen(model)
     _formula_code(g, formula, subexpression_keys(formula), 2)
-    dirs = [list(r) for r in zip(*g.dirs)] if g.dirs else [[UNKNOWN]] * len(SIGNS)  # [sign][site]
-    width = max([len(v) for v in g.via if v is not None] + [1])
-    via = [[-2] + [-1] * (width - 1) if v is None else sorted(v) + [-1] * (width - len(v)) for v in g.via] or [[-2]]
+    P, L, sarg, ops = g.program
+    cond = [[*ops[j], g.conds[j]] for j in range(len(g.conds))]
+    tables = [f"DP = np.array({P.tolist()}, dtype=np.int64).reshape({len(P)}, 4)",
+              "DL = np.array([" + ", ".join(f"float.fromhex('{float(v).hex()}')" for v in L) + "], dtype=np.float64)",
+              f"SARG = np.array({sarg}, dtype=np.int64)", f"ENC = np.array({g.arm}, dtype=np.int64)",
+              f"COND = np.array({cond}, dtype=np.int64).reshape({len(cond)}, 3)"]
     funcs = _function(g, "run", "x, y, fl, addrs, M, H, Q, sm")
     head = ["# generated by mishaudit.eval.fused32 (GEN_VERSION %d): do not edit" % GEN_VERSION,
             "import numba", "import numpy as np",
             "from mishaudit.eval.fused32 import _copysign, _cr, _same, _fma, _fmax, _fmin, _sqrt, _square, _c1f, _c2f, "
-            "_cr1, _extremes, _constancy",
-            f"DIRS = np.array({dirs}, dtype=np.int64).reshape({len(SIGNS)}, {len(dirs[0])})",
-            f"VIA = np.array({via}, dtype=np.int64).reshape({len(via)}, {width})",
+            "_cr1, _extremes",
+            "from mishaudit.eval.directions import _constancy",
+            *tables,
             "_NAN = np.float32(np.nan)", "_INF = np.float32(np.inf)", "_NINF = np.float32(-np.inf)",
             *[f"{name} = np.float32(float.fromhex('{h}'))" for h, name in g.consts.items()]]
     return "\n".join(head + funcs) + "\n", sorted(g.slots, key=g.slots.get), list(g.addr_ops)
@@ -770,7 +633,7 @@ def _deps_digest() -> str:
     from mishaudit.eval import clib_loops
 
     h = hashlib.sha256()
-    for mod in (sys.modules[__name__], crkernel, clib_loops, elem64):
+    for mod in (sys.modules[__name__], crkernel, clib_loops, elem64, directions):
         with open(mod.__file__, "rb") as fh:
             h.update(fh.read())
     return h.hexdigest()

@@ -357,6 +357,36 @@ def _rel_in_order(y, rn, d, E, lo, hi, mr):  # pragma: no cover - compiled
     return mr
 
 
+def key_of(u: float) -> int:
+    """The histogram key of an ulp error u >= 0 (fold's docstring): 0 for u = 0, else at least 1."""
+    b = int(np.float64(u).view(np.int64))
+    return max((b >> 41) - KEY_BASE, min(b, 1))
+
+
+@numba.njit(cache=True, nogil=True)
+def take_present(hist, top):  # pragma: no cover - compiled
+    """(keys, counts) of the nonzero bins of hist[:top + 1], ascending, which are then set to 0: the
+    histogram a fold left in a scratch array whose other bins are 0 (top: the largest key folded).
+    64 bins at a time, looked into only where their OR is nonzero (most are 0)."""
+    n = top + 1
+    keys = np.empty(n, dtype=np.int64)
+    counts = np.empty(n, dtype=np.int64)
+    m = 0
+    for b0 in range(0, n, 64):
+        b1 = min(b0 + 64, n)
+        any_ = np.int64(0)
+        for k in range(b0, b1):  # vectorised
+            any_ |= hist[k]
+        if any_ != 0:
+            for k in range(b0, b1):
+                if hist[k] != 0:
+                    keys[m] = k
+                    counts[m] = hist[k]
+                    hist[k] = 0
+                    m += 1
+    return keys[:m].copy(), counts[:m].copy()
+
+
 @numba.njit(cache=True, nogil=True)
 def same(a, b):  # pragma: no cover - compiled
     """Whether two uint32 arrays of one length hold the same words (the OR of their XORs, 512 words

@@ -32,6 +32,8 @@ from mishaudit.measure.fold import (
     SUM_ULP,
     WORST,
     fold,
+    key_of,
+    take_present,
 )
 
 # binary32 ulp errors stay below 2^278 (|y - r| < 2^129, ulp(r) >= 2^-149): never beyond binary64
@@ -57,6 +59,14 @@ def _fixed(v: float) -> int:
     return num << (1074 - den.bit_length() + 1)
 
 
+_FREE: list = []  # histogram arrays given back (Acc.release), all bins 0: NBINS int64 each, 5 MB
+
+
+def _new_hist() -> np.ndarray:
+    """An all-zero histogram array: one given back, else a new one (zeroing 5 MB costs about 1 ms)."""
+    return _FREE.pop() if _FREE else np.zeros(NBINS, dtype=np.int64)
+
+
 @dataclass
 class Acc:
     """Mergeable summary of one formulation's errors over a set of inputs (module docstring)."""
@@ -69,7 +79,8 @@ class Acc:
     max_rel: float | None = None
     max_bits: float | None = None
     worst: tuple | None = None  # (x, y, r as binary64)
-    hist: np.ndarray = field(default_factory=lambda: np.zeros(NBINS, dtype=np.int64))
+    hist: np.ndarray = field(default_factory=_new_hist)
+    top: int = 0  # no bin above this key holds a count (state() reads hist[:top + 1] only)
 
     def add_block(self, y: np.ndarray, x: np.ndarray, rn: np.ndarray, d: np.ndarray, E: np.ndarray,
                   r64: np.ndarray) -> None:
@@ -80,26 +91,27 @@ class Acc:
         before = int(self.counts[1])
         fold(y, rn, d, E, self.counts, self.hist, out, _NO_KEYS)
         if self.counts[1] - before < len(y):  # some output is finite
-            self._take(out, x, y, r64)
+            self._take(_terms(out), x, y, r64)
 
     def add_stats(self, st: "BlockStats") -> None:
         """Fold a block whose statistics were computed once (BlockStats), for several formulations
         whose outputs on it are the same bits: the same result as add_block."""
         self.counts += st.counts
-        if st.counts[1] < st.counts[0]:  # some output is finite
-            self._take(st.out, st.x, st.y, st.r64)
+        if st.terms is not None:  # some output is finite
+            self._take(st.terms, st.x, st.y, st.r64)
         self.hist[st.keys] += st.h
 
-    def _take(self, out: np.ndarray, x, y, r64) -> None:
-        self.sum_ulp += _fixed(out[SUM_ULP])
-        self.sum_bits += _fixed(out[SUM_BITS])
-        i = int(out[WORST])
-        if self.max_ulp is None or out[MAX_ULP] > self.max_ulp:  # blocks arrive in x order within a chunk
-            self.max_ulp, self.worst = float(out[MAX_ULP]), (float(x[i]), float(y[i]), float(r64[i]))
-        self.max_abs = _max(self.max_abs, float(out[MAX_ABS200]) * 2.0**-200)
-        self.max_rel = _max(self.max_rel, float(out[MAX_REL]))
-        self.max_bits = _max(self.max_bits, math.log2(1.0 + out[MAX_DULP]))
-
+    def _take(self, t: tuple, x, y, r64) -> None:
+        """A block's _terms (x, y, r64 its inputs, outputs and reference, for the worst input)."""
+        s_ulp, s_bits, mu, i, mabs, mrel, mbits, top = t
+        self.sum_ulp += s_ulp
+        self.sum_bits += s_bits
+        if self.max_ulp is None or mu > self.max_ulp:  # blocks arrive in x order within a chunk
+            self.max_ulp, self.worst = mu, (float(x[i]), float(y[i]), float(r64[i]))
+        self.max_abs = mabs if self.max_abs is None or mabs > self.max_abs else self.max_abs
+        self.max_rel = mrel if self.max_rel is None or mrel > self.max_rel else self.max_rel
+        self.max_bits = mbits if self.max_bits is None or mbits > self.max_bits else self.max_bits
+        self.top = max(self.top, top)
 
     def merge(self, meta: dict, keys: np.ndarray, counts: np.ndarray) -> None:
         """Fold in another summary given as its `state()` (associative and commutative)."""
@@ -112,14 +124,24 @@ class Acc:
         if mu is not None and (self.max_ulp is None or mu > self.max_ulp
                                or (mu == self.max_ulp and w[0] < self.worst[0])):
             self.max_ulp, self.worst = mu, tuple(w)
-        self.hist[np.asarray(keys, dtype=np.int64)] += counts
+        keys = np.asarray(keys, dtype=np.int64)
+        self.hist[keys] += counts
+        if len(keys):
+            self.top = max(self.top, int(keys.max()))
 
     def state(self) -> tuple[dict, np.ndarray, np.ndarray]:
         """(JSON-able scalars, nonzero histogram keys, their counts)."""
-        keys = np.flatnonzero(self.hist)
+        keys = np.flatnonzero(self.hist[:self.top + 1])
         meta = {"counts": self.counts.tolist(), "sum_ulp": str(self.sum_ulp), "sum_bits": str(self.sum_bits),
                 "worst": list(self.worst) if self.worst else None, **{k: getattr(self, k) for k in MAXES}}
         return meta, keys.astype(np.int32), self.hist[keys]
+
+    def release(self, keys: np.ndarray) -> None:
+        """Give the histogram array back for the next Acc (`keys`: state()'s, every bin holding a
+        count); this Acc is not used after."""
+        self.hist[keys] = 0
+        _FREE.append(self.hist)
+        self.hist = None
 
 
 _NO_KEYS = np.empty(0, dtype=np.int64)
@@ -134,25 +156,34 @@ class BlockStats:
     y: np.ndarray  # binary32 outputs
     r64: np.ndarray
     counts: np.ndarray
-    out: np.ndarray
+    terms: tuple | None  # _terms(fold's out), None when no output is finite
     keys: np.ndarray  # the histogram keys present
     h: np.ndarray  # their counts
 
     @classmethod
     def of(cls, x, y, rn, d, E, r64) -> "BlockStats":
+        """Fold y into a scratch histogram (all 0 between calls) and take its nonzero bins out."""
+        global _SCRATCH
         y = np.asarray(y, dtype=np.float32)
-        counts, out, keys = np.zeros(len(COUNTS), dtype=np.int64), np.empty(7), np.full(len(x), -1, dtype=np.int64)
-        fold(y, rn, d, E, counts, _NO_KEYS, out, keys)
-        keys = keys[keys >= 0]  # nonfinite outputs have no key
-        if not len(keys):
-            return cls(x, y, r64, counts, out, keys, keys)
-        lo = int(keys.min())
-        if int(keys.max()) - lo < 1 << 16:
-            h = np.bincount(keys - lo)
-            present = np.flatnonzero(h)
-            return cls(x, y, r64, counts, out, present + lo, h[present])
-        u, c = np.unique(keys, return_counts=True)
-        return cls(x, y, r64, counts, out, u, c)
+        counts, out = np.zeros(len(COUNTS), dtype=np.int64), np.empty(7)
+        if _SCRATCH is None:
+            _SCRATCH = np.zeros(NBINS, dtype=np.int64)
+        fold(y, rn, d, E, counts, _SCRATCH, out, _NO_KEYS)
+        terms = _terms(out) if counts[1] < counts[0] else None  # None: no finite output, bin 0 holds nothing
+        keys, h = take_present(_SCRATCH, terms[-1] if terms else 0)
+        return cls(x, y, r64, counts, terms, keys, h)
+
+
+_SCRATCH = None  # BlockStats.of's histogram, all 0 between calls
+
+
+def _terms(out: np.ndarray) -> tuple:
+    """What a block with a finite output adds to an Acc, from fold's out slots: the sums as exact
+    integers (_fixed), the largest ulp error and its index, the largest absolute and relative
+    error and bits of error, the largest histogram key (that of the largest u)."""
+    return (_fixed(out[SUM_ULP]), _fixed(out[SUM_BITS]), float(out[MAX_ULP]), int(out[WORST]),
+            float(out[MAX_ABS200]) * 2.0**-200, float(out[MAX_REL]), math.log2(1.0 + out[MAX_DULP]),
+            key_of(out[MAX_ULP]))
 
 
 def _max(a, b):
