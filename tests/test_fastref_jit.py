@@ -2,7 +2,8 @@
 mask, and rn, d, E, r64 on every decided entry, as int64 bits: -0 is not +0) over every finite fp16
 and bf16 input, fp32 runs straddling each region boundary of fastref.py (and 0, the subnormals, the
 smallest normals, +-max), random fp32 bit patterns (hypothesis), any input order; and table.py's
-reference_arrays, which now runs it, unchanged (MPFR fallback included)."""
+reference_arrays, which now runs it, unchanged (MPFR fallback included); the inputs given as binary32
+values or as binary64 alike."""
 
 from __future__ import annotations
 
@@ -29,6 +30,9 @@ def assert_same(x, fmt) -> int:
     want = fast_reference(x, fmt)
     got = jit_reference(x, fmt)
     assert got[2].dtype == np.int64 and got[4].dtype == np.bool_
+    as32 = jit_reference(np.asarray(x, dtype=np.float64).astype(np.float32), fmt)  # the sweep passes binary32
+    for a, b in zip(got, as32):
+        assert np.array_equal(a.view(np.uint8), b.view(np.uint8))
     assert np.array_equal(got[4], want[4]), np.asarray(x)[got[4] != want[4]][:5]
     ok = want[4]
     for name, a, b in zip(("rn", "d", "E", "r64"), want[:4], got[:4]):

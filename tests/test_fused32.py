@@ -136,7 +136,7 @@ def test_generated_code_holds_no_text_of_the_formula():
                             "fv", "if", "else", "or", "and", "p", "e", "_extremes", "_constancy", "array", "directions",
                             "dtype", "int64", "n", "return", "imin", "imax", "rec", "full", "False", "it", "probe",
                             "continue", "kc", "kv", "kd", "reshape", "nk", "int", "SIGNS", "sign", "DP", "DL", "SARG",
-                            "ENC", "COND", "crec", "float64"}
+                            "ENC", "COND", "crec", "float64", "nfl"}
     check_equal([f], around(1.5), "cr")
 
 

@@ -230,7 +230,7 @@ def summarize_block(x32: np.ndarray, formulas: list, progs: Programs, policy: Po
     inputs sent to MPFR. Formulations whose outputs on the block are the same bits (all RN(r), or
     the same saturated values) share one fold (BlockStats). `clock(stage, seconds)`, when given,
     receives the time of the reference, the evaluation and the fold."""
-    x = x32.astype(np.float64)
+    x = x32  # the reference reads binary32 inputs as they are
     t = time.perf_counter()
     ys = outputs(x32, formulas, progs, policy)
     if clock:

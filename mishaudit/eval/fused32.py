@@ -501,6 +501,7 @@ def _formula_code(g: _Gen, f, keys: dict, depth: int) -> None:
     g.emit(depth, f"y[i] = {y}")
     if g.model == "cr":
         g.emit(depth, "fl[i] = fv")
+        g.emit(depth, "nfl |= fv")
     g.program = program()
 
 
@@ -555,7 +556,7 @@ def _function(g: _Gen, name: str, params: str) -> list:
     without computing them or their arguments. Where every outer such site (g.outer: in no other's
     argument) is constant, a loop written without them and their arguments runs instead (the
     "fast" loop: no branch on k{s}, so the compiler may vectorise it). It returns the number of
-    constant sites."""
+    constant sites and whether some output of the block is flagged (the OR of fl)."""
     lines = ["", "@numba.njit(cache=True, nogil=True, error_model='numpy')", f"def {name}({params}):"]
     lines += [f"    r{s} = sm[{s}]" for s in sorted(g.slots.values())]  # the rows of the slots, read once
     for s, (_op, nargs) in enumerate(g.sites):
@@ -567,9 +568,9 @@ def _function(g: _Gen, name: str, params: str) -> list:
             lines.append(f"    lg{s} = 0")
     capable = [s for s, c in enumerate(g.capable) if c]
     if g.model != "cr":
-        lines += ["    for i in range(len(x)):", "        xv = x[i]"] + g.body("main") + ["    return 0"]
+        lines += ["    for i in range(len(x)):", "        xv = x[i]"] + g.body("main") + ["    return 0, 0"]
     else:
-        lines += ["    n = len(x)", "    if n == 0:", "        return 0", "    imin, imax = _extremes(x)",
+        lines += ["    n = len(x)", "    nfl = 0", "    if n == 0:", "        return 0, 0", "    imin, imax = _extremes(x)",
                   f"    rec = np.full(({max(len(g.sites), 1)}, 4), _NAN)",
                   f"    crec = np.full(({max(len(g.conds), 1)}, 6), _NAN)"]
         lines += [f"    k{s} = False\n    v{s} = np.float32(0.0)" for s in capable]
@@ -577,14 +578,14 @@ def _function(g: _Gen, name: str, params: str) -> list:
                   "        xv = x[i]"] + g.body("probe")
         lines += ["    sign = 0 if imin < 0 else (-1 if x[imax] < 0 else (1 if x[imin] > 0 else 0))  # SIGNS",
                   "    kc, kv, kd = _constancy(rec, crec, DP, DL, SARG, COND, ENC, "
-                  "imin < 0 or fl[imin] != 0 or fl[imax] != 0, sign)"]
+                  "imin < 0 or fl[imin] != 0 or fl[imax] != 0, sign)", "    nfl = 0"]
         lines += [f"    k{s} = kc[{s}] != 0\n    v{s} = kv[{s}]" for s in capable]
         if capable:  # every outer site that may be constant is, or no input reaches it: the loop without them
             lines += ["    if " + " and ".join(f"(k{s} or kd[{s}] != 0)" for s in g.outer) + ":",
                       "        for i in range(n):",
                       "            xv = x[i]"] + ["    " + t for t in g.body("fast")] + ["    else:"]
         lines += ["    " * bool(capable) + t for t in ["    for i in range(n):", "        xv = x[i]"] + g.body("main")]
-        lines += ["    return " + (" + ".join(f"int(k{s})" for s in capable) if capable else "0")]
+        lines += ["    return " + (" + ".join(f"int(k{s})" for s in capable) if capable else "0") + ", nfl"]
     g.lines, g.sites, g.capable, g.outer = [], [], [], []
     return lines
 
@@ -592,7 +593,7 @@ def _function(g: _Gen, name: str, params: str) -> list:
 def generate(formula, model: str) -> tuple[str, list, list]:
     """(module source, its slot keys in local order, the libm functions whose addresses `run` takes,
     in order) for one formulation: `run(x, y, fl, addrs, M, H, Q, sm)`, the formulation's loop (it
-    returns the number of its call sites constant over the block: _function). The
+    returns the number of its call sites constant over the block and the OR of its flags: _function). The
     source depends on the formula and the model only, so its compiled code serves every run that
     holds the formulation."""
     from mishaudit.eval.program32 import subexpression_keys
@@ -690,7 +691,8 @@ class Fused:
     ys float32 [len(formulas), n] the outputs, flags uint8 of the same shape (1: the evaluator must
     redo that output, an undecided cr call on its path). Each formulation is one compiled loop over
     the block; they share the memo slots of equal subexpressions (the rows of M, H, Q).
-    `self.constant`: per formulation, its call sites found constant over the last block (_function)."""
+    `self.constant`: per formulation, its call sites found constant over the last block (_function);
+    `self.flagged`: the formulations with a flagged output there."""
 
     def __init__(self, formulas: list, policy):
         self.formulas = list(formulas)
@@ -725,11 +727,14 @@ class Fused:
         x32 = np.ascontiguousarray(x32, dtype=np.float32)
         n = len(x32)
         ys = np.empty((len(self.formulas), n), dtype=np.float32)
-        fl = np.zeros((len(self.formulas), n), dtype=np.uint8)
+        # under cr every loop writes every flag (the probes theirs first); glibc's write none
+        fl = (np.empty if self.model == "cr" else np.zeros)((len(self.formulas), n), dtype=np.uint8)
         M = np.empty((self.slots, n), dtype=np.float32)
         H = np.zeros((self.slots, n), dtype=np.uint8)
         Q = np.zeros((self.slots, n), dtype=np.uint8)
-        self.constant = [run(x32, ys[j], fl[j], self._addrs[j], M, H, Q, self._maps[j]) for j, run in enumerate(runs)]
+        got = [run(x32, ys[j], fl[j], self._addrs[j], M, H, Q, self._maps[j]) for j, run in enumerate(runs)]
+        self.constant = [c for c, _ in got]
+        self.flagged = [j for j, (_, f) in enumerate(got) if f]
         return ys, fl
 
 
@@ -739,7 +744,7 @@ def fused_outputs(fused: Fused, x32: np.ndarray, policy) -> np.ndarray:
     from mishaudit.eval.evaluate import evaluate
 
     ys, fl = fused(x32)
-    for j in np.flatnonzero(fl.any(axis=1)):
+    for j in fused.flagged:
         idx = np.flatnonzero(fl[j])
         ys[j, idx] = evaluate(fused.formulas[j], x32[idx].astype(np.float64), policy).y.astype(np.float32)
     return ys

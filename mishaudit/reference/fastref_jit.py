@@ -174,7 +174,7 @@ def _closed(x, p, emin, fmax, f32, rn, d, E, r64, ok):
     mixed block, branch-free (the exp regions' entries are overwritten after, E = emin kept for the
     scaled region)."""
     for i in range(len(x)):
-        v = x[i]
+        v = np.float64(x[i])  # x binary64 or binary32
         sv = 3.0 * v / 5.0
         x2 = 0.32 * v * v
         r = sv + x2
@@ -198,7 +198,7 @@ def _scaled(x, q0, rn, d, r64):
     """UNDER_LIMIT <= x < SCALED_LIMIT (a block or a gathered list): RN = -0, d = x P 2^(k - q0), E = emin (kept)."""
     sc_d = _pow2(-600 - q0)
     for j in range(len(x)):
-        v = x[j]
+        v = np.float64(x[j])  # x binary64 or binary32
         P, k = _exp_parts(v)
         m = v * P * _pow2f(k + 600.0)  # exact scaling: x e 2^600 is a normal binary64 number
         rn[j] = -0.0
@@ -213,7 +213,7 @@ def _negative(x, p, emin, fmax, f32, rn, d, E, r64, ok):
     sign -1 (RN(r) = 0 fixes the side: r < 0)."""
     slack = _EPS * _pow2(p)
     for j in range(len(x)):
-        v = x[j]
+        v = np.float64(x[j])  # x binary64 or binary32
         P, k = _exp_parts(v)
         ee = P * _pow2f(k)
         nn = ee * (ee + 2)
@@ -242,7 +242,7 @@ def _positive(x, p, emin, fmax, f32, rn, d, E, r64, ok):
     """SERIES_LIMIT <= x <= EXP_LIMIT (a block or a gathered list): r = x - x delta, fastref._positive (RN(r) = x:
     r lies below it)."""
     for j in range(len(x)):
-        v = x[j]
+        v = np.float64(x[j])  # x binary64 or binary32
         P, k = _exp_parts(-v)
         t = P * _pow2f(k)
         xdelta = v * (2 * t * t / (1 + 2 * t + 2 * t * t))
@@ -280,7 +280,7 @@ def _count(x):
     c_ps = 0
     c_bg = 0
     for i in range(len(x)):
-        v = x[i]
+        v = np.float64(x[i])  # x binary64 or binary32
         c_un += np.int64(v < _UNDER)
         c_sc += np.int64((v >= _UNDER) & (v < _SCALED))
         c_ng += np.int64((v >= _SCALED) & (v <= -_SERIES))
@@ -304,7 +304,7 @@ def _under(rn, d, E, r64, ok, emin):
 def _big(x, rn, d, E, r64, ok, emin):
     """x > EXP_LIMIT: RN = x, d = -TINY_D, E the binade below x's where x = 2^k (as in _closed)."""
     for i in range(len(x)):
-        v = x[i]
+        v = np.float64(x[i])  # x binary64 or binary32
         bv = np.float64(v).view(np.int64)
         rn[i] = v
         r64[i] = v
@@ -314,12 +314,16 @@ def _big(x, rn, d, E, r64, ok, emin):
 
 
 @numba.njit(**_JIT)
-def _kernel(x, p, emin, fmax, f32, rn, d, E, r64, ok, isc, ing, ips, xg, rt, dt, Et, r64t, okt):
+def _kernel(x, p, emin, fmax, f32, rn, d, E, r64, ok):
     """Block by block (module docstring): a block wholly below UNDER_LIMIT, above EXP_LIMIT or in the
     negative or positive exp region by that region's loop; any other by the closed forms for all, then
     the lists of its exp regions."""
     n = len(x)
     q0 = emin - p + 1
+    c = min(n, BLOCK)  # the lists' scratch
+    isc, ing, ips, Et = np.empty(c, np.int64), np.empty(c, np.int64), np.empty(c, np.int64), np.empty(c, np.int64)
+    xg, rt, dt, r64t = np.empty(c), np.empty(c), np.empty(c), np.empty(c)
+    okt = np.empty(c, np.bool_)
     for s in range(0, n, BLOCK):
         e = min(s + BLOCK, n)
         # slices: indices from 0 (no negative-index wraparound, so the loops vectorise)
@@ -348,7 +352,7 @@ def _kernel(x, p, emin, fmax, f32, rn, d, E, r64, ok, isc, ing, ips, xg, rt, dt,
         b = 0
         c = 0
         for i in range(m):  # the three lists
-            v = xb[i]
+            v = np.float64(xb[i])
             isc[a] = i
             a += np.int64((v >= _UNDER) & (v < _SCALED))
             ing[b] = i
@@ -383,16 +387,12 @@ def jit_reference(x: np.ndarray, fmt: Format):
     order; the same bits wherever decided (undecided entries are garbage)."""
     if fmt.p > 24:
         raise ValueError("the fast reference is proven for binary16, bfloat16 and binary32 inputs only")
-    x = np.ascontiguousarray(x, dtype=np.float64).reshape(-1)
+    x = np.asarray(x)  # binary32 values are read as they are, others as binary64
+    x = np.ascontiguousarray(x, dtype=np.float32 if x.dtype == np.float32 else np.float64).reshape(-1)
     n = len(x)
     rn, d, r64 = np.empty(n), np.empty(n), np.empty(n)
     E = np.empty(n, dtype=np.int64)
     ok = np.empty(n, dtype=np.bool_)
     if n:
-        c = min(n, BLOCK)
-        isc, ing, ips, Et = (np.empty(c, dtype=np.int64) for _ in range(4))
-        xg, rt, dt, r64t = (np.empty(c) for _ in range(4))
-        okt = np.empty(c, dtype=np.bool_)
-        _kernel(x, np.int64(fmt.p), np.int64(fmt.emin), float(fmt.max), fmt is FP32, rn, d, E, r64, ok,
-                isc, ing, ips, xg, rt, dt, Et, r64t, okt)
+        _kernel(x, np.int64(fmt.p), np.int64(fmt.emin), float(fmt.max), fmt is FP32, rn, d, E, r64, ok)
     return rn, d, E, r64, ok

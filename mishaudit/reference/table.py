@@ -97,6 +97,9 @@ def reference(x: np.ndarray, fmt: Format, use_cache: bool = True, show_progress:
     return Reference(x, *(table[k][pos] for k in FIELDS), computed=len(miss), fallback=fallback)
 
 
+_NONE = np.empty(0, dtype=np.int64)
+
+
 def reference_arrays(xs: np.ndarray, fmt: Format, show: bool = False, spec: Spec = MISH) -> dict:
     """rn, d, E, r64 for `xs` (no cache), and `fallback`, the inputs the fast path sent to MPFR."""
     from mishaudit.reference.mpfrref import mpfr_reference
@@ -111,7 +114,7 @@ def reference_arrays(xs: np.ndarray, fmt: Format, show: bool = False, spec: Spec
 
     rn, d, E, r64, ok = jit_reference(xs, fmt)
     out = {"rn": rn, "d": d, "E": E, "r64": r64}
-    rest = np.flatnonzero(~ok)
+    rest = _NONE if ok.all() else np.flatnonzero(~ok)
     if len(rest):
         for k, v in zip(out, mpfr_reference(xs[rest], fmt)):
             out[k][rest] = v
@@ -139,7 +142,7 @@ def _other_spec(xs: np.ndarray, fmt: Format, spec: Spec) -> dict:
         n = len(xs)
         rn, d, E, r64, ok = np.zeros(n), np.zeros(n), np.zeros(n, dtype=np.int64), np.zeros(n), np.zeros(n, bool)
     out = {"rn": rn, "d": d, "E": E, "r64": r64}
-    rest = np.flatnonzero(~ok)
+    rest = _NONE if ok.all() else np.flatnonzero(~ok)
     if len(rest):
         for k, v in zip(out, spec_reference(spec, xs[rest], fmt)):
             out[k][rest] = v
