@@ -105,7 +105,8 @@ def test_fold_equals_the_numpy_metrics_on_crafted_outputs():
 
 
 def test_values_are_the_ordinals_in_order_with_both_zeros():
-    for lo, hi in ((-5, 5), (-7, -1), (0, 3), (2**31 - 2**23 - 4, 2**31 - 2**23 - 1), (-(2**31 - 2**23 - 1), -(2**31 - 2**23 - 3))):
+    for lo, hi in ((-5, 5), (-7, -1), (0, 3), (0, 0), (-1, 0), (0, 1), (-1, -1), (3, 2), (2**31 - 2**23 - 4, 2**31 - 2**23 - 1),
+                   (-(2**31 - 2**23 - 1), -(2**31 - 2**23 - 3))):
         want = from_ordinal(np.arange(lo, hi + 1), FP32)
         if lo <= 0 <= hi:
             want = np.insert(want, -lo, -0.0)

@@ -25,6 +25,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+import numba
 import numpy as np
 
 from mishaudit import cache, pool
@@ -116,13 +117,22 @@ class Sweep:
 def values(lo: int, hi: int) -> np.ndarray:
     """The binary32 values of ordinals lo..hi, ascending, as float32 (-0 and +0 both when 0 is in,
     as a domain holding 0 holds both)."""
-    parts = []
-    if lo <= 0:  # magnitudes -lo down to 0 (-0 included), sign bit set
-        parts.append(np.arange(-lo, max(-hi, 0) - 1, -1, dtype=np.uint32) | np.uint32(0x80000000))
-    if hi >= 0:
-        parts.append(np.arange(max(lo, 0), hi + 1, dtype=np.uint32))
-    bits = parts[0] if len(parts) == 1 else np.concatenate(parts)
-    return bits.view(np.float32)
+    return _ordinal_bits(lo, hi).view(np.float32)
+
+
+@numba.njit(cache=True, nogil=True)
+def _ordinal_bits(lo, hi):  # pragma: no cover - compiled
+    """values' encodings in one pass: the negative ordinals lo..min(hi, 0) as magnitudes -o with the
+    sign bit (0 gives -0), then max(lo, 0)..hi (0 gives +0)."""
+    neg = max(min(hi, 0) - lo + 1, 0)
+    pos = max(hi - max(lo, 0) + 1, 0)
+    out = np.empty(neg + pos, dtype=np.uint32)
+    for k in range(neg):
+        out[k] = np.uint32(-(lo + k)) | np.uint32(0x80000000)
+    p0 = max(lo, 0)
+    for k in range(pos):
+        out[neg + k] = np.uint32(p0 + k)
+    return out
 
 
 class Summaries:

@@ -22,6 +22,7 @@ Numba compiles the loop once per machine (cached beside this file).
 from __future__ import annotations
 
 import math
+import struct
 
 import numba
 import numpy as np
@@ -359,7 +360,7 @@ def _rel_in_order(y, rn, d, E, lo, hi, mr):  # pragma: no cover - compiled
 
 def key_of(u: float) -> int:
     """The histogram key of an ulp error u >= 0 (fold's docstring): 0 for u = 0, else at least 1."""
-    b = int(np.float64(u).view(np.int64))
+    b = struct.unpack("<q", struct.pack("<d", u))[0]  # its binary64 bits
     return max((b >> 41) - KEY_BASE, min(b, 1))
 
 

@@ -175,12 +175,7 @@ def _closed(x, p, emin, fmax, f32, rn, d, E, r64, ok):
     scaled region)."""
     for i in range(len(x)):
         v = np.float64(x[i])  # x binary64 or binary32
-        sv = 3.0 * v / 5.0
-        x2 = 0.32 * v * v
-        r = sv + x2
-        rnd = _round(r, p, emin, fmax, f32)
-        Er = max(_expo(r), emin)
-        ds = ((sv - rnd) + x2) * _pow2(p - 1 - Er)
+        rnd, r, ds, Er = _series_at(v, p, emin, fmax, f32)
         bv = np.float64(v).view(np.int64)
         Eb = max(_expo(v) - np.int64((bv & 0xFFFFFFFFFFFFF) == 0), emin)
         series = (abs(v) < _SERIES) & (v != 0.0)
@@ -190,6 +185,29 @@ def _closed(x, p, emin, fmax, f32, rn, d, E, r64, ok):
         r64[i] = r if series else (-0.0 if under else v)
         d[i] = ds if series else (0.0 if v == 0.0 else -TINY_D)
         E[i] = Er if series else (Eb if big else emin)
+        ok[i] = True
+
+
+@numba.njit(inline="always", **_JIT)
+def _series_at(v, p, emin, fmax, f32):
+    """The series region's (RN(r), r, d, E) at v: r = 3v/5 + 0.32 v^2 (fastref.py)."""
+    sv = 3.0 * v / 5.0
+    x2 = 0.32 * v * v
+    r = sv + x2
+    rnd = _round(r, p, emin, fmax, f32)
+    Er = max(_expo(r), emin)
+    return rnd, r, ((sv - rnd) + x2) * _pow2(p - 1 - Er), Er
+
+
+@numba.njit(**_JIT)
+def _series(x, p, emin, fmax, f32, rn, d, E, r64, ok):
+    """0 < |x| < SERIES_LIMIT (a whole block): _closed's series entries alone."""
+    for i in range(len(x)):
+        rnd, r, ds, Er = _series_at(np.float64(x[i]), p, emin, fmax, f32)
+        rn[i] = rnd
+        r64[i] = r
+        d[i] = ds
+        E[i] = Er
         ok[i] = True
 
 
@@ -272,21 +290,23 @@ def _positive(x, p, emin, fmax, f32, rn, d, E, r64, ok):
 
 @numba.njit(**_JIT)
 def _count(x):
-    """The numbers of elements below UNDER_LIMIT, in the scaled, negative and positive exp regions, and
-    beyond EXP_LIMIT."""
+    """The numbers of elements below UNDER_LIMIT, in the scaled, negative and positive exp regions,
+    beyond EXP_LIMIT, and in the series region (0 < |x| < SERIES_LIMIT)."""
     c_un = 0
     c_sc = 0
     c_ng = 0
     c_ps = 0
     c_bg = 0
+    c_sr = 0
     for i in range(len(x)):
         v = np.float64(x[i])  # x binary64 or binary32
+        c_sr += np.int64((abs(v) < _SERIES) & (v != 0.0))
         c_un += np.int64(v < _UNDER)
         c_sc += np.int64((v >= _UNDER) & (v < _SCALED))
         c_ng += np.int64((v >= _SCALED) & (v <= -_SERIES))
         c_ps += np.int64((v >= _SERIES) & (v <= _EXP))
         c_bg += np.int64(v > _EXP)
-    return c_un, c_sc, c_ng, c_ps, c_bg
+    return c_un, c_sc, c_ng, c_ps, c_bg, c_sr
 
 
 @numba.njit(**_JIT)
@@ -320,7 +340,7 @@ def _kernel(x, p, emin, fmax, f32, rn, d, E, r64, ok):
     the lists of its exp regions."""
     n = len(x)
     q0 = emin - p + 1
-    c = min(n, BLOCK)  # the lists' scratch
+    c = 0  # the lists' scratch, made for the first block that needs it
     isc, ing, ips, Et = np.empty(c, np.int64), np.empty(c, np.int64), np.empty(c, np.int64), np.empty(c, np.int64)
     xg, rt, dt, r64t = np.empty(c), np.empty(c), np.empty(c), np.empty(c)
     okt = np.empty(c, np.bool_)
@@ -329,7 +349,7 @@ def _kernel(x, p, emin, fmax, f32, rn, d, E, r64, ok):
         # slices: indices from 0 (no negative-index wraparound, so the loops vectorise)
         xb, rnb, db, Eb, r64b, okb = x[s:e], rn[s:e], d[s:e], E[s:e], r64[s:e], ok[s:e]
         m = e - s
-        c_un, c_sc, c_ng, c_ps, c_bg = _count(xb)
+        c_un, c_sc, c_ng, c_ps, c_bg, c_sr = _count(xb)
         if c_un == m:
             _under(rnb, db, Eb, r64b, okb, emin)
             continue
@@ -342,12 +362,20 @@ def _kernel(x, p, emin, fmax, f32, rn, d, E, r64, ok):
         if c_ps == m:
             _positive(xb, p, emin, fmax, f32, rnb, db, Eb, r64b, okb)
             continue
+        if c_sr == m:
+            _series(xb, p, emin, fmax, f32, rnb, db, Eb, r64b, okb)
+            continue
         _closed(xb, p, emin, fmax, f32, rnb, db, Eb, r64b, okb)
         if c_sc == m:
             _scaled(xb, q0, rnb, db, r64b)
             continue
         if c_sc + c_ng + c_ps == 0:
             continue
+        if c == 0:
+            c = min(n, BLOCK)
+            isc, ing, ips, Et = np.empty(c, np.int64), np.empty(c, np.int64), np.empty(c, np.int64), np.empty(c, np.int64)
+            xg, rt, dt, r64t = np.empty(c), np.empty(c), np.empty(c), np.empty(c)
+            okt = np.empty(c, np.bool_)
         a = 0
         b = 0
         c = 0
