@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from mishaudit.formats import BF16, FP16, FP32, FP64, all_finite, ordinal, round_to
 from mishaudit.reference import fastref
 from mishaudit.reference.fastref import fast_reference
-from mishaudit.reference.fastref_jit import BLOCK, jit_reference
+from mishaudit.reference.fastref_jit import BLOCK, jit_reference, jit_reference_counted
 from mishaudit.reference.mpfrref import mpfr_reference
 from mishaudit.reference.table import reference_arrays
 
@@ -30,9 +30,10 @@ def assert_same(x, fmt) -> int:
     want = fast_reference(x, fmt)
     got = jit_reference(x, fmt)
     assert got[2].dtype == np.int64 and got[4].dtype == np.bool_
-    as32 = jit_reference(np.asarray(x, dtype=np.float64).astype(np.float32), fmt)  # the sweep passes binary32
+    as32 = jit_reference_counted(np.asarray(x, dtype=np.float64).astype(np.float32), fmt)  # the sweep's binary32
     for a, b in zip(got, as32):
         assert np.array_equal(a.view(np.uint8), b.view(np.uint8))
+    assert as32[5] == np.count_nonzero(~want[4])
     assert np.array_equal(got[4], want[4]), np.asarray(x)[got[4] != want[4]][:5]
     ok = want[4]
     for name, a, b in zip(("rn", "d", "E", "r64"), want[:4], got[:4]):

@@ -335,9 +335,9 @@ def _big(x, rn, d, E, r64, ok, emin):
 
 @numba.njit(**_JIT)
 def _kernel(x, p, emin, fmax, f32, rn, d, E, r64, ok):
-    """Block by block (module docstring): a block wholly below UNDER_LIMIT, above EXP_LIMIT or in the
-    negative or positive exp region by that region's loop; any other by the closed forms for all, then
-    the lists of its exp regions."""
+    """Block by block (module docstring): a block wholly below UNDER_LIMIT, above EXP_LIMIT, in the
+    negative or positive exp region or in the series region by that region's loop; any other by the
+    closed forms for all, then the lists of its exp regions. Returns the number of undecided inputs."""
     n = len(x)
     q0 = emin - p + 1
     c = 0  # the lists' scratch, made for the first block that needs it
@@ -408,19 +408,25 @@ def _kernel(x, p, emin, fmax, f32, rn, d, E, r64, ok):
             for j in range(k):
                 i = idx[j]
                 rnb[i], db[i], Eb[i], r64b[i], okb[i] = rt[j], dt[j], Et[j], r64t[j], okt[j]
+    undecided = 0
+    for i in range(n):  # vectorised
+        undecided += np.int64(not ok[i])
+    return undecided
 
 
 def jit_reference(x: np.ndarray, fmt: Format):
     """fastref.fast_reference compiled: (rn, d, E, r64, decided) for finite `x` of fmt (p <= 24), any
     order; the same bits wherever decided (undecided entries are garbage)."""
+    return jit_reference_counted(x, fmt)[:5]
+
+
+def jit_reference_counted(x: np.ndarray, fmt: Format):
+    """jit_reference's five arrays and the number of undecided inputs (counted in the kernel)."""
     if fmt.p > 24:
         raise ValueError("the fast reference is proven for binary16, bfloat16 and binary32 inputs only")
     x = np.asarray(x)  # binary32 values are read as they are, others as binary64
     x = np.ascontiguousarray(x, dtype=np.float32 if x.dtype == np.float32 else np.float64).reshape(-1)
     n = len(x)
-    rn, d, r64 = np.empty(n), np.empty(n), np.empty(n)
-    E = np.empty(n, dtype=np.int64)
-    ok = np.empty(n, dtype=np.bool_)
-    if n:
-        _kernel(x, np.int64(fmt.p), np.int64(fmt.emin), float(fmt.max), fmt is FP32, rn, d, E, r64, ok)
-    return rn, d, E, r64, ok
+    rn, d, r64, E, ok = np.empty(n), np.empty(n), np.empty(n), np.empty(n, dtype=np.int64), np.empty(n, dtype=np.bool_)
+    undecided = _kernel(x, np.int64(fmt.p), np.int64(fmt.emin), float(fmt.max), fmt is FP32, rn, d, E, r64, ok) if n else 0
+    return rn, d, E, r64, ok, undecided

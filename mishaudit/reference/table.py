@@ -110,11 +110,11 @@ def reference_arrays(xs: np.ndarray, fmt: Format, show: bool = False, spec: Spec
         rn, d, E, r64, _ = mpfr_reference(xs, fmt)
         return {"rn": rn, "d": d, "E": E, "r64": r64, "fallback": 0}
     # fastref.fast_reference compiled (numba), bit for bit
-    from mishaudit.reference.fastref_jit import jit_reference
+    from mishaudit.reference.fastref_jit import jit_reference_counted
 
-    rn, d, E, r64, ok = jit_reference(xs, fmt)
+    rn, d, E, r64, ok, undecided = jit_reference_counted(xs, fmt)
     out = {"rn": rn, "d": d, "E": E, "r64": r64}
-    rest = _NONE if ok.all() else np.flatnonzero(~ok)
+    rest = np.flatnonzero(~ok) if undecided else _NONE
     if len(rest):
         for k, v in zip(out, mpfr_reference(xs[rest], fmt)):
             out[k][rest] = v
