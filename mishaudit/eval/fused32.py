@@ -705,6 +705,7 @@ class Fused:
         self._maps = [np.array([table.setdefault(k, len(table)) if uses[k] > 1 else -1 for k in keys] or [-1],
                                dtype=np.int64) for _, keys, _ in self.parts]
         self.slots = max(len(table), 1)
+        self.shared = bool(table)
         self._runs = None
 
     def _ready(self):
@@ -729,9 +730,10 @@ class Fused:
         ys = np.empty((len(self.formulas), n), dtype=np.float32)
         # under cr every loop writes every flag (the probes theirs first); glibc's write none
         fl = (np.empty if self.model == "cr" else np.zeros)((len(self.formulas), n), dtype=np.uint8)
-        M = np.empty((self.slots, n), dtype=np.float32)
-        H = np.zeros((self.slots, n), dtype=np.uint8)
-        Q = np.zeros((self.slots, n), dtype=np.uint8)
+        w = n if self.shared else 1  # no shared row: the slot table is never read (every row -1)
+        M = np.empty((self.slots, w), dtype=np.float32)
+        H = np.zeros((self.slots, w), dtype=np.uint8)
+        Q = np.zeros((self.slots, w), dtype=np.uint8)
         got = [run(x32, ys[j], fl[j], self._addrs[j], M, H, Q, self._maps[j]) for j, run in enumerate(runs)]
         self.constant = [c for c, _ in got]
         self.flagged = [j for j, (_, f) in enumerate(got) if f]
