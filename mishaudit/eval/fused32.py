@@ -18,11 +18,12 @@ Subexpressions common to several formulations (canonical keys of program32.subex
 exp(x), log1p(exp(x)), ...) are computed once per input when an earlier formulation computes them
 unconditionally; each elementary call site also repeats its previous answer when its argument
 repeats (crkernel's shortcut). Under cr, a call site is skipped, its argument's computation too,
-on a block where it is proven constant: its argument is monotone in x (direction(), knowing the
-sign of the block's inputs where they have one: |x| and fmax(x, 0) follow it) and takes, at
-the block's smallest and largest input, nonzero values of one sign whose answers are the same, or x
-reaches its argument only through sites proven constant (_constancy). That makes the long runs of
-saturated inputs (exp at 0, 1 or inf, tanh at 1) cheap.
+on a block where it is proven constant (directions.py: its argument is one value over the block,
+or monotone in x with nonzero values of one sign at the block's smallest and largest input whose
+answers are the same; a site proven constant holds its argument's direction at 0, and an if whose
+monotone condition is proven constant takes its arm's, the other arm reached by no input). That
+makes the long runs of saturated inputs (exp at 0, 1 or inf, tanh at 1, the threshold arms of
+darknet and PyTorch's softplus) cheap.
 
 The generated text holds only names of our own (t0, t1, ...), binary32 constants as hex literals
 and operations from the fixed table below: nothing of a formula file is executed. It is written to
