@@ -457,6 +457,21 @@ def test_constant_conditions_choose_an_arm():
     assert run([-5.0, -4.0, 3.0, 3.0, 1.0, 1.0], off=True) == ([0, 0, 0], [0, 0, 0])
 
 
+@pytest.mark.parametrize("model", ["cr", "glibc"])
+def test_a_first_argument_that_is_the_quiet_nan_gets_its_own_answer(model):
+    """A call site's repeat shortcut starts with no previous call. -log(x) of a negative x is the NaN
+    0x7fc00000, the shortcut's starting argument: exp of it is NaN, not the starting answer (it
+    was 0.0, and every later input repeated it)."""
+    f = load_text("(FPCore h (x) (* x (tanh (exp (- (log x))))))", "<nan>", "h")
+    x = around(-2.0, 64)
+    with np.errstate(invalid="ignore"):
+        first = -np.log(x[:1].astype(np.float64)).astype(np.float32)
+    assert first.view(np.uint32)[0] == 0x7FC00000  # the case this test is for, on this host
+    pol = Policy(FP32, libm=model)
+    assert np.isnan(fused32.fused_outputs(fused32.Fused([f], pol), x, pol)[0]).all()
+    check_equal([f], x, model)
+
+
 def test_a_sum_of_two_varying_operands_has_no_direction():
     """inf + -inf at one interior input only: a sum of two operands that both vary is never taken
     as monotone (else tanh(exp(a + b) + 10) reads 1 at both ends of this block and would be skipped

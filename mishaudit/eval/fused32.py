@@ -560,9 +560,9 @@ def _function(g: _Gen, name: str, params: str) -> list:
     constant sites and whether some output of the block is flagged (the OR of fl)."""
     lines = ["", "@numba.njit(cache=True, nogil=True, error_model='numpy')", f"def {name}({params}):"]
     lines += [f"    r{s} = sm[{s}]" for s in sorted(g.slots.values())]  # the rows of the slots, read once
-    for s, (_op, nargs) in enumerate(g.sites):
+    for s, (_op, nargs) in enumerate(g.sites):  # no previous call: NaN, whose answer is NaN for every f
         lines.append(f"    la{s} = _NAN")
-        lines.append(f"    lr{s} = np.float32(0.0)")
+        lines.append(f"    lr{s} = _NAN")
         if nargs == 2:
             lines.append(f"    lb{s} = _NAN")
         if g.model == "cr":
