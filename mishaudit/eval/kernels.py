@@ -33,7 +33,11 @@ oneDNN's own exp (a degree-5 polynomial, 0 below ln(FLT_MIN)), w = (e + 1)^2, x 
 binary16 is converted to binary32, run so, and rounded once (the f16 hint reads back as bf16);
 bfloat16 runs in jit_avx512_bf16: that binary32 computation rounded once to bfloat16 by
 vcvtneps2bf16, which flushes a binary32 result below 2^-126 to zero; binary64 is converted to
-binary32 and back (not offered: it is no binary64 kernel).
+binary32 and back (not offered: it is no binary64 kernel). Measured on an AVX2 CPU (no AVX-512):
+binary32 runs in jit_avx2_f32 with the same bits; binary16 and bfloat16 run in binary32 between
+Converts (both hints read back f32), binary16 rounded once by RN, bfloat16 by OpenVINO's own
+conversion, bits b -> (b + ((b & 0x10000) >> 1)) >> 16: it rounds up only when the last kept bit
+is 1, so it truncates about half the inexact results (not RN), and it keeps subnormals.
 
 TensorFlow's kernels flush subnormals to zero (the calling thread is left under IEEE gradual
 underflow: measured, and checked after each run): binary32 mish is -0 below x = -126 ln 2 = -87.3365,
