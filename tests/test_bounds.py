@@ -250,10 +250,10 @@ def test_number_messages():
 
 def test_thousands_of_names_read_in_linear_time():
     """A file may declare thousands of parameters (once each name's check walked the whole body).
-    The limit is NAMES_LIMIT, not TIME_LIMIT: a linear read takes about 0.6 s here, the quadratic one
-    walked the 27,000-node body once per name (2.4e8 node visits: one walk takes 0.01-0.1 s, so 1.5-15
-    min), so 20 s tells them apart
-    with room for a machine under full load (this test once ran past 2 s beside a busy suite)."""
+    The limit is NAMES_LIMIT, not TIME_LIMIT: a linear read takes about 0.6 s here; the quadratic one
+    walked the 27,000-node body once per name (2.4e8 node visits; one walk takes 0.01-0.1 s, so 1.5-15
+    min). 20 s tells them apart with room for a machine under full load (this test once ran past 2 s
+    beside a busy suite)."""
     assert _bounded(_load, _many_names(9000, True), NAMES_LIMIT) == ("ok", "")
     kind, msg = _bounded(_load, _many_names(9000, False), NAMES_LIMIT)
     assert kind == "user" and msg == "f.fpcore: 'p8999' is declared but the body never uses it: use it or remove it"
